@@ -1,0 +1,32 @@
+"""Limits and defaults in one place, each overridable by environment variable.
+
+Names end in their unit so a reader never has to guess it.
+"""
+
+from __future__ import annotations
+
+import os
+
+
+def _env_int(name: str, default: int) -> int:
+    return int(os.environ.get(name, default))
+
+
+def _env_float(name: str, default: float) -> float:
+    return float(os.environ.get(name, default))
+
+
+#: Largest network one request may carry. Requests above it get a 422, not an OOM.
+MAX_NODES = _env_int("EDGE_ALLOCATOR_MAX_NODES", 2000)
+#: Largest number of edges in one state.
+MAX_EDGES = _env_int("EDGE_ALLOCATOR_MAX_EDGES", 20000)
+#: Largest number of states in one /v1/allocate/batch request.
+MAX_BATCH_STATES = _env_int("EDGE_ALLOCATOR_MAX_BATCH_STATES", 1024)
+#: Request bodies above this are refused with 413 before parsing.
+MAX_BODY_BYTES = _env_int("EDGE_ALLOCATOR_MAX_BODY_BYTES", 8 * 1024 * 1024)
+#: Queue length at which a node accepts no more tasks (masked as infeasible).
+QUEUE_CAPACITY = _env_int("EDGE_ALLOCATOR_QUEUE_CAPACITY", 32)
+#: Entries of the in-process topology (adjacency) cache.
+TOPOLOGY_CACHE_ENTRIES = _env_int("EDGE_ALLOCATOR_TOPOLOGY_CACHE_ENTRIES", 4096)
+#: Default decision-cache TTL.
+DECISION_CACHE_TTL_S = _env_float("EDGE_ALLOCATOR_DECISION_CACHE_TTL_S", 5.0)

@@ -1,0 +1,191 @@
+"""Request and response models of the HTTP API, and the one place input is validated.
+
+Everything a client sends passes through these pydantic models, so every 422 names the
+field path at fault, NaN/inf never reach a model, and unknown fields are ignored (old
+clients keep working when fields are added).
+"""
+
+from __future__ import annotations
+
+from typing import Annotated, Any, Literal
+
+from pydantic import BaseModel, ConfigDict, Field, ValidationError, model_validator
+
+from edge_allocator.constants import MAX_BATCH_STATES, MAX_EDGES, MAX_NODES
+
+FiniteNonNeg = Annotated[float, Field(ge=0.0, allow_inf_nan=False)]
+Fraction = Annotated[float, Field(ge=0.0, le=1.0, allow_inf_nan=False)]
+
+#: The seven node fields, in the order the feature builder reads them.
+NODE_FIELDS: tuple[str, ...] = (
+    "cpu_util",
+    "mem_util",
+    "energy",
+    "latency",
+    "bandwidth",
+    "queue_len",
+    "node_type",
+)
+#: The task fields, in feature order.
+TASK_FIELDS: tuple[str, ...] = ("compute_gcycles", "memory_mb", "data_mb", "deadline_ms")
+
+
+class _Strictish(BaseModel):
+    model_config = ConfigDict(extra="ignore", allow_inf_nan=False, frozen=True)
+
+
+class Node(_Strictish):
+    """One node of the network as the operator observes it, relative to the task source.
+
+    ``latency`` and ``bandwidth`` describe the path from the task's source to this node.
+    ``energy`` is the energy this node spends to execute one giga-cycle, in joules.
+    """
+
+    node_id: str | None = Field(default=None, max_length=128)
+    cpu_util: Fraction = Field(description="Share of CPU busy with other work, 0..1")
+    mem_util: Fraction = Field(description="Share of memory in use, 0..1")
+    energy: FiniteNonNeg = Field(description="Joules to execute one giga-cycle")
+    latency: FiniteNonNeg = Field(description="Network latency from the source, ms")
+    bandwidth: FiniteNonNeg = Field(description="Path bandwidth from the source, Mbps; 0 = unreachable")
+    queue_len: Annotated[float, Field(ge=0.0, le=1e6, allow_inf_nan=False)] = Field(
+        description="Tasks waiting on the node"
+    )
+    node_type: Literal[0, 1, 2] = Field(description="0 sensor/gateway, 1 edge/fog, 2 cloud")
+
+
+class Task(_Strictish):
+    """The task to place. Omitted in a request, the reference task below is used."""
+
+    compute_gcycles: Annotated[float, Field(gt=0.0, le=1e6, allow_inf_nan=False)] = 1.0
+    memory_mb: Annotated[float, Field(ge=0.0, le=1e7, allow_inf_nan=False)] = 256.0
+    data_mb: Annotated[float, Field(ge=0.0, le=1e6, allow_inf_nan=False)] = 1.0
+    deadline_ms: Annotated[float, Field(gt=0.0, le=1e9, allow_inf_nan=False)] = 1000.0
+
+
+REFERENCE_TASK = Task()
+
+Edge = tuple[Annotated[int, Field(ge=0)], Annotated[int, Field(ge=0)]]
+
+
+class NetworkState(_Strictish):
+    """Nodes plus optional links. Without ``edges`` a default topology is built from the
+    node types (see ``graph.default_edges``)."""
+
+    nodes: list[Node] = Field(min_length=1, max_length=MAX_NODES)
+    edges: list[Edge] | None = Field(default=None, max_length=MAX_EDGES)
+
+    @model_validator(mode="after")
+    def _check_ids_and_edges(self) -> NetworkState:
+        n = len(self.nodes)
+        seen: dict[str, int] = {}
+        for i, node in enumerate(self.nodes):
+            nid = node.node_id if node.node_id is not None else str(i)
+            if nid in seen:
+                raise ValueError(
+                    f"nodes.{i}.node_id: duplicate node_id {nid!r} (also nodes.{seen[nid]})"
+                )
+            seen[nid] = i
+        for k, (s, t) in enumerate(self.edges or ()):
+            if s >= n or t >= n:
+                raise ValueError(
+                    f"edges.{k}: edge [{s}, {t}] points to a node index >= {n} (the node count)"
+                )
+        return self
+
+    def node_ids(self) -> list[str]:
+        return [n.node_id if n.node_id is not None else str(i) for i, n in enumerate(self.nodes)]
+
+
+class AllocateRequest(NetworkState):
+    """POST /v1/allocate."""
+
+    task: Task | None = None
+    model: str | None = Field(default=None, max_length=64)
+
+
+class BatchAllocateRequest(_Strictish):
+    """POST /v1/allocate/batch: many states answered in one vectorised pass."""
+
+    states: list[AllocateRequest] = Field(min_length=1, max_length=MAX_BATCH_STATES)
+    model: str | None = Field(default=None, max_length=64)
+
+
+class ModelRef(BaseModel):
+    name: str
+    version: str
+    backend: str
+
+
+class AllocateResponse(BaseModel):
+    decision_id: str
+    node_id: str
+    node_index: int
+    confidence: float
+    scores: dict[str, float]
+    ranking: list[str]
+    model: ModelRef
+    cached: bool
+    latency_ms: float
+    batch_size: int = Field(description="How many states shared the model call")
+
+
+class FeedbackRequest(_Strictish):
+    """POST /v1/feedback: what actually happened to a decision."""
+
+    decision_id: str = Field(min_length=1, max_length=64)
+    completion_ms: FiniteNonNeg | None = None
+    success: bool = True
+    energy_j: FiniteNonNeg | None = None
+
+
+# --- The original AI Edge Allocator API, kept so its clients work unchanged ---------------
+
+
+class LegacyNetworkState(_Strictish):
+    nodes: list[Node] = Field(min_length=1, max_length=MAX_NODES)
+    edges: list[Edge] | None = Field(default=None, max_length=MAX_EDGES)
+
+
+class LegacyPredictRequest(_Strictish):
+    network_state: LegacyNetworkState
+    model_type: str = Field(default="hybrid", max_length=64)
+
+
+class LegacyBatchRequest(_Strictish):
+    network_states: list[LegacyNetworkState] = Field(min_length=1, max_length=MAX_BATCH_STATES)
+    model_type: str = Field(default="hybrid", max_length=64)
+
+
+class RequestError(ValueError):
+    """A client error with an HTTP status and a list of ``{loc, msg}`` details."""
+
+    def __init__(self, status: int, message: str, details: list[dict[str, Any]] | None = None):
+        super().__init__(message)
+        self.status = status
+        self.message = message
+        self.details = details or []
+
+    def to_json(self) -> dict[str, Any]:
+        return {"error": self.message, "status": self.status, "details": self.details}
+
+
+def validation_error(exc: ValidationError) -> RequestError:
+    """Turn pydantic's error into a 422 whose details name each field path."""
+    details = []
+    for err in exc.errors(include_url=False, include_input=False):
+        loc = ".".join(str(p) for p in err["loc"])
+        msg = str(err["msg"]).removeprefix("Value error, ")
+        if not loc and ": " in msg:  # cross-field checks name their path as "path: why"
+            loc, msg = msg.split(": ", 1)
+        details.append({"loc": loc, "msg": msg})
+    first = details[0] if details else {"loc": "", "msg": "invalid request"}
+    where = f"{first['loc']}: " if first["loc"] else ""
+    return RequestError(422, f"{where}{first['msg']}", details)
+
+
+def parse(model: type[BaseModel], data: Any) -> Any:
+    """Validate ``data`` against ``model``; raise RequestError(422) naming the field."""
+    try:
+        return model.model_validate(data)
+    except ValidationError as exc:
+        raise validation_error(exc) from None
