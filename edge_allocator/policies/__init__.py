@@ -3,3 +3,21 @@
 Every policy maps a graph of N nodes to one score per node; the highest-scoring
 feasible node is the decision.
 """
+
+
+from torch import nn
+
+from edge_allocator.policies.hybrid import HybridConfig, HybridGNNPolicy
+from edge_allocator.policies.mlp import FlatMLPPolicy, MLPConfig
+
+MODEL_KINDS = ("dqn", "ppo", "hybrid")
+
+
+def build_policy(kind: str, config: dict[str, object] | None = None) -> nn.Module:
+    """Construct an untrained policy of ``kind`` from its (manifest) config dict."""
+    cfg = dict(config or {})
+    if kind == "hybrid":
+        return HybridGNNPolicy(HybridConfig(**cfg))  # type: ignore[arg-type]
+    if kind in ("dqn", "ppo"):
+        return FlatMLPPolicy(MLPConfig(**cfg), kind=kind)  # type: ignore[arg-type]
+    raise ValueError(f"build_policy: kind={kind!r} is unknown; use one of {MODEL_KINDS}")

@@ -39,7 +39,12 @@ from edge_allocator.graph import (
 )
 from edge_allocator.profiles import MEAN_TASK_GCYCLES, PROFILES, TRANSFER_J_PER_MB
 from edge_allocator.schema import NODE_FIELDS, TASK_FIELDS
-from edge_allocator.sim.scenarios import Network, melbourne_network, synthetic_network
+from edge_allocator.sim.scenarios import (
+    MELBOURNE_NODES,
+    Network,
+    melbourne_network,
+    synthetic_network,
+)
 
 ENERGY_WEIGHT = 0.02  # reward per joule
 MISS_PENALTY = 1.0  # reward per missed deadline
@@ -51,7 +56,10 @@ class EnvConfig:
     """Settings of one environment; every field has a default that trains well."""
 
     scenario: str = "synthetic"
-    """'synthetic' or 'melbourne'."""
+    """'synthetic', 'melbourne', or 'mixed' (each episode synthetic or, with probability
+    ``melbourne_share``, Melbourne)."""
+    melbourne_share: float = 0.3
+    """Share of Melbourne episodes in the 'mixed' scenario."""
     min_nodes: int = 10
     """Smallest synthetic network (drawn uniformly per episode)."""
     max_nodes: int = 50
@@ -71,6 +79,11 @@ class EnvConfig:
     """Chance per arrival that a burst ends."""
     offline_share: float = 0.03
     """Share of non-source nodes offline (bandwidth 0) for an episode."""
+    include_adjacency: bool = True
+    """Put the [pad, pad] adjacency in observations (flat MLP learners don't need it)."""
+
+
+_NUMERIC = ("completion_ms", "transfer_ms", "wait_ms", "exec_ms", "energy_j")
 
 
 class StepOutcome(NamedTuple):
@@ -111,19 +124,19 @@ class EdgeAllocationEnv(gym.Env):
         self._fixed_network = network
         if network is not None:
             pad = network.n
-        elif self.config.scenario == "melbourne":
-            pad = melbourne_network(np.random.default_rng(0)).n
+        elif self.config.scenario in ("melbourne", "mixed"):
+            pad = max(MELBOURNE_NODES, self.config.max_nodes)
         else:
             pad = self.config.max_nodes
         self.pad_to = self.config.pad_to or pad
         p = self.pad_to
-        self.observation_space = gym.spaces.Dict(
-            {
-                "x": gym.spaces.Box(-np.inf, np.inf, (p, NUM_FEATURES), np.float32),
-                "adj": gym.spaces.Box(0.0, 1.0, (p, p), np.float32),
-                "mask": gym.spaces.Box(0.0, 1.0, (p,), np.float32),
-            }
-        )
+        spaces = {
+            "x": gym.spaces.Box(-np.inf, np.inf, (p, NUM_FEATURES), np.float32),
+            "mask": gym.spaces.Box(0.0, 1.0, (p,), np.float32),
+        }
+        if self.config.include_adjacency:
+            spaces["adj"] = gym.spaces.Box(0.0, 1.0, (p, p), np.float32)
+        self.observation_space = gym.spaces.Dict(spaces)
         self.action_space = gym.spaces.Discrete(p)
         self._topology = TopologyCache(max_entries=64)
         self.network: Network | None = None
@@ -134,14 +147,17 @@ class EdgeAllocationEnv(gym.Env):
         super().reset(seed=seed)
         rng = self.np_random
         cfg = self.config
+        scenario = cfg.scenario
+        if scenario == "mixed":
+            scenario = "melbourne" if rng.random() < cfg.melbourne_share else "synthetic"
         if self._fixed_network is not None:
             self.network = self._fixed_network
-        elif cfg.scenario == "melbourne":
+        elif scenario == "melbourne":
             self.network = melbourne_network(rng)
-        elif cfg.scenario == "synthetic":
+        elif scenario == "synthetic":
             self.network = synthetic_network(int(rng.integers(cfg.min_nodes, cfg.max_nodes + 1)), rng)
         else:
-            raise ValueError(f"EnvConfig.scenario={cfg.scenario!r}: use 'synthetic' or 'melbourne'")
+            raise ValueError(f"EnvConfig.scenario={cfg.scenario!r}: use 'synthetic', 'melbourne' or 'mixed'")
         net = self.network
         if net.n > self.pad_to:
             raise ValueError(f"network of {net.n} nodes exceeds pad_to={self.pad_to}")
@@ -229,10 +245,14 @@ class EdgeAllocationEnv(gym.Env):
         g = self.graph()
         n, p = g.x.shape[0], self.pad_to
         x = np.zeros((p, NUM_FEATURES), np.float32)
-        adj = np.zeros((p, p), np.float32)
         mask = np.zeros(p, np.float32)
-        x[:n], adj[:n, :n], mask[:n] = g.x, g.adj, g.mask
-        return {"x": x, "adj": adj, "mask": mask}
+        x[:n], mask[:n] = g.x, g.mask
+        obs = {"x": x, "mask": mask}
+        if self.config.include_adjacency:
+            adj = np.zeros((p, p), np.float32)
+            adj[:n, :n] = g.adj
+            obs["adj"] = adj
+        return obs
 
     def _path(self, src: int) -> tuple[np.ndarray, np.ndarray, np.ndarray]:
         if src not in self._paths:
@@ -251,34 +271,56 @@ class EdgeAllocationEnv(gym.Env):
         deadline = float(rng.uniform(300, 3000))
         return _Task(src, np.array([compute, memory, data, deadline], dtype=np.float32))
 
-    def _place(self, i: int) -> StepOutcome:
-        net, st, task = self.network, self._nodes, self._task
-        assert net is not None
-        compute, memory, data, deadline = (float(v) for v in task.vector)
-        n = net.n
-        if i < 0 or i >= n or not self.graph().mask[i]:
+    def oracle_rewards(self) -> np.ndarray:
+        """[N] reward of placing the current task on each node, without placing it.
+
+        Uses the hidden state (real capacity, exact backlog): the one-step oracle the
+        lookahead expert is built on, never an input to a served policy.
+        """
+        return self._outcomes_all()["reward"]
+
+    def outcome_of(self, i: int) -> StepOutcome:
+        """What placing the current task on node ``i`` would cost, without placing it."""
+        o = self._outcomes_all()
+        if i < 0 or i >= o["reward"].shape[0] or o["dropped"][i]:
+            deadline = float(self._task.vector[3])
             reward = -(MISS_PENALTY + DROP_DEADLINE_FACTOR * deadline / 1000.0)
             return StepOutcome(0.0, 0.0, 0.0, 0.0, 0.0, True, True, reward)
+        return StepOutcome(*(float(o[k][i]) for k in _NUMERIC), bool(o["missed"][i]), False,
+                           float(o["reward"][i]))
+
+    def _outcomes_all(self) -> dict[str, np.ndarray]:
+        net, st, task = self.network, self._nodes, self._task
+        assert net is not None
+        compute, _, data, deadline = (float(v) for v in task.vector)
         latency, bandwidth, hops = self._path(task.source)
-        if i == task.source:
-            transfer = 0.0
-        else:
-            transfer = float(latency[i] + data * 8.0 * 1000.0 / bandwidth[i])
+        with np.errstate(divide="ignore", invalid="ignore"):
+            transfer = latency + data * 8.0 * 1000.0 / bandwidth
+        transfer[task.source] = 0.0
         ready = self._now_ms + transfer
-        start = max(ready, float(st.free_at_ms[i]))
-        speed = net.capacity_gcps[i] * max(1.0 - float(st.bg_cpu[i]), 0.05)
+        start = np.maximum(ready, st.free_at_ms)
+        speed = net.capacity_gcps * np.maximum(1.0 - st.bg_cpu, 0.05)
         exec_ms = compute / speed * 1000.0
-        finish = start + exec_ms
-        st.free_at_ms[i] = finish
-        st.finishes[i].append((finish, memory))
-        completion = finish - self._now_ms
-        energy = compute * net.busy_power_w[i] / net.capacity_gcps[i]
-        energy += data * TRANSFER_J_PER_MB * float(hops[i])
+        completion = start + exec_ms - self._now_ms
+        energy = compute * net.busy_power_w / net.capacity_gcps
+        energy = energy + data * TRANSFER_J_PER_MB * hops
         missed = completion > deadline
         reward = -(completion / 1000.0 + ENERGY_WEIGHT * energy + MISS_PENALTY * missed)
-        return StepOutcome(
-            completion, transfer, start - ready, exec_ms, energy, missed, False, reward
-        )
+        dropped = ~self.graph().mask
+        reward = np.where(dropped, -(MISS_PENALTY + DROP_DEADLINE_FACTOR * deadline / 1000.0), reward)
+        return {
+            "completion_ms": completion, "transfer_ms": transfer, "wait_ms": start - ready,
+            "exec_ms": exec_ms, "energy_j": energy, "missed": missed, "dropped": dropped,
+            "reward": reward,
+        }
+
+    def _place(self, i: int) -> StepOutcome:
+        outcome = self.outcome_of(i)
+        if not outcome.dropped:
+            finish = self._now_ms + outcome.completion_ms
+            self._nodes.free_at_ms[i] = finish
+            self._nodes.finishes[i].append((finish, float(self._task.vector[1])))
+        return outcome
 
     def _advance(self) -> None:
         cfg, st, rng = self.config, self._nodes, self.np_random

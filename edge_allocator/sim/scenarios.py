@@ -25,6 +25,8 @@ HOP_DELAY_MS = 0.5
 PROPAGATION_MS_PER_KM = 0.005
 #: Bandwidth of a task staying on its source node, Mbps (no network crossed).
 LOCAL_BANDWIDTH_MBPS = 10_000.0
+#: 125 EUA sites + 2 clouds.
+MELBOURNE_NODES = 127
 
 
 @dataclass

@@ -1,0 +1,148 @@
+"""Per-model summary of the decision log: volume, outcome, latency, confidence, caching.
+
+Aggregates run in the database; only the 90th percentile of completion time falls back
+to Python on dialects without ``percentile_cont`` (SQLite), using the same linear
+interpolation so both backends report the same number.
+"""
+
+from __future__ import annotations
+
+import math
+from collections import defaultdict
+from datetime import datetime
+from typing import NamedTuple
+
+import sqlalchemy as sa
+from sqlalchemy.engine import Connection
+from sqlalchemy.orm import Session
+
+from edge_allocator.store.tables import feedback, predictions
+
+#: The completion-time percentile the report shows.
+COMPLETION_PERCENTILE = 0.9
+
+
+class ReportRow(NamedTuple):
+    """Summary of one model version. Feedback-based fields are None without feedback."""
+
+    model_name: str
+    model_version: str
+    decisions: int
+    feedback_count: int
+    success_rate: float | None
+    mean_completion_ms: float | None
+    p90_completion_ms: float | None
+    mean_confidence: float | None
+    cache_hit_rate: float | None
+
+
+def percentile(values: list[float], q: float) -> float | None:
+    """``percentile_cont(q)``: linear interpolation between the two nearest ranks."""
+    if not values:
+        return None
+    v = sorted(values)
+    pos = (len(v) - 1) * q
+    lo, hi = math.floor(pos), math.ceil(pos)
+    return v[lo] + (v[hi] - v[lo]) * (pos - lo)
+
+
+def _as_rate(flag: sa.ColumnElement[bool]) -> sa.ColumnElement[float]:
+    # avg() of a boolean is not portable (PostgreSQL refuses it); average 1.0/0.0 instead.
+    return sa.func.avg(sa.case((flag, 1.0), else_=0.0))
+
+
+def _float(value: object) -> float | None:
+    return None if value is None else float(value)  # type: ignore[arg-type]
+
+
+def build_report(db: Session | Connection, since: datetime | None = None) -> list[ReportRow]:
+    """One :class:`ReportRow` per (model_name, model_version), sorted by both.
+
+    Args:
+        db: an open Session or Connection on the decision-log database.
+        since: count only decisions made at or after this (timezone-aware) time, and
+            the feedback on them.
+    """
+    p, f = predictions, feedback
+    dialect = db.dialect.name if isinstance(db, Connection) else db.get_bind().dialect.name
+    key = (p.c.model_name, p.c.model_version)
+    where = [p.c.created_at >= since] if since is not None else []
+
+    decided = db.execute(
+        sa.select(*key, sa.func.count(), sa.func.avg(p.c.confidence), _as_rate(p.c.cached))
+        .where(*where)
+        .group_by(*key)
+    ).all()
+
+    joined = f.join(p, f.c.decision_id == p.c.decision_id)
+    outcome_cols = [sa.func.count(f.c.id), _as_rate(f.c.success), sa.func.avg(f.c.completion_ms)]
+    native_pct = dialect == "postgresql"
+    if native_pct:
+        outcome_cols.append(
+            sa.func.percentile_cont(COMPLETION_PERCENTILE).within_group(f.c.completion_ms)
+        )
+    outcomes = {
+        (r[0], r[1]): r[2:]
+        for r in db.execute(
+            sa.select(*key, *outcome_cols).select_from(joined).where(*where).group_by(*key)
+        ).all()
+    }
+    if not native_pct:
+        samples: dict[tuple[str, str], list[float]] = defaultdict(list)
+        for name, version, ms in db.execute(
+            sa.select(*key, f.c.completion_ms)
+            .select_from(joined)
+            .where(f.c.completion_ms.is_not(None), *where)
+        ):
+            samples[(name, version)].append(ms)
+        outcomes = {
+            k: (*v, percentile(samples.get(k, []), COMPLETION_PERCENTILE))
+            for k, v in outcomes.items()
+        }
+
+    rows = []
+    for name, version, n, mean_conf, cache_rate in decided:
+        n_fb, success, mean_ms, p90 = outcomes.get((name, version), (0, None, None, None))
+        rows.append(
+            ReportRow(
+                model_name=name,
+                model_version=version,
+                decisions=int(n),
+                feedback_count=int(n_fb),
+                success_rate=_float(success) if n_fb else None,
+                mean_completion_ms=_float(mean_ms),
+                p90_completion_ms=_float(p90),
+                mean_confidence=_float(mean_conf),
+                cache_hit_rate=_float(cache_rate),
+            )
+        )
+    return sorted(rows, key=lambda r: (r.model_name, r.model_version))
+
+
+def _fmt(value: float | None, spec: str, suffix: str = "") -> str:
+    return "–" if value is None else f"{value:{spec}}{suffix}"
+
+
+def format_report(rows: list[ReportRow]) -> str:
+    """The report as a markdown table (rates in percent, times in ms, "–" for no data)."""
+    lines = [
+        "| model | version | decisions | feedback | success | mean completion (ms) "
+        "| p90 completion (ms) | mean confidence | cache hits |",
+        "|---|---|--:|--:|--:|--:|--:|--:|--:|",
+    ]
+    for r in rows:
+        success = None if r.success_rate is None else 100 * r.success_rate
+        cache = None if r.cache_hit_rate is None else 100 * r.cache_hit_rate
+        cells = [
+            r.model_name,
+            r.model_version,
+            str(r.decisions),
+            str(r.feedback_count),
+            _fmt(success, ".1f", "%"),
+            _fmt(r.mean_completion_ms, ".1f"),
+            _fmt(r.p90_completion_ms, ".1f"),
+            _fmt(r.mean_confidence, ".3f"),
+            _fmt(cache, ".1f", "%"),
+        ]
+        lines.append("| " + " | ".join(c.replace("|", "\\|") for c in cells) + " |")
+    return "\n".join(lines)

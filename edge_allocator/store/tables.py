@@ -1,0 +1,101 @@
+"""The three tables of the decision log, as SQLAlchemy Core metadata.
+
+The schema itself is created by the Alembic migrations in ``edge_allocator/migrations``;
+this metadata mirrors them for queries and inserts, and a test checks the two agree.
+Core tables rather than ORM classes: the log only bulk-inserts dict rows and aggregates,
+so mapped objects would add per-row cost and nothing else.
+"""
+
+from __future__ import annotations
+
+from datetime import datetime, timezone
+from typing import Any
+
+import sqlalchemy as sa
+from sqlalchemy.dialects.postgresql import JSONB
+from sqlalchemy.engine import Dialect
+
+
+class UTCDateTime(sa.TypeDecorator[datetime]):
+    """A datetime that is timezone-aware UTC on the way in and on the way out.
+
+    SQLite has no timezone type and hands back naive values, so UTC is stored there as a
+    naive string and tagged again on read; PostgreSQL keeps ``timestamptz``.
+    """
+
+    impl = sa.DateTime(timezone=True)
+    cache_ok = True
+
+    def process_bind_param(self, value: datetime | None, dialect: Dialect) -> datetime | None:
+        if value is None:
+            return None
+        if value.tzinfo is None:
+            raise ValueError(f"naive datetime {value!r}: the decision log stores UTC only")
+        value = value.astimezone(timezone.utc)
+        return value.replace(tzinfo=None) if dialect.name == "sqlite" else value
+
+    def process_result_value(self, value: Any, dialect: Dialect) -> datetime | None:
+        if value is None:
+            return None
+        if value.tzinfo is None:
+            return value.replace(tzinfo=timezone.utc)
+        return value.astimezone(timezone.utc)
+
+
+#: 64-bit ids on PostgreSQL (metrics grow by one row per node per decision); on SQLite
+#: only INTEGER PRIMARY KEY autoincrements, and it is 64-bit there anyway.
+BigId = sa.BigInteger().with_variant(sa.Integer(), "sqlite")
+#: JSONB on PostgreSQL (queryable, compact), JSON text elsewhere.
+Json = sa.JSON().with_variant(JSONB(), "postgresql")
+
+metadata = sa.MetaData()
+
+predictions = sa.Table(
+    "predictions",
+    metadata,
+    sa.Column("decision_id", sa.String(32), primary_key=True),
+    sa.Column("created_at", UTCDateTime(), nullable=False),
+    sa.Column("model_name", sa.String(128), nullable=False),
+    sa.Column("model_version", sa.String(128), nullable=False),
+    sa.Column("backend", sa.String(128), nullable=False),
+    sa.Column("node_id", sa.String(128), nullable=False),
+    sa.Column("node_index", sa.Integer(), nullable=False),
+    sa.Column("confidence", sa.Float(), nullable=False),
+    sa.Column("scores", Json, nullable=False),
+    sa.Column("latency_ms", sa.Float(), nullable=False),
+    sa.Column("request_hash", sa.String(32), nullable=False),
+    sa.Column("cached", sa.Boolean(), nullable=False),
+    sa.Index("ix_predictions_created_at", "created_at"),
+)
+
+network_metrics = sa.Table(
+    "network_metrics",
+    metadata,
+    sa.Column("id", BigId, primary_key=True, autoincrement=True),
+    sa.Column("decision_id", sa.String(32), nullable=True),
+    sa.Column("node_id", sa.String(128), nullable=False),
+    sa.Column("timestamp", UTCDateTime(), nullable=False),
+    sa.Column("cpu_util", sa.Float(), nullable=False),
+    sa.Column("mem_util", sa.Float(), nullable=False),
+    sa.Column("energy", sa.Float(), nullable=False),
+    sa.Column("latency", sa.Float(), nullable=False),
+    sa.Column("bandwidth", sa.Float(), nullable=False),
+    sa.Column("queue_len", sa.Float(), nullable=False),
+    sa.Column("node_type", sa.SmallInteger(), nullable=False),
+    sa.Index("ix_network_metrics_node_id_timestamp", "node_id", "timestamp"),
+)
+
+# decision_id is deliberately not a foreign key: predictions can then be pruned or
+# partitioned by time without touching feedback, and feedback inserts take no lock on
+# predictions. record_feedback() checks the id exists instead.
+feedback = sa.Table(
+    "feedback",
+    metadata,
+    sa.Column("id", BigId, primary_key=True, autoincrement=True),
+    sa.Column("decision_id", sa.String(32), nullable=False),
+    sa.Column("received_at", UTCDateTime(), nullable=False),
+    sa.Column("completion_ms", sa.Float(), nullable=True),
+    sa.Column("success", sa.Boolean(), nullable=False),
+    sa.Column("energy_j", sa.Float(), nullable=True),
+    sa.Index("ix_feedback_decision_id", "decision_id"),
+)

@@ -1,0 +1,1 @@
+"""Training and evaluation: demonstrations, behaviour cloning, RL fine-tuning, scoring."""
