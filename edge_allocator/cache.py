@@ -19,6 +19,7 @@ import logging
 import math
 import threading
 import time
+import warnings
 from collections import OrderedDict
 from collections.abc import Callable, Mapping
 from typing import Any, NamedTuple, Protocol, runtime_checkable
@@ -64,13 +65,17 @@ def _normalise_state(payload: Mapping[str, Any]) -> dict[str, Any]:
     ``edges`` (default topology) and ``[]`` (no links) are not the same graph.
     """
     if not isinstance(payload, Mapping):
-        raise ValueError(f"request_key: payload must be a JSON object, got {type(payload).__name__}")
+        raise ValueError(
+            f"request_key: payload must be a JSON object, got {type(payload).__name__}"
+        )
     nodes = payload.get("nodes")
     if not isinstance(nodes, list) or not all(isinstance(n, Mapping) for n in nodes):
         raise ValueError("request_key: payload['nodes'] must be a list of objects; validate first")
     task = payload.get("task")
     if task is not None and not isinstance(task, Mapping):
-        raise ValueError(f"request_key: payload['task'] must be an object, got {type(task).__name__}")
+        raise ValueError(
+            f"request_key: payload['task'] must be an object, got {type(task).__name__}"
+        )
     return {
         "nodes": [{k: n.get(k) for k in _NODE_KEYS} for n in nodes],
         "edges": payload.get("edges"),
@@ -173,7 +178,7 @@ class LocalCache:
         self.ttl_s = _check_ttl("LocalCache", ttl_s)
         self._clock = clock
         self._entries: OrderedDict[str, tuple[float, bytes]] = OrderedDict()
-        self._lock = __import__("contextlib").nullcontext()
+        self._lock = threading.Lock()
         self._hits = 0
         self._misses = 0
 
@@ -227,7 +232,8 @@ def redact_url(url: str) -> str:
     query = parts.query
     if query:
         pairs = parse_qsl(query, keep_blank_values=True)
-        query = urlencode([(k, "***" if k.lower() == "password" else v) for k, v in pairs], safe="*")
+        hidden = [(k, "***" if k.lower() == "password" else v) for k, v in pairs]
+        query = urlencode(hidden, safe="*")
     return urlunsplit((parts.scheme, netloc, parts.path, query, parts.fragment))
 
 
@@ -408,6 +414,10 @@ class TieredCache:
     """
 
     def __init__(self, local: DecisionCache, remote: DecisionCache) -> None:
+        local_ttl_s, remote_ttl_s = getattr(local, "ttl_s", None), getattr(remote, "ttl_s", None)
+        if local_ttl_s is not None and remote_ttl_s is not None and local_ttl_s > remote_ttl_s:
+            warnings.warn(f"TieredCache: local ttl_s={local_ttl_s} > remote ttl_s={remote_ttl_s}; "
+                          "an entry can outlive its remote copy by the difference", stacklevel=2)
         self.local = local
         self.remote = remote
         self._lock = threading.Lock()

@@ -298,6 +298,8 @@ def test_tiered_fills_local_on_remote_hit() -> None:
     assert local.get("j") == remote.get("j") == {"node_id": "cloud"}
     assert tiered.stats() == CacheStats(hits=2, misses=1, errors=0)
     assert tiered.clear() == 4
+    with pytest.warns(UserWarning, match="local ttl_s=60.0 > remote ttl_s=1.0"):
+        TieredCache(remote, local)
 
 
 # --------------------------------------------------------------------------- redis helpers

@@ -17,6 +17,11 @@ from pathlib import Path
 
 from edge_allocator.store.records import DecisionRecord
 
+try:
+    import fcntl
+except ImportError:  # pragma: no cover - Windows
+    fcntl = None  # type: ignore[assignment]
+
 log = logging.getLogger(__name__)
 
 
@@ -35,10 +40,13 @@ def _fsync_dir(path: Path) -> None:
 
 
 class Spool:
-    """Append-only JSON-lines file of records. Used by one writer thread at a time.
+    """Append-only JSON-lines file of records, owned by one DecisionLog (file-locked).
 
     Args:
-        path: the spool file; its directory is created on first append.
+        path: the spool file; its directory is created when missing.
+
+    Raises:
+        ValueError: another DecisionLog holds this spool.
     """
 
     def __init__(self, path: str | Path) -> None:
@@ -47,11 +55,39 @@ class Spool:
         #: Records in the file now (the writer thread keeps it current; others only read).
         self.count = 0
         self._needs_newline = False
+        self._lock_fd: int | None = None
+        self._acquire()
         if self.path.exists():
+            last = b""
             with open(self.path, "rb") as f:
-                data = f.read()
-            self.count = sum(1 for line in data.splitlines() if line.strip())
-            self._needs_newline = bool(data) and not data.endswith(b"\n")
+                for line in f:
+                    self.count += bool(line.strip())
+                    last = line
+            self._needs_newline = bool(last) and not last.endswith(b"\n")
+
+    def _acquire(self) -> None:
+        """Take an exclusive lock on ``<path>.lock``: two writers on one spool would
+        interleave and truncate each other's records. Released by :meth:`release`."""
+        if fcntl is None:  # pragma: no cover - Windows: no advisory locks, trust config
+            return
+        self.path.parent.mkdir(parents=True, exist_ok=True)
+        lock_path = self.path.with_name(self.path.name + ".lock")
+        fd = os.open(lock_path, os.O_RDWR | os.O_CREAT, 0o644)
+        try:
+            fcntl.flock(fd, fcntl.LOCK_EX | fcntl.LOCK_NB)
+        except OSError:
+            os.close(fd)
+            raise ValueError(
+                f"spool {self.path} is in use by another DecisionLog; give each process "
+                "(each Ray Serve replica) its own spool_path"
+            ) from None
+        self._lock_fd = fd
+
+    def release(self) -> None:
+        """Drop the lock so another DecisionLog may take this spool over."""
+        if self._lock_fd is not None:
+            os.close(self._lock_fd)  # closing the descriptor releases the flock
+            self._lock_fd = None
 
     def append(self, records: list[DecisionRecord]) -> None:
         """Write ``records`` at the end and fsync; raises ``OSError`` if that fails."""
@@ -76,8 +112,15 @@ class Spool:
             _fsync_dir(self.path.parent)
         self.count += len(records)
 
-    def read_batches(self, batch_size: int) -> Iterator[list[DecisionRecord]]:
-        """Records in file order, ``batch_size`` at a time; bad lines go to the reject file."""
+    def read_batches(
+        self, batch_size: int, unreadable: list[bytes]
+    ) -> Iterator[list[DecisionRecord]]:
+        """Records in file order, ``batch_size`` at a time.
+
+        Lines that do not parse are appended to ``unreadable`` for the caller to
+        :meth:`reject_lines` once the replay has succeeded (a failed replay reads the
+        file again, and must not set them aside twice).
+        """
         if not self.path.exists():
             return
         batch: list[DecisionRecord] = []
@@ -88,9 +131,9 @@ class Spool:
                 try:
                     batch.append(DecisionRecord.from_json(line))
                 except ValueError as err:
-                    log.error("spool %s line %d unreadable (%s); moved to %s",
+                    log.error("spool %s line %d unreadable (%s); setting it aside in %s",
                               self.path, lineno, err, self.rejected_path)
-                    self.reject_lines([line.rstrip(b"\n")])
+                    unreadable.append(line.rstrip(b"\n"))
                     continue
                 if len(batch) >= batch_size:
                     yield batch
@@ -103,6 +146,9 @@ class Spool:
         self.reject_lines([r.to_json() for r in records])
 
     def reject_lines(self, lines: list[bytes]) -> None:
+        """Append raw lines to the reject file (fsync'd)."""
+        if not lines:
+            return
         self.rejected_path.parent.mkdir(parents=True, exist_ok=True)
         with open(self.rejected_path, "ab") as f:
             f.write(b"".join(line + b"\n" for line in lines))

@@ -1,0 +1,124 @@
+"""``edge-allocator``: train, evaluate, export, predict, sample, report."""
+
+from __future__ import annotations
+
+import argparse
+import json
+import sys
+from pathlib import Path
+
+
+def _train(args: argparse.Namespace) -> None:
+    from edge_allocator.train.bc import BCConfig
+    from edge_allocator.train.pipeline import TrainConfig, train
+
+    kinds = ["dqn", "ppo", "hybrid"] if args.model == "all" else [args.model]
+    for kind in kinds:
+        arch = {"conv": args.conv} if kind == "hybrid" and args.conv else {}
+        cfg = TrainConfig(
+            kind=kind, seed=args.seed, architecture=arch, demo_episodes=args.demo_episodes,
+            dagger_episodes=args.dagger_episodes, bc=BCConfig(epochs=args.bc_epochs),
+            rl_steps=args.rl_steps, eval_episodes=args.eval_episodes,
+            models_dir=Path(args.models_dir), out_dir=Path(args.out_dir),
+        )
+        train(cfg)
+
+
+def _evaluate(args: argparse.Namespace) -> None:
+    import torch
+
+    from edge_allocator.runtime.artifacts import load_artifact, model_names
+    from edge_allocator.runtime.torch_backend import load_module
+    from edge_allocator.train.evaluate import default_scenarios, evaluate, to_markdown, write_report
+    from edge_allocator.train.pipeline import baseline_agents, model_agents
+
+    torch.set_num_threads(1)
+    models_dir = Path(args.models_dir)
+    modules = {}
+    for name in args.models or model_names(models_dir):
+        art = load_artifact(models_dir, name)
+        modules[f"{name}-v{art.version}"] = (load_module(art), art.kind)
+    agents = {**baseline_agents(), **model_agents(modules)}
+    scenarios = [s for s in default_scenarios(args.tasks) if not args.scenarios or s.name in args.scenarios]
+    results = evaluate(agents, scenarios, episodes=args.episodes)
+    write_report(results, Path(args.out_dir))
+    print(to_markdown(results))
+    print(f"wrote {args.out_dir}/evaluation.md, evaluation.json, evaluation.png")
+
+
+def _sample(args: argparse.Namespace) -> None:
+    from edge_allocator.sim.env import EdgeAllocationEnv, EnvConfig
+
+    env = EdgeAllocationEnv(EnvConfig(args.scenario, min_nodes=args.nodes, max_nodes=args.nodes))
+    env.reset(seed=args.seed)
+    json.dump(env.request_json(), sys.stdout)
+    print()
+
+
+def _predict(args: argparse.Namespace) -> None:
+    from edge_allocator.service import AllocatorService, ServiceConfig
+
+    payload = json.loads(Path(args.file).read_text() if args.file != "-" else sys.stdin.read())
+    svc = AllocatorService(ServiceConfig(models_dir=Path(args.models_dir), backend=args.backend))
+    print(json.dumps(svc.allocate_one(payload, args.model), indent=2))
+
+
+def _report(args: argparse.Namespace) -> None:
+    from edge_allocator.store import DecisionLog, format_report
+
+    log = DecisionLog(args.db)
+    try:
+        print(format_report(log.report()))
+    finally:
+        log.close()
+
+
+def main(argv: list[str] | None = None) -> None:
+    p = argparse.ArgumentParser(prog="edge-allocator", description=__doc__)
+    sub = p.add_subparsers(dest="cmd", required=True)
+
+    t = sub.add_parser("train", help="reproduce a shipped model from a seed")
+    t.add_argument("--model", choices=["dqn", "ppo", "hybrid", "all"], default="hybrid")
+    t.add_argument("--conv", choices=["gcn", "sage", "gat"], default=None)
+    t.add_argument("--seed", type=int, default=0)
+    t.add_argument("--demo-episodes", type=int, default=120)
+    t.add_argument("--dagger-episodes", type=int, default=40)
+    t.add_argument("--bc-epochs", type=int, default=8)
+    t.add_argument("--rl-steps", type=int, default=8192)
+    t.add_argument("--eval-episodes", type=int, default=10)
+    t.add_argument("--models-dir", default="models")
+    t.add_argument("--out-dir", default="runs")
+    t.set_defaults(func=_train)
+
+    e = sub.add_parser("evaluate", help="every model and heuristic on held-out seeds")
+    e.add_argument("--models", nargs="*", default=None)
+    e.add_argument("--episodes", type=int, default=10)
+    e.add_argument("--tasks", type=int, default=200, help="decisions per episode")
+    e.add_argument("--scenarios", nargs="*", default=None)
+    e.add_argument("--models-dir", default="models")
+    e.add_argument("--out-dir", default="results")
+    e.set_defaults(func=_evaluate)
+
+    s = sub.add_parser("sample", help="print a realistic /v1/allocate request body")
+    s.add_argument("--scenario", choices=["synthetic", "melbourne"], default="synthetic")
+    s.add_argument("--nodes", type=int, default=20)
+    s.add_argument("--seed", type=int, default=0)
+    s.set_defaults(func=_sample)
+
+    pr = sub.add_parser("predict", help="one decision from a JSON file, without a server")
+    pr.add_argument("file", help="request body (JSON), or - for stdin")
+    pr.add_argument("--model", default=None)
+    pr.add_argument("--backend", default="onnx")
+    pr.add_argument("--models-dir", default="models")
+    pr.set_defaults(func=_predict)
+
+    r = sub.add_parser("report", help="realised outcomes per model version (decision log)")
+    r.add_argument("--db", default="sqlite:///edge_allocator.db")
+    r.set_defaults(func=_report)
+
+    args = p.parse_args(argv)
+    args.func(args)
+
+
+if __name__ == "__main__":
+    main()

@@ -1,0 +1,1 @@
+"""Serving runtime: artifacts (manifests, checksums), export and inference backends."""

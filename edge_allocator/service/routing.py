@@ -1,0 +1,50 @@
+"""Which model version answers a request: pinned, newest, or an A/B split."""
+
+from __future__ import annotations
+
+import random
+from pathlib import Path
+
+from edge_allocator.runtime.artifacts import versions
+from edge_allocator.schema import RequestError
+from edge_allocator.service.config import ModelSpec
+
+
+class ModelRouter:
+    def __init__(self, models_dir: Path, specs: dict[str, ModelSpec], default_model: str,
+                 rng: random.Random | None = None):
+        self.models_dir = models_dir
+        self.specs = specs
+        self.default_model = default_model
+        self._rng = rng or random.Random()
+        self._choices: dict[str, tuple[list[str], list[float]]] = {}
+        for name, spec in specs.items():
+            have = versions(models_dir, name)
+            if spec.ab:
+                missing = [v for v in spec.ab if v not in have]
+                if missing:
+                    raise ValueError(f"models.{name}.ab: versions {missing} not found (have {have})")
+                self._choices[name] = (list(spec.ab), list(spec.ab.values()))
+            elif spec.version is not None:
+                if spec.version not in have:
+                    raise ValueError(f"models.{name}.version={spec.version!r} not found (have {have})")
+                self._choices[name] = ([spec.version], [1.0])
+            elif have:
+                self._choices[name] = ([have[-1]], [1.0])
+            else:
+                raise ValueError(f"models.{name}: no versions under {models_dir / name}")
+
+    def names(self) -> list[str]:
+        return list(self._choices)
+
+    def versions_in_use(self) -> list[tuple[str, str]]:
+        return [(n, v) for n, (vs, _) in self._choices.items() for v in vs]
+
+    def pick(self, name: str | None) -> tuple[str, str]:
+        """(name, version) for a request; unknown names are a 404."""
+        model = name or self.default_model
+        if model not in self._choices:
+            raise RequestError(404, f"model {model!r} is not served; available: {self.names()}",
+                               [{"loc": "model", "msg": "unknown model"}])
+        vs, weights = self._choices[model]
+        return model, (vs[0] if len(vs) == 1 else self._rng.choices(vs, weights)[0])

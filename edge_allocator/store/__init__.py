@@ -1,0 +1,44 @@
+"""Decision log: every decision, the network it saw, and its observed outcome.
+
+SQLAlchemy Core on SQLite (default) or PostgreSQL, schema by Alembic migrations, writes
+batched off the request path with a local spool for database outages. No Ray imports.
+
+    from edge_allocator.store import DecisionLog, DecisionRecord, format_report
+
+    with DecisionLog("sqlite:///decisions.db") as log:
+        log.record(rec)
+        log.record_feedback(rec.decision_id, completion_ms=42.0, success=True)
+        print(format_report(log.report()))
+"""
+
+from edge_allocator.store.engine import create_schema, make_engine, safe_url
+from edge_allocator.store.log import (
+    DecisionLog,
+    Pending,
+    StoreUnavailable,
+    UnknownDecision,
+)
+from edge_allocator.store.records import NODE_COLUMNS, DecisionRecord, new_decision_id, utc_now
+from edge_allocator.store.report import ReportRow, build_report, format_report
+from edge_allocator.store.tables import feedback, metadata, network_metrics, predictions
+
+__all__ = [
+    "NODE_COLUMNS",
+    "DecisionLog",
+    "DecisionRecord",
+    "Pending",
+    "ReportRow",
+    "StoreUnavailable",
+    "UnknownDecision",
+    "build_report",
+    "create_schema",
+    "feedback",
+    "format_report",
+    "make_engine",
+    "metadata",
+    "network_metrics",
+    "new_decision_id",
+    "predictions",
+    "safe_url",
+    "utc_now",
+]

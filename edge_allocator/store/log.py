@@ -1,0 +1,450 @@
+"""The decision log: every decision written to a database without slowing the request.
+
+``record()`` only appends to an in-memory list; one background thread writes what has
+gathered in bulk every ``flush_interval_s`` (or as soon as ``batch_size`` records wait).
+When the database fails, batches go to the fsync'd spool file instead and the thread
+retries with exponential backoff; once the database answers again the spool is replayed
+in order, exactly once, before anything newer is written. A record accepted by
+``record()`` is therefore always in one of three places: the queue, the spool, or the
+database (or, if the database rejects its data outright, the spool's ``.rejected`` file).
+"""
+
+from __future__ import annotations
+
+import logging
+import math
+import threading
+import time
+from collections.abc import Iterator
+from datetime import datetime
+from pathlib import Path
+from types import TracebackType
+from typing import NamedTuple
+
+import sqlalchemy as sa
+from sqlalchemy import exc
+from sqlalchemy.engine import Engine
+from sqlalchemy.orm import Session
+
+from edge_allocator.store.engine import (
+    DATA_ERRORS,
+    create_schema,
+    describe_error,
+    make_engine,
+    safe_url,
+)
+from edge_allocator.store.inserts import insert_records
+from edge_allocator.store.records import HEX_ID_CHARS, DecisionRecord, utc_now
+from edge_allocator.store.report import ReportRow, build_report
+from edge_allocator.store.spool import Spool
+from edge_allocator.store.tables import feedback, predictions
+
+log = logging.getLogger(__name__)
+
+DEFAULT_DB_URL = "sqlite:///edge_allocator.db"
+DEFAULT_SPOOL_PATH = Path("spool") / "decisions.jsonl"
+#: How long flush() waits by default for the queue to reach the database or the spool.
+FLUSH_TIMEOUT_S = 10.0
+#: How long close() waits for the final flush before giving up (and saying how many
+#: records it could not place).
+CLOSE_TIMEOUT_S = 30.0
+#: First wait before retrying an unavailable database; doubles up to RETRY_MAX_S.
+RETRY_INITIAL_S = 0.5
+RETRY_MAX_S = 30.0
+
+
+class UnknownDecision(KeyError):
+    """Feedback names a decision id that the log has never stored."""
+
+    def __init__(self, decision_id: str) -> None:
+        super().__init__(decision_id)
+        self.decision_id = decision_id
+
+    def __str__(self) -> str:
+        return f"unknown decision id {self.decision_id!r}"
+
+
+class StoreUnavailable(RuntimeError):
+    """A synchronous operation (feedback, report) could not reach the database.
+
+    The message names the database with its password masked.
+    """
+
+
+class Pending(NamedTuple):
+    """Records accepted but not yet in the database."""
+
+    queued: int
+    """In memory: waiting for the writer thread or being written now."""
+    spooled: int
+    """In the spool file, waiting for the database to come back."""
+
+    @property
+    def total(self) -> int:
+        return self.queued + self.spooled
+
+
+def _is_data_error(err: BaseException) -> bool:
+    # A StatementError that is not a DBAPIError failed while binding parameters (wrong
+    # type, naive datetime): bad data too, not an outage.
+    return isinstance(err, DATA_ERRORS) or (
+        isinstance(err, exc.StatementError) and not isinstance(err, exc.DBAPIError)
+    )
+
+
+def _chunks(items: list[DecisionRecord], size: int) -> Iterator[list[DecisionRecord]]:
+    for i in range(0, len(items), size):
+        yield items[i : i + size]
+
+
+def _check_measure(name: str, value: float | None) -> None:
+    if value is not None and not (math.isfinite(value) and value >= 0):
+        raise ValueError(f"record_feedback: {name} must be a finite number >= 0, got {value!r}")
+
+
+class DecisionLog:
+    """Asynchronous, crash-tolerant log of decisions, plus feedback and reporting.
+
+    Args:
+        url: SQLAlchemy URL: ``sqlite:///path.db`` (default) or
+            ``postgresql+psycopg://user:pw@host/db``. The schema is migrated on start.
+        pool_size: connections kept open (PostgreSQL; SQLite ignores it).
+        spool_path: JSON-lines file that holds batches while the database is down.
+            Each DecisionLog needs its own (a lock file enforces it; ValueError if
+            another holds it).
+        batch_size: records per bulk insert; reaching it wakes the writer early.
+        flush_interval_s: how often the writer writes what has gathered.
+
+    Use as a context manager, or call :meth:`close` on shutdown: records still in memory
+    are lost if the process exits without it (those already spooled are not).
+    """
+
+    def __init__(
+        self,
+        url: str = DEFAULT_DB_URL,
+        pool_size: int = 5,
+        spool_path: str | Path = DEFAULT_SPOOL_PATH,
+        batch_size: int = 500,
+        flush_interval_s: float = 0.5,
+    ) -> None:
+        if pool_size < 1:
+            raise ValueError(f"DecisionLog pool_size must be >= 1, got {pool_size}")
+        if batch_size < 1:
+            raise ValueError(f"DecisionLog batch_size must be >= 1, got {batch_size}")
+        if not flush_interval_s > 0:
+            raise ValueError(f"DecisionLog flush_interval_s must be > 0, got {flush_interval_s}")
+        self.batch_size = batch_size
+        self.flush_interval_s = flush_interval_s
+        self._engine = make_engine(url, pool_size)
+        try:
+            self._spool = Spool(spool_path)
+        except BaseException:
+            self._engine.dispose()
+            raise
+
+        self._lock = threading.Lock()
+        self._settled_cv = threading.Condition(self._lock)
+        self._wake = threading.Event()
+        self._queue: list[DecisionRecord] = []
+        self._accepted = 0  # records ever accepted by record()
+        self._settled = 0  # of those, written, spooled or rejected (always a prefix)
+        self._flush_requested = 0
+        self._flush_served = 0
+        self._closed = False
+        self._stop = False
+
+        self._schema_lock = threading.Lock()
+        self._schema_ready = False
+        self._retry_s = 0.0
+        self._retry_at = 0.0
+        self._outage_since: float | None = None
+        try:
+            self._ensure_schema()
+        except Exception as err:  # an outage at start must not stop the service
+            self._note_failure(err)
+
+        self._thread = threading.Thread(target=self._run, name="decision-log-writer", daemon=True)
+        self._thread.start()
+
+    # ----------------------------------------------------------------- public API
+
+    @property
+    def engine(self) -> Engine:
+        return self._engine
+
+    @property
+    def url(self) -> str:
+        """The database URL with the password masked."""
+        return safe_url(self._engine)
+
+    @property
+    def spool_path(self) -> Path:
+        return self._spool.path
+
+    def record(self, rec: DecisionRecord) -> None:
+        """Queue one decision for writing; returns at once (no I/O)."""
+        with self._lock:
+            if self._closed:
+                raise RuntimeError("DecisionLog is closed; record() after close() is lost")
+            self._queue.append(rec)
+            self._accepted += 1
+            full = len(self._queue) >= self.batch_size
+        if full:
+            self._wake.set()
+
+    def pending(self) -> Pending:
+        """How many accepted records are not in the database yet, and where they are.
+
+        While a batch is being moved to the spool it may count in both for an instant.
+        """
+        with self._lock:
+            return Pending(queued=self._accepted - self._settled, spooled=self._spool.count)
+
+    def flush(self, timeout_s: float = FLUSH_TIMEOUT_S) -> bool:
+        """Block until every record queued so far is written or spooled.
+
+        Also makes the writer try to replay the spool now rather than after its backoff.
+        Returns False if that did not happen within ``timeout_s`` (the spool itself is
+        failing, or the database hangs).
+        """
+        with self._lock:
+            target = self._accepted
+            self._flush_requested += 1
+            ticket = self._flush_requested
+        self._wake.set()
+        with self._settled_cv:
+            return self._settled_cv.wait_for(
+                lambda: (self._flush_served >= ticket or not self._thread.is_alive())
+                and self._settled >= target,
+                timeout=timeout_s,
+            )
+
+    def close(self, timeout_s: float = CLOSE_TIMEOUT_S) -> None:
+        """Refuse new records, flush, stop the writer and release the connections."""
+        with self._lock:
+            if self._closed:
+                return
+            self._closed = True
+        self.flush(timeout_s)
+        with self._lock:
+            self._stop = True
+        self._wake.set()
+        self._thread.join(timeout_s)
+        left = self.pending()
+        if left.queued:
+            log.error("decision log closed with %d records neither written nor spooled",
+                      left.queued)
+        if left.spooled:
+            log.warning("decision log closed with %d records in spool %s; they are replayed "
+                        "on the next start", left.spooled, self._spool.path)
+        self._engine.dispose()
+        self._spool.release()
+
+    def __enter__(self) -> DecisionLog:
+        return self
+
+    def __exit__(
+        self,
+        exc_type: type[BaseException] | None,
+        exc_val: BaseException | None,
+        tb: TracebackType | None,
+    ) -> None:
+        self.close()
+
+    def record_feedback(
+        self,
+        decision_id: str,
+        completion_ms: float | None,
+        success: bool,
+        energy_j: float | None = None,
+    ) -> int:
+        """Store the observed outcome of a decision now; returns the feedback row id.
+
+        Raises:
+            UnknownDecision: no decision with this id (after flushing pending records,
+                so a decision made a moment ago is found).
+            StoreUnavailable: the database cannot be reached.
+            ValueError: a negative or non-finite measurement.
+        """
+        _check_measure("completion_ms", completion_ms)
+        _check_measure("energy_j", energy_j)
+        if not (isinstance(decision_id, str) and len(decision_id) == HEX_ID_CHARS):
+            raise UnknownDecision(decision_id)
+        row = {
+            "decision_id": decision_id,
+            "received_at": utc_now(),
+            "completion_ms": completion_ms,
+            "success": bool(success),
+            "energy_j": energy_j,
+        }
+        feedback_id = self._insert_feedback(row)
+        if feedback_id is None and self.pending().total:
+            self.flush()
+            feedback_id = self._insert_feedback(row)
+        if feedback_id is None:
+            raise UnknownDecision(decision_id)
+        return feedback_id
+
+    def report(
+        self, session: Session | None = None, *, since: datetime | None = None
+    ) -> list[ReportRow]:
+        """Per-model summary (see :class:`ReportRow`), after flushing pending records.
+
+        Args:
+            session: run the queries in this session (e.g. the caller's transaction);
+                by default on a connection of the log's own engine.
+            since: only decisions at or after this timezone-aware time.
+        """
+        self.flush()
+        try:
+            self._ensure_schema()
+            if session is not None:
+                return build_report(session, since)
+            with self._engine.connect() as conn:
+                return build_report(conn, since)
+        except exc.SQLAlchemyError as err:
+            raise StoreUnavailable(f"cannot build report: {describe_error(self._engine, err)}") \
+                from None
+
+    # ------------------------------------------------------------- database side
+
+    def _ensure_schema(self) -> None:
+        if self._schema_ready:
+            return
+        with self._schema_lock:
+            if not self._schema_ready:
+                create_schema(self._engine)
+                self._schema_ready = True
+
+    def _insert_feedback(self, row: dict[str, object]) -> int | None:
+        try:
+            self._ensure_schema()
+            with self._engine.begin() as conn:
+                col = predictions.c.decision_id
+                if conn.scalar(sa.select(col).where(col == row["decision_id"])) is None:
+                    return None
+                result = conn.execute(sa.insert(feedback).values(row))
+                return int(result.inserted_primary_key[0])
+        except exc.SQLAlchemyError as err:
+            raise StoreUnavailable(
+                f"cannot record feedback: {describe_error(self._engine, err)}"
+            ) from None
+
+    def _note_failure(self, err: BaseException) -> None:
+        now = time.monotonic()
+        self._retry_s = min(RETRY_MAX_S, self._retry_s * 2 if self._retry_s else RETRY_INITIAL_S)
+        self._retry_at = now + self._retry_s
+        if self._outage_since is None:
+            self._outage_since = now
+            log.warning("decision log database unavailable (%s); spooling to %s and retrying",
+                        describe_error(self._engine, err), self._spool.path)
+        else:
+            log.debug("decision log database still unavailable (%s); next try in %.1f s",
+                      describe_error(self._engine, err), self._retry_s)
+
+    def _note_success(self) -> None:
+        if self._outage_since is not None:
+            log.warning("decision log database %s back after %.1f s", self.url,
+                        time.monotonic() - self._outage_since)
+        self._outage_since = None
+        self._retry_s = 0.0
+        self._retry_at = 0.0
+
+    def _write(self, batch: list[DecisionRecord]) -> bool:
+        """Insert ``batch`` in one transaction; False if the database is unavailable.
+
+        Data the database refuses (a constraint, a value of the wrong type) is isolated
+        record by record so that one bad record cannot hold the others back forever.
+        """
+        try:
+            self._ensure_schema()
+            with self._engine.begin() as conn:
+                insert_records(conn, batch)
+        except Exception as err:
+            if _is_data_error(err) and len(batch) > 1:
+                return self._write_each(batch)
+            if _is_data_error(err):
+                return self._reject(batch, err)
+            self._note_failure(err)
+            return False
+        self._note_success()
+        return True
+
+    def _write_each(self, batch: list[DecisionRecord]) -> bool:
+        # After an outage mid-way the whole batch is spooled; the records already written
+        # are skipped on replay, so nothing is stored twice.
+        return all(self._write([rec]) for rec in batch)
+
+    def _reject(self, batch: list[DecisionRecord], err: BaseException) -> bool:
+        try:
+            self._spool.reject(batch)
+        except OSError as io_err:
+            self._note_failure(io_err)
+            return False
+        log.error("decision log: database refused decision %s (%s); kept in %s",
+                  batch[0].decision_id, describe_error(self._engine, err),
+                  self._spool.rejected_path)
+        return True
+
+    # ------------------------------------------------------------- writer thread
+
+    def _run(self) -> None:
+        while True:
+            self._wake.wait(self.flush_interval_s)
+            with self._lock:
+                self._wake.clear()
+                batch, self._queue = self._queue, []
+                ticket, stop = self._flush_requested, self._stop
+            forced = ticket > self._flush_served or stop
+            try:
+                done = self._cycle(batch, forced)
+            except Exception:  # never let the writer die holding records
+                log.exception("decision log writer failed; retrying its batch")
+                done = 0
+            with self._lock:
+                if done < len(batch):
+                    self._queue[:0] = batch[done:]
+                self._settled += done
+                self._flush_served = ticket
+                self._settled_cv.notify_all()
+            if stop:
+                return
+
+    def _cycle(self, batch: list[DecisionRecord], forced: bool) -> int:
+        """Replay the spool if due, then write or spool ``batch``; returns how many of
+        ``batch`` (a prefix) were placed."""
+        if self._spool.count and (forced or time.monotonic() >= self._retry_at):
+            self._replay()
+        done = 0
+        for chunk in _chunks(batch, self.batch_size):
+            # Straight to the spool while it holds older records: keeps the order.
+            may_try = forced or time.monotonic() >= self._retry_at
+            if not self._spool.count and may_try:
+                if self._write(chunk):
+                    done += len(chunk)
+                    continue
+                forced = False
+            try:
+                self._spool.append(chunk)
+            except OSError as err:
+                log.error("decision log cannot spool to %s (%s); keeping %d records in memory",
+                          self._spool.path, err, len(batch) - done)
+                return done
+            done += len(chunk)
+        return done
+
+    def _replay(self) -> None:
+        count = 0
+        unreadable: list[bytes] = []
+        try:
+            for chunk in self._spool.read_batches(self.batch_size, unreadable):
+                if not self._write(chunk):
+                    return  # still down: the spool stays whole, replay repeats later
+                count += len(chunk)
+            self._spool.reject_lines(unreadable)
+            with self._lock:
+                self._spool.clear()
+        except OSError as err:
+            log.error("decision log cannot read spool %s: %s", self._spool.path, err)
+            return
+        log.warning("decision log replayed %d spooled records into %s", count, self.url)
