@@ -6,6 +6,7 @@ Names end in their unit so a reader never has to guess it.
 from __future__ import annotations
 
 import os
+from pathlib import Path
 
 
 def _env_int(name: str, default: int) -> int:
@@ -30,3 +31,15 @@ QUEUE_CAPACITY = _env_int("EDGE_ALLOCATOR_QUEUE_CAPACITY", 32)
 TOPOLOGY_CACHE_ENTRIES = _env_int("EDGE_ALLOCATOR_TOPOLOGY_CACHE_ENTRIES", 4096)
 #: Default decision-cache TTL.
 DECISION_CACHE_TTL_S = _env_float("EDGE_ALLOCATOR_DECISION_CACHE_TTL_S", 5.0)
+
+#: The checkout (or install prefix) the package lives in: defaults resolve against it,
+#: not against the working directory of whichever Ray worker happens to read them.
+PROJECT_ROOT = Path(__file__).resolve().parent.parent
+#: Where shipped artifacts live.
+MODELS_DIR = Path(os.environ.get("EDGE_ALLOCATOR_MODELS_DIR", PROJECT_ROOT / "models"))
+#: Embedded default decision log.
+DATABASE_URL = os.environ.get(
+    "EDGE_ALLOCATOR_DATABASE_URL", f"sqlite:///{PROJECT_ROOT / 'var' / 'edge_allocator.db'}"
+)
+#: Where records wait while the database is unreachable.
+SPOOL_PATH = Path(os.environ.get("EDGE_ALLOCATOR_SPOOL", PROJECT_ROOT / "var" / "spool" / "decisions.jsonl"))

@@ -165,6 +165,9 @@ class RequestError(ValueError):
         self.message = message
         self.details = details or []
 
+    def __reduce__(self) -> tuple[Any, ...]:  # crosses Ray process boundaries intact
+        return (RequestError, (self.status, self.message, self.details))
+
     def to_json(self) -> dict[str, Any]:
         return {"error": self.message, "status": self.status, "details": self.details}
 

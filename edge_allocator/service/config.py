@@ -7,6 +7,7 @@ from pathlib import Path
 
 from pydantic import BaseModel, ConfigDict, Field, field_validator
 
+from edge_allocator.constants import DATABASE_URL, MODELS_DIR, PROJECT_ROOT, SPOOL_PATH
 from edge_allocator.runtime.backends import BACKENDS
 
 
@@ -36,7 +37,7 @@ def _default_models() -> dict[str, ModelSpec]:
 class ServiceConfig(BaseModel):
     model_config = ConfigDict(extra="forbid")
 
-    models_dir: Path = Field(default=Path("models"))
+    models_dir: Path = Field(default=MODELS_DIR)
     default_model: str = "hybrid"
     models: dict[str, ModelSpec] = Field(default_factory=_default_models)
     backend: str = "onnx"
@@ -45,13 +46,19 @@ class ServiceConfig(BaseModel):
     cache_ttl_s: float = Field(default=5.0, gt=0)
     cache_entries: int = Field(default=100_000, gt=0)
     redis_url: str | None = None
-    database_url: str | None = Field(default="sqlite:///edge_allocator.db")
+    database_url: str | None = Field(default=DATABASE_URL)
     db_pool_size: int = Field(default=5, gt=0)
-    spool_path: Path = Field(default=Path("spool/decisions.jsonl"))
+    spool_path: Path = Field(default=SPOOL_PATH)
     auth_token_env: str = Field(default="EDGE_ALLOCATOR_TOKENS",
                                 description="Env var holding comma-separated bearer tokens")
     auth_token_file: Path | None = None
     max_body_bytes: int = Field(default=8 * 1024 * 1024, gt=0)
+
+    @field_validator("models_dir", "spool_path", "auth_token_file")
+    @classmethod
+    def _relative_to_project(cls, v: Path | None) -> Path | None:
+        """Relative paths resolve against the project, whatever the worker's cwd."""
+        return v if v is None or v.is_absolute() else PROJECT_ROOT / v
 
     @field_validator("backend")
     @classmethod

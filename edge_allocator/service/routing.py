@@ -34,6 +34,9 @@ class ModelRouter:
             else:
                 raise ValueError(f"models.{name}: no versions under {models_dir / name}")
 
+    def kind(self, name: str, version: str) -> str:
+        return kind_of(self.models_dir, name, version)
+
     def names(self) -> list[str]:
         return list(self._choices)
 
@@ -48,3 +51,12 @@ class ModelRouter:
                                [{"loc": "model", "msg": "unknown model"}])
         vs, weights = self._choices[model]
         return model, (vs[0] if len(vs) == 1 else self._rng.choices(vs, weights)[0])
+
+
+def kind_of(models_dir: Path, name: str, version: str) -> str:
+    """The model kind ('dqn', 'ppo', 'hybrid') from its manifest, without loading it."""
+    import json
+
+    from edge_allocator.runtime.artifacts import MANIFEST
+
+    return str(json.loads((models_dir / name / version / MANIFEST).read_text())["kind"])

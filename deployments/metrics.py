@@ -1,0 +1,57 @@
+"""Every custom metric of the application, in one place (exported by Ray's metrics agent
+with a ``ray_`` prefix, e.g. ``ray_edge_allocator_decisions_total``)."""
+
+from __future__ import annotations
+
+from ray.serve import metrics
+
+#: Sub-millisecond buckets: the model itself takes tens of microseconds.
+LATENCY_BOUNDARIES_MS = [0.1, 0.25, 0.5, 1, 2, 3, 5, 7.5, 10, 15, 20, 30, 50, 75, 100, 200,
+                         500, 1000]
+BATCH_BOUNDARIES = [1, 2, 4, 8, 16, 32, 64, 128, 256, 512]
+NODE_TYPES = ("gateway", "edge", "cloud")
+
+
+class IngressMetrics:
+    def __init__(self) -> None:
+        self.decisions = metrics.Counter(
+            "edge_allocator_decisions", description="Decisions made",
+            tag_keys=("model", "version", "backend", "node_type", "cached"),
+        )
+        self.latency_ms = metrics.Histogram(
+            "edge_allocator_decision_latency_ms",
+            description="Time from request parsed to decision ready, ms",
+            boundaries=LATENCY_BOUNDARIES_MS, tag_keys=("model", "route"),
+        )
+        self.cache = metrics.Counter(
+            "edge_allocator_cache_lookups", description="Decision cache lookups",
+            tag_keys=("result",),
+        )
+        self.errors = metrics.Counter(
+            "edge_allocator_request_errors", description="Requests answered with an error",
+            tag_keys=("status", "route"),
+        )
+        self.feedback = metrics.Counter(
+            "edge_allocator_feedback", description="Feedback received", tag_keys=("success",),
+        )
+        self.feedback_completion_ms = metrics.Histogram(
+            "edge_allocator_feedback_completion_ms",
+            description="Realised completion time reported as feedback, ms",
+            boundaries=[10, 50, 100, 250, 500, 1000, 2000, 5000, 10000],
+        )
+
+
+class InferenceMetrics:
+    def __init__(self) -> None:
+        self.batch_size = metrics.Histogram(
+            "edge_allocator_batch_size", description="States per model call",
+            boundaries=BATCH_BOUNDARIES, tag_keys=("model",),
+        )
+        self.model_ms = metrics.Histogram(
+            "edge_allocator_model_latency_ms", description="Backend run time per model call, ms",
+            boundaries=LATENCY_BOUNDARIES_MS, tag_keys=("model", "backend"),
+        )
+        self.model_memory = metrics.Gauge(
+            "edge_allocator_model_memory_bytes",
+            description="Resident memory of the inference replica, bytes",
+        )

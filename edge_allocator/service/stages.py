@@ -1,0 +1,172 @@
+"""The three serving stages as plain classes: graph building, policy running, response
+assembly. Ray Serve deployments wrap them one to one; the inline service chains them."""
+
+from __future__ import annotations
+
+import math
+import time
+import uuid
+from collections.abc import Sequence
+from pathlib import Path
+from typing import Any, NamedTuple
+
+import numpy as np
+
+from edge_allocator.graph import GraphInputs, TopologyCache, build_graph, collate
+from edge_allocator.runtime.artifacts import Artifact, load_artifact
+from edge_allocator.runtime.backends import Backend, make_backend
+from edge_allocator.schema import AllocateRequest, RequestError
+
+#: Graphs in one model call are padded to the largest; buckets of power-of-two sizes keep
+#: a 1,000-node state from padding 255 small ones to 1,000 x 1,000.
+_MIN_BUCKET = 16
+
+
+class PreparedState(NamedTuple):
+    """One validated state turned into model inputs."""
+
+    graph: GraphInputs
+    node_ids: list[str]
+
+
+class ModelKey(NamedTuple):
+    name: str
+    version: str
+
+
+class GraphStage:
+    """Validated requests -> model inputs. Holds the topology cache, so identical
+    topologies (the common case: same network, new loads) reuse their adjacency."""
+
+    def __init__(self, topology_cache_entries: int = 4096):
+        self.cache = TopologyCache(topology_cache_entries)
+
+    def prepare(self, request: AllocateRequest) -> PreparedState:
+        graph = build_graph(request, request.task, self.cache)
+        if not graph.mask.any():
+            raise RequestError(
+                422,
+                "nodes: no feasible node (every node is unreachable, has a full queue or "
+                "lacks memory for the task)",
+                [{"loc": "nodes", "msg": "no feasible node"}],
+            )
+        return PreparedState(graph, request.node_ids())
+
+    def prepare_many(self, requests: Sequence[AllocateRequest]) -> list[PreparedState]:
+        return [self.prepare(r) for r in requests]
+
+
+class LoadedModel(NamedTuple):
+    artifact: Artifact
+    backend: Backend
+    backend_name: str
+
+
+class PolicyStage:
+    """Loaded artifacts and their backends; runs many graphs of one model in one call."""
+
+    def __init__(self, models_dir: Path, backend: str = "onnx", device: str = "auto"):
+        self.models_dir = Path(models_dir)
+        self.backend_name = backend
+        self.device = device
+        self.models: dict[ModelKey, LoadedModel] = {}
+
+    def load(self, keys: Sequence[ModelKey]) -> None:
+        """Load (verify checksums, build backends) before anything is swapped in, so a
+        hot swap either fully succeeds or leaves the serving set untouched."""
+        fresh = {}
+        for key in keys:
+            if key in self.models and self.models[key].backend_name == self.backend_name:
+                fresh[key] = self.models[key]
+                continue
+            art = load_artifact(self.models_dir, key.name, key.version)
+            fresh[key] = LoadedModel(art, make_backend(art, self.backend_name, self.device),
+                                     self.backend_name)
+        self.models = fresh
+
+    def get(self, key: ModelKey) -> LoadedModel:
+        model = self.models.get(key)
+        if model is None:
+            self.load([*self.models, key])  # a version routed here before preload finished
+            model = self.models[key]
+        return model
+
+    def run(self, key: ModelKey, graphs: Sequence[GraphInputs]) -> list[np.ndarray]:
+        """Scores per graph ([N] each, unpadded), in input order."""
+        model = self.get(key)
+        fixed = model.artifact.max_nodes
+        out: list[np.ndarray | None] = [None] * len(graphs)
+        sizes = [g.x.shape[0] for g in graphs]
+        if fixed is not None:
+            too_big = [i for i, n in enumerate(sizes) if n > fixed]
+            if too_big:
+                raise RequestError(
+                    422, f"nodes: model {key.name!r} takes at most {fixed} nodes, got "
+                    f"{sizes[too_big[0]]}; use the 'hybrid' model for larger networks",
+                    [{"loc": "nodes", "msg": f"at most {fixed} nodes for {key.name}"}])
+            buckets = {fixed: list(range(len(graphs)))}
+        else:
+            buckets: dict[int, list[int]] = {}
+            for i, n in enumerate(sizes):
+                b = max(_MIN_BUCKET, 1 << math.ceil(math.log2(max(n, 1))))
+                buckets.setdefault(b, []).append(i)
+        for pad, idx in buckets.items():
+            batch = collate([graphs[i] for i in idx], pad_to=pad if fixed else None)
+            scores = model.backend.run(batch.x, batch.adj, batch.mask)
+            for j, i in enumerate(idx):
+                out[i] = scores[j, : sizes[i]]
+        return out  # type: ignore[return-value]
+
+    def describe(self) -> list[dict[str, Any]]:
+        return [
+            {"name": k.name, "version": k.version, "kind": m.artifact.kind,
+             "backend": m.backend_name, "max_nodes": m.artifact.max_nodes,
+             "evaluation": m.artifact.manifest.get("evaluation", [])}
+            for k, m in self.models.items()
+        ]
+
+
+def softmax(scores: np.ndarray) -> np.ndarray:
+    z = scores - scores.max()
+    e = np.exp(z)
+    return e / e.sum()
+
+
+class AssembleMeta(NamedTuple):
+    """What the assembler needs besides the scores."""
+
+    model: ModelKey
+    backend: str
+    batch_size: int
+    started_at: float  # time.perf_counter() at the ingress
+
+
+class ResponseStage:
+    """Scores -> decision: mask, pick, confidence, ranking, decision id."""
+
+    def assemble(self, state: PreparedState, scores: np.ndarray, meta: AssembleMeta) -> dict[str, Any]:
+        mask = state.graph.mask
+        feasible = np.flatnonzero(mask)
+        s = scores[feasible].astype(np.float64)
+        probs = softmax(s)
+        order = np.argsort(-s, kind="stable")
+        best = int(feasible[order[0]])
+        ids = state.node_ids
+        return {
+            "decision_id": uuid.uuid4().hex,
+            "node_id": ids[best],
+            "node_index": best,
+            "confidence": float(probs[order[0]]),
+            "scores": {ids[int(i)]: float(v) for i, v in zip(feasible, s)},
+            "ranking": [ids[int(feasible[k])] for k in order],
+            "probabilities": {ids[int(i)]: float(p) for i, p in zip(feasible, probs)},
+            "model": {"name": meta.model.name, "version": meta.model.version,
+                      "backend": meta.backend},
+            "cached": False,
+            "latency_ms": (time.perf_counter() - meta.started_at) * 1000.0,
+            "batch_size": meta.batch_size,
+        }
+
+    def assemble_many(self, states: Sequence[PreparedState], scores: Sequence[np.ndarray],
+                      meta: AssembleMeta) -> list[dict[str, Any]]:
+        return [self.assemble(st, sc, meta) for st, sc in zip(states, scores)]

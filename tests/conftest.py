@@ -1,0 +1,35 @@
+"""Shared fixtures. The Ray cluster fixture lives in tests/serve/conftest.py so that
+core tests never pay for it."""
+
+from __future__ import annotations
+
+import os
+
+os.environ.setdefault("RAY_USAGE_STATS_ENABLED", "0")
+
+from typing import Any
+
+import pytest
+
+
+def node(**kw: Any) -> dict[str, Any]:
+    base = {"cpu_util": 0.2, "mem_util": 0.3, "energy": 5.0, "latency": 5.0,
+            "bandwidth": 100.0, "queue_len": 0, "node_type": 1}
+    base.update(kw)
+    return base
+
+
+@pytest.fixture
+def small_state() -> dict[str, Any]:
+    """Five nodes: two gateways, two fog nodes, one cloud; fog node n3 is idle and near."""
+    return {
+        "nodes": [
+            node(node_id="g0", node_type=0, cpu_util=0.5, latency=0.0, bandwidth=10000),
+            node(node_id="g1", node_type=0, cpu_util=0.6, latency=3.0, bandwidth=50),
+            node(node_id="n2", node_type=1, cpu_util=0.9, queue_len=20, latency=4.0),
+            node(node_id="n3", node_type=1, cpu_util=0.05, latency=2.0, bandwidth=500),
+            node(node_id="c4", node_type=2, cpu_util=0.3, latency=60.0, bandwidth=100),
+        ],
+        "edges": [[0, 2], [0, 3], [1, 3], [2, 3], [2, 4], [3, 4]],
+        "task": {"compute_gcycles": 2.0, "memory_mb": 256, "data_mb": 1.0, "deadline_ms": 2000},
+    }
