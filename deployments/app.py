@@ -57,11 +57,12 @@ def load_config(path: Path) -> ServeDeploySchema:
     return ServeDeploySchema.model_validate(yaml.safe_load(Path(path).read_text()))
 
 
-def app_from_config(path: Path, app_index: int = 0) -> tuple[Application, str, str]:
-    """(application, name, route_prefix) exactly as the config file describes them, for
-    ``serve.run`` in tests and benchmarks on a Ray instance they started themselves."""
+def config_options(path: Path, app_index: int = 0) -> tuple[AppArgs, dict[str, dict[str, Any]]]:
+    """(app args, per-deployment options) exactly as the config file describes them, for
+    ``build_app`` + ``serve.run`` in tests and benchmarks on a Ray instance they started
+    themselves (the same thing ``serve run`` does with the file)."""
     cfg = load_config(path).applications[app_index]
     options = {
         d.name: d.model_dump(exclude_unset=True, exclude={"name"}) for d in cfg.deployments
     }
-    return build_app(AppArgs.model_validate(cfg.args or {}), options), cfg.name, cfg.route_prefix
+    return AppArgs.model_validate(cfg.args or {}), options

@@ -14,6 +14,7 @@ import gzip
 import logging
 import os
 import time
+import uuid
 from typing import Any
 
 import orjson
@@ -38,6 +39,7 @@ from edge_allocator.service.config import ServiceConfig
 from edge_allocator.service.frontend import Frontend
 from edge_allocator.service.http import legacy_prediction, legacy_to_v1, openapi_document, parse_json
 from edge_allocator.service.stages import AssembleMeta, GraphStage, ModelKey, ResponseStage
+from edge_allocator.tracing import carrier, configure, span
 
 log = logging.getLogger("ray.serve")
 GZIP_MIN_BYTES = 1024
@@ -68,6 +70,7 @@ class Ingress:
         self.local_assembler = ResponseStage() if assembler is None else None
         self.frontend: Frontend | None = None
         self.metrics = IngressMetrics()
+        configure()
         self.replica_tag = f"{os.getpid()}"
         self.routes = {
             ("POST", "/v1/allocate"): self.allocate,
@@ -99,7 +102,8 @@ class Ingress:
 
     # --- HTTP plumbing ------------------------------------------------------------------------
     async def __call__(self, request: Request) -> Response:
-        path = request.url.path.rstrip("/") or "/"
+        root = request.scope.get("root_path", "")  # the app's route_prefix under Serve
+        path = request.url.path.removeprefix(root).rstrip("/") or "/"
         method = request.method.upper()
         handler = self.routes.get((method, path))
         try:
@@ -167,22 +171,28 @@ class Ingress:
         key = ModelKey(*front.router.pick(model or req.model))
         ckey = front.cache_key(payload, key)
         hit = front.cached(ckey)
-        if hit is not None:
+        if hit is not None:  # a new decision (own id, logged) that reuses the answer
             self.metrics.cache.inc(tags={"result": "hit"})
+            hit["decision_id"] = uuid.uuid4().hex
             hit["latency_ms"] = (time.perf_counter() - t0) * 1000
+            front.record(hit, req, ckey)
             self._count(hit, req, "/v1/allocate", t0)
             return hit
         self.metrics.cache.inc(tags={"result": "miss"})
-        meta = AssembleMeta(key, front.cfg.backend, 1, t0)
-        if self.graph is not None and self.assembler is not None:
-            state = self.graph.prepare.remote(req)
-            scored = self.policy.infer_one.remote(key, state)
-            resp = await self._call(self.assembler.assemble.remote(state, scored, meta))
-        else:
-            assert self.local_graph is not None and self.local_assembler is not None
-            state = self.local_graph.prepare(req)
-            scores, batch = await self._call(self.policy.infer_one.remote(key, state))
-            resp = self.local_assembler.assemble(state, scores, meta._replace(batch_size=batch))
+        decision_id = uuid.uuid4().hex
+        with span("ingress.allocate", decision_id=decision_id, model=key.name,
+                  version=key.version):
+            tc = carrier()
+            meta = AssembleMeta(key, front.cfg.backend, 1, t0, (decision_id,), tc)
+            if self.graph is not None and self.assembler is not None:
+                state = self.graph.prepare.remote(req, tc)
+                scored = self.policy.infer_one.remote(key, state, tc)
+                resp = await self._call(self.assembler.assemble.remote(state, scored, meta))
+            else:
+                assert self.local_graph is not None and self.local_assembler is not None
+                state = self.local_graph.prepare(req, tc)
+                scores, batch = await self._call(self.policy.infer_one.remote(key, state, tc))
+                resp = self.local_assembler.assemble(state, scores, meta._replace(batch_size=batch))
         resp["latency_ms"] = (time.perf_counter() - t0) * 1000
         front.remember(ckey, resp)
         front.record(resp, req, ckey)
@@ -194,16 +204,20 @@ class Ingress:
         front = self._front()
         t0 = time.perf_counter()
         key = ModelKey(*front.router.pick(model or states[0].model))
-        meta = AssembleMeta(key, front.cfg.backend, len(states), t0)
-        if self.graph is not None and self.assembler is not None:
-            prepared = self.graph.prepare_many.remote(states)
-            scores = self.policy.infer_many.remote(key, prepared)
-            out = await self._call(self.assembler.assemble_many.remote(prepared, scores, meta))
-        else:
-            assert self.local_graph is not None and self.local_assembler is not None
-            prepared = self.local_graph.prepare_many(states)
-            scores = await self._call(self.policy.infer_many.remote(key, prepared))
-            out = self.local_assembler.assemble_many(prepared, scores, meta)
+        ids = tuple(uuid.uuid4().hex for _ in states)
+        with span("ingress.allocate_batch", model=key.name, version=key.version,
+                  states=len(states)):
+            tc = carrier()
+            meta = AssembleMeta(key, front.cfg.backend, len(states), t0, ids, tc)
+            if self.graph is not None and self.assembler is not None:
+                prepared = self.graph.prepare_many.remote(states, tc)
+                scores = self.policy.infer_many.remote(key, prepared, tc)
+                out = await self._call(self.assembler.assemble_many.remote(prepared, scores, meta))
+            else:
+                assert self.local_graph is not None and self.local_assembler is not None
+                prepared = self.local_graph.prepare_many(states, tc)
+                scores = await self._call(self.policy.infer_many.remote(key, prepared, tc))
+                out = self.local_assembler.assemble_many(prepared, scores, meta)
         elapsed = (time.perf_counter() - t0) * 1000
         for resp, req in zip(out, states):
             resp["latency_ms"] = elapsed

@@ -26,6 +26,7 @@ from edge_allocator.graph import GraphInputs, default_edges, normalized_adjacenc
 from edge_allocator.service.config import ModelSpec
 from edge_allocator.service.routing import ModelRouter
 from edge_allocator.service.stages import ModelKey, PolicyStage, PreparedState
+from edge_allocator.tracing import configure
 
 
 class InferenceConfig(BaseModel):
@@ -57,6 +58,7 @@ class PolicyInference:
         self.stage: PolicyStage | None = None
         self.config = InferenceConfig()
         self.metrics = InferenceMetrics()
+        configure()
 
     def reconfigure(self, user_config: dict[str, Any]) -> None:
         cfg = InferenceConfig.model_validate(user_config)
@@ -73,9 +75,11 @@ class PolicyInference:
 
     @serve.batch(max_batch_size=64, batch_wait_timeout_s=0.002)
     async def infer_one(
-        self, keys: list[ModelKey], states: list[PreparedState]
+        self, keys: list[ModelKey], states: list[PreparedState],
+        traces: list[dict[str, str] | None],
     ) -> list[tuple[np.ndarray, int]]:
-        """One state per request; returns (scores [N], size of the batch it rode in)."""
+        """One state per request; returns (scores [N], size of the batch it rode in).
+        The batch's span is a child of its first request's trace."""
         assert self.stage is not None
         groups: dict[ModelKey, list[int]] = defaultdict(list)
         for i, k in enumerate(keys):
@@ -83,18 +87,19 @@ class PolicyInference:
         out: list[tuple[np.ndarray, int] | None] = [None] * len(keys)
         for key, idx in groups.items():
             t0 = time.perf_counter()
-            scores = self.stage.run(key, [states[i].graph for i in idx])
+            scores = self.stage.run(key, [states[i].graph for i in idx], traces[idx[0]])
             self._observe(key, len(idx), t0)
             for i, s in zip(idx, scores):
                 out[i] = (s, len(idx))
         return out  # type: ignore[return-value]
 
-    async def infer_many(self, key: ModelKey, states: list[PreparedState]) -> list[np.ndarray]:
+    async def infer_many(self, key: ModelKey, states: list[PreparedState],
+                         trace: dict[str, str] | None = None) -> list[np.ndarray]:
         """Many states of one request in one vectorised call (no per-state batching)."""
         assert self.stage is not None
         key = ModelKey(*key)
         t0 = time.perf_counter()
-        scores = self.stage.run(key, [s.graph for s in states])
+        scores = self.stage.run(key, [s.graph for s in states], trace)
         self._observe(key, len(states), t0)
         return scores
 

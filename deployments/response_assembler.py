@@ -8,11 +8,13 @@ import numpy as np
 from ray import serve
 
 from edge_allocator.service.stages import AssembleMeta, PreparedState, ResponseStage
+from edge_allocator.tracing import configure
 
 
 @serve.deployment
 class ResponseAssembler:
     def __init__(self) -> None:
+        configure()
         self.stage = ResponseStage()
 
     def assemble(self, state: PreparedState, scored: tuple[np.ndarray, int],

@@ -50,9 +50,12 @@ class OnnxBackend:
         path = model_path or artifact.file(ONNX)
         self.session = ort.InferenceSession(str(path), opts, providers=onnx_providers(device))
         self.providers = self.session.get_providers()
+        # flat models ignore the adjacency, so their graph has no 'adj' input
+        self.inputs = [i.name for i in self.session.get_inputs()]
 
     def run(self, x: np.ndarray, adj: np.ndarray, mask: np.ndarray) -> np.ndarray:
-        return self.session.run(None, {"x": x, "adj": adj, "mask": mask})[0]
+        feed = {"x": x, "adj": adj, "mask": mask}
+        return self.session.run(None, {k: feed[k] for k in self.inputs})[0]
 
 
 _INT8_LOCK = threading.Lock()

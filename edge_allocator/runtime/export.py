@@ -66,7 +66,8 @@ def check_onnx_parity(module: nn.Module, path: Path, sizes: tuple[int, ...]) -> 
         x, adj, mask = _example(module, n, 3, 100 + k)
         with torch.inference_mode():
             ref = module(x, adj, mask).numpy()
-        out = sess.run(None, {"x": x.numpy(), "adj": adj.numpy(), "mask": mask.numpy()})[0]
+        feed = {"x": x.numpy(), "adj": adj.numpy(), "mask": mask.numpy()}
+        out = sess.run(None, {i.name: feed[i.name] for i in sess.get_inputs()})[0]
         m = mask.numpy()
         if not np.allclose(out[m], ref[m], rtol=PARITY_RTOL, atol=PARITY_ATOL):
             raise AssertionError(f"ONNX export differs from PyTorch at N={n}")
@@ -101,7 +102,7 @@ def save_artifact(
         "architecture": architecture,
         "inputs": [
             {"name": "x", "dtype": "float32", "shape": [-1, n_dim, NUM_FEATURES]},
-            {"name": "adj", "dtype": "float32", "shape": [-1, n_dim, n_dim]},
+            *([] if fixed else [{"name": "adj", "dtype": "float32", "shape": [-1, n_dim, n_dim]}]),
             {"name": "mask", "dtype": "bool", "shape": [-1, n_dim]},
         ],
         "outputs": [{"name": "scores", "dtype": "float32", "shape": [-1, n_dim],

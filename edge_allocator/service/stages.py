@@ -16,6 +16,7 @@ from edge_allocator.graph import GraphInputs, TopologyCache, build_graph, collat
 from edge_allocator.runtime.artifacts import Artifact, load_artifact
 from edge_allocator.runtime.backends import Backend, make_backend
 from edge_allocator.schema import AllocateRequest, RequestError
+from edge_allocator.tracing import span
 
 #: Graphs in one model call are padded to the largest; buckets of power-of-two sizes keep
 #: a 1,000-node state from padding 255 small ones to 1,000 x 1,000.
@@ -41,8 +42,9 @@ class GraphStage:
     def __init__(self, topology_cache_entries: int = 4096):
         self.cache = TopologyCache(topology_cache_entries)
 
-    def prepare(self, request: AllocateRequest) -> PreparedState:
-        graph = build_graph(request, request.task, self.cache)
+    def prepare(self, request: AllocateRequest, trace: dict[str, str] | None = None) -> PreparedState:
+        with span("graph.prepare", trace, nodes=len(request.nodes)):
+            graph = build_graph(request, request.task, self.cache)
         if not graph.mask.any():
             raise RequestError(
                 422,
@@ -52,8 +54,10 @@ class GraphStage:
             )
         return PreparedState(graph, request.node_ids())
 
-    def prepare_many(self, requests: Sequence[AllocateRequest]) -> list[PreparedState]:
-        return [self.prepare(r) for r in requests]
+    def prepare_many(self, requests: Sequence[AllocateRequest],
+                     trace: dict[str, str] | None = None) -> list[PreparedState]:
+        with span("graph.prepare_many", trace, states=len(requests)):
+            return [self.prepare(r) for r in requests]
 
 
 class LoadedModel(NamedTuple):
@@ -91,8 +95,14 @@ class PolicyStage:
             model = self.models[key]
         return model
 
-    def run(self, key: ModelKey, graphs: Sequence[GraphInputs]) -> list[np.ndarray]:
+    def run(self, key: ModelKey, graphs: Sequence[GraphInputs],
+            trace: dict[str, str] | None = None) -> list[np.ndarray]:
         """Scores per graph ([N] each, unpadded), in input order."""
+        with span("policy.infer", trace, model=key.name, version=key.version,
+                  batch_size=len(graphs), backend=self.backend_name):
+            return self._run(key, graphs)
+
+    def _run(self, key: ModelKey, graphs: Sequence[GraphInputs]) -> list[np.ndarray]:
         model = self.get(key)
         fixed = model.artifact.max_nodes
         out: list[np.ndarray | None] = [None] * len(graphs)
@@ -139,12 +149,21 @@ class AssembleMeta(NamedTuple):
     backend: str
     batch_size: int
     started_at: float  # time.perf_counter() at the ingress
+    decision_ids: tuple[str, ...] = ()  # made at the ingress so every span can carry them
+    trace: dict[str, str] | None = None
 
 
 class ResponseStage:
     """Scores -> decision: mask, pick, confidence, ranking, decision id."""
 
-    def assemble(self, state: PreparedState, scores: np.ndarray, meta: AssembleMeta) -> dict[str, Any]:
+    def assemble(self, state: PreparedState, scores: np.ndarray, meta: AssembleMeta,
+                 decision_id: str | None = None) -> dict[str, Any]:
+        decision_id = decision_id or (meta.decision_ids[0] if meta.decision_ids else uuid.uuid4().hex)
+        with span("response.assemble", meta.trace, decision_id=decision_id):
+            return self._assemble(state, scores, meta, decision_id)
+
+    def _assemble(self, state: PreparedState, scores: np.ndarray, meta: AssembleMeta,
+                  decision_id: str) -> dict[str, Any]:
         mask = state.graph.mask
         feasible = np.flatnonzero(mask)
         s = scores[feasible].astype(np.float64)
@@ -153,7 +172,7 @@ class ResponseStage:
         best = int(feasible[order[0]])
         ids = state.node_ids
         return {
-            "decision_id": uuid.uuid4().hex,
+            "decision_id": decision_id,
             "node_id": ids[best],
             "node_index": best,
             "confidence": float(probs[order[0]]),
@@ -169,4 +188,5 @@ class ResponseStage:
 
     def assemble_many(self, states: Sequence[PreparedState], scores: Sequence[np.ndarray],
                       meta: AssembleMeta) -> list[dict[str, Any]]:
-        return [self.assemble(st, sc, meta) for st, sc in zip(states, scores)]
+        ids = meta.decision_ids or tuple(uuid.uuid4().hex for _ in states)
+        return [self.assemble(st, sc, meta, did) for st, sc, did in zip(states, scores, ids)]

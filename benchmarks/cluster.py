@@ -1,0 +1,86 @@
+"""A private Ray instance for benchmarks: own temp dir and ports, stopped by PID only."""
+
+from __future__ import annotations
+
+import copy
+import shutil
+import socket
+import tempfile
+import time
+from contextlib import contextmanager
+from typing import Any, Iterator
+
+from edge_allocator.constants import PROJECT_ROOT
+
+SERVE_CONFIG = PROJECT_ROOT / "serve_config.yaml"
+
+
+def free_port() -> int:
+    with socket.socket() as s:
+        s.bind(("127.0.0.1", 0))
+        return s.getsockname()[1]
+
+
+@contextmanager
+def ray_serve(num_cpus: int = 2) -> Iterator[int]:
+    """Start Ray + Serve on free ports; yields the HTTP port."""
+    import ray
+    from ray import serve
+
+    temp_dir = tempfile.mkdtemp(prefix="ea-bench-", dir="/tmp")
+    ray.init(address="local", num_cpus=num_cpus, include_dashboard=False,
+             object_store_memory=300 * 1024 * 1024, _temp_dir=temp_dir, log_to_driver=False,
+             _metrics_export_port=free_port())
+    port = free_port()
+    serve.start(http_options={"host": "127.0.0.1", "port": port})
+    try:
+        yield port
+    finally:
+        serve.shutdown()
+        ray.shutdown()
+        shutil.rmtree(temp_dir, ignore_errors=True)
+
+
+def shipped_options(separate: bool | None = None, fixed_replicas: bool = False,
+                    **user_overrides: Any) -> tuple[Any, dict[str, dict[str, Any]]]:
+    """serve_config.yaml's app; optionally inline stages, fixed replicas, or user_config
+    overrides (e.g. cache='none')."""
+    from deployments.app import config_options
+
+    args, options = config_options(SERVE_CONFIG)
+    if separate is not None:
+        args = args.model_copy(update={"separate_stages": separate})
+    if not args.separate_stages:
+        options.pop("GraphBuilder", None)
+        options.pop("ResponseAssembler", None)
+    options["Ingress"]["user_config"] = {**options["Ingress"]["user_config"], **user_overrides}
+    if fixed_replicas:
+        for d in options.values():
+            auto = d.pop("autoscaling_config", None)
+            d["num_replicas"] = (auto or {}).get("min_replicas", 1)
+    return args, options
+
+
+def default_settings_options(**user_overrides: Any) -> tuple[Any, dict[str, dict[str, Any]]]:
+    """The same app and model settings with Ray Serve's defaults for everything else
+    (max_ongoing_requests, replicas, no autoscaling, separate stages)."""
+    args, options = shipped_options(separate=True, **user_overrides)
+    return args, {name: {"user_config": copy.deepcopy(d["user_config"])}
+                  for name, d in options.items() if "user_config" in d}
+
+
+def deploy(name: str, prefix: str, args: Any, options: dict[str, dict[str, Any]],
+           timeout_s: float = 180) -> float:
+    """Deploy and wait until RUNNING; returns seconds taken."""
+    from ray import serve
+
+    from deployments.app import build_app
+
+    t0 = time.perf_counter()
+    serve.run(build_app(args, options), name=name, route_prefix=prefix, blocking=False)
+    while time.perf_counter() - t0 < timeout_s:
+        st = serve.status().applications.get(name)
+        if st is not None and st.status == "RUNNING":
+            return time.perf_counter() - t0
+        time.sleep(0.25)
+    raise TimeoutError(f"{name} not RUNNING after {timeout_s} s")

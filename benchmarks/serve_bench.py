@@ -1,0 +1,160 @@
+"""(c)+(d) Side by side on one machine, one run: the naive baseline, the same Serve app
+with Ray Serve's default settings, and the tuned app (serve_config.yaml), for single
+decisions, the batch endpoint, and cached vs uncached requests.
+
+    python -m benchmarks.serve_bench [--seconds 15] [--concurrency 1 8 32]
+Writes benchmarks/results/serve_bench.{md,json,png}.
+"""
+
+from __future__ import annotations
+
+import argparse
+import asyncio
+import json
+import subprocess
+import sys
+import time
+from pathlib import Path
+
+import httpx
+
+from benchmarks.cluster import default_settings_options, deploy, free_port, ray_serve, shipped_options
+from benchmarks.load import LoadResult, run_load, sample_bodies, table
+
+RESULTS = Path(__file__).parent / "results"
+BATCH_STATES = 256
+
+
+def wait_ready(url: str, timeout_s: float = 120) -> None:
+    t0 = time.time()
+    while time.time() - t0 < timeout_s:
+        try:
+            if httpx.get(url, timeout=2).status_code < 500:
+                return
+        except httpx.HTTPError:
+            pass
+        time.sleep(0.2)
+    raise TimeoutError(url)
+
+
+def measure(name: str, base: str, bodies, batch_bodies, args, rows, batch_rows) -> None:
+    for c in args.concurrency:
+        r = asyncio.run(run_load(f"{base}/v1/allocate", bodies, c, args.requests, args.seconds))
+        rows.append((name, r))
+        print(table([(name, r)]), flush=True)
+    rb = asyncio.run(run_load(f"{base}/v1/allocate/batch", batch_bodies, 2, 10**6, args.seconds))
+    per_state = rb._replace(throughput_rps=rb.throughput_rps * BATCH_STATES)
+    batch_rows.append((name, per_state))
+    print(table([(name, per_state)], unit="decisions/s"), flush=True)
+
+
+def main() -> None:
+    p = argparse.ArgumentParser(description=__doc__)
+    p.add_argument("--seconds", type=float, default=15)
+    p.add_argument("--requests", type=int, default=100_000)
+    p.add_argument("--concurrency", type=int, nargs="*", default=[1, 8, 32])
+    p.add_argument("--skip-naive", action="store_true")
+    args = p.parse_args()
+    bodies = sample_bodies(3000, nodes=20)
+    batch_bodies = sample_bodies(8, nodes=20, seed=1, batch=BATCH_STATES)
+    rows: list[tuple[str, LoadResult]] = []
+    batch_rows: list[tuple[str, LoadResult]] = []
+    cache_rows: list[tuple[str, LoadResult]] = []
+
+    if not args.skip_naive:
+        port = free_port()
+        proc = subprocess.Popen([sys.executable, "-m", "benchmarks.naive_server", "--port", str(port)])
+        try:
+            wait_ready(f"http://127.0.0.1:{port}/docs")
+            measure("naive (FastAPI + eager torch)", f"http://127.0.0.1:{port}", bodies,
+                    batch_bodies, args, rows, batch_rows)
+        finally:
+            proc.terminate()
+            proc.wait()
+
+    with ray_serve(num_cpus=2) as port:
+        from ray import serve
+
+        base = f"http://127.0.0.1:{port}"
+        variants = [
+            ("serve defaults", default_settings_options(cache="none")),
+            ("tuned, separate stages", shipped_options(separate=True, cache="none")),
+            ("tuned, inline stages", shipped_options(separate=False, cache="none")),
+        ]
+        for name, (app_args, options) in variants:
+            took = deploy("bench", "/", app_args, options)
+            print(f"{name}: deployed in {took:.1f} s", flush=True)
+            measure(name, base, bodies, batch_bodies, args, rows, batch_rows)
+            serve.delete("bench")
+        # cached vs uncached, concurrency 1, on the tuned inline app with its local cache
+        app_args, options = shipped_options(separate=False, cache="local")
+        deploy("bench", "/", app_args, options)
+        url = f"{base}/v1/allocate"
+        uncached = asyncio.run(run_load(url, bodies[1000:], 1, 2000, args.seconds))
+        asyncio.run(run_load(url, bodies[:1], 1, 5, 5))  # fill the cache
+        cached = asyncio.run(run_load(url, bodies[:1], 1, 2000, args.seconds))
+        cache_rows += [("uncached", uncached), ("cached (same state)", cached)]
+        print(table(cache_rows), flush=True)
+        serve.delete("bench")
+
+    RESULTS.mkdir(parents=True, exist_ok=True)
+    md = ("## /v1/allocate, one 20-node state per request\n\n" + table(rows)
+          + f"\n## /v1/allocate/batch, {BATCH_STATES} 20-node states per request, 2 in flight\n\n"
+          + table(batch_rows, unit="decisions/s")
+          + "\n## Cache, concurrency 1 (tuned inline app)\n\n" + table(cache_rows)
+          + "\n" + ratios(rows, batch_rows, cache_rows))
+    (RESULTS / "serve_bench.md").write_text(md)
+    (RESULTS / "serve_bench.json").write_text(json.dumps({
+        "single": [(n, r._asdict()) for n, r in rows],
+        "batch": [(n, r._asdict()) for n, r in batch_rows],
+        "cache": [(n, r._asdict()) for n, r in cache_rows]}, indent=2))
+    plot(rows, RESULTS / "serve_bench.png")
+    print(md)
+
+
+def ratios(rows, batch_rows, cache_rows) -> str:
+    def best(name, rs):
+        vals = [r.throughput_rps for n, r in rs if n == name]
+        return max(vals) if vals else float("nan")
+
+    lines = ["## Ratios (same run)", ""]
+    names = sorted({n for n, _ in rows})
+    tuned = max((best(n, rows), n) for n in names if n.startswith("tuned"))
+    lines.append(f"- best tuned single-state throughput ({tuned[1]}): {tuned[0]:.1f} req/s")
+    for ref in ("serve defaults", "naive (FastAPI + eager torch)"):
+        if ref in names:
+            lines.append(f"- vs {ref} ({best(ref, rows):.1f} req/s): "
+                         f"{tuned[0] / best(ref, rows):.2f}x")
+    bnames = sorted({n for n, _ in batch_rows})
+    btuned = max((best(n, batch_rows), n) for n in bnames if n.startswith("tuned"))
+    lines.append(f"- batch endpoint ({btuned[1]}): {btuned[0]:.0f} decisions/s")
+    if "naive (FastAPI + eager torch)" in bnames:
+        lines.append(f"- vs naive batch: {btuned[0] / best('naive (FastAPI + eager torch)', batch_rows):.1f}x")
+    if len(cache_rows) == 2:
+        lines.append(f"- cached / uncached median latency at concurrency 1: "
+                     f"{cache_rows[1][1].p50_ms:.2f} / {cache_rows[0][1].p50_ms:.2f} ms = "
+                     f"{cache_rows[1][1].p50_ms / cache_rows[0][1].p50_ms:.2f}")
+    return "\n".join(lines) + "\n"
+
+
+def plot(rows, path: Path) -> None:
+    import matplotlib
+
+    matplotlib.use("Agg")
+    import matplotlib.pyplot as plt
+
+    fig, (a1, a2) = plt.subplots(1, 2, figsize=(10, 3.8))
+    for name in dict.fromkeys(n for n, _ in rows):
+        rs = [r for n, r in rows if n == name]
+        a1.plot([r.concurrency for r in rs], [r.throughput_rps for r in rs], marker="o", label=name)
+        a2.plot([r.concurrency for r in rs], [r.p99_ms for r in rs], marker="o", label=name)
+    a1.set(xlabel="concurrency", ylabel="requests/s", xscale="log", title="throughput")
+    a2.set(xlabel="concurrency", ylabel="p99 ms", xscale="log", yscale="log", title="p99 latency")
+    a1.legend(fontsize=7)
+    fig.tight_layout()
+    fig.savefig(path, dpi=110)
+    plt.close(fig)
+
+
+if __name__ == "__main__":
+    main()

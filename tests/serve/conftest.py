@@ -1,0 +1,115 @@
+"""One real Ray cluster per test session (own temp dir and ports), with the application
+deployed from serve_config.yaml, only pointed at test paths."""
+
+from __future__ import annotations
+
+import copy
+import shutil
+import socket
+import tempfile
+import time
+from pathlib import Path
+from typing import Any
+
+import httpx
+import pytest
+
+from edge_allocator.constants import MODELS_DIR, PROJECT_ROOT
+
+SERVE_CONFIG = PROJECT_ROOT / "serve_config.yaml"
+
+
+def free_port() -> int:
+    with socket.socket() as s:
+        s.bind(("127.0.0.1", 0))
+        return s.getsockname()[1]
+
+
+@pytest.fixture(scope="session")
+def ray_cluster():
+    ray = pytest.importorskip("ray")
+    from ray import serve
+
+    temp_dir = tempfile.mkdtemp(prefix="ea-ray-", dir="/tmp")  # short: socket paths
+    ray.init(address="local", num_cpus=4, include_dashboard=False,
+             object_store_memory=200 * 1024 * 1024, _temp_dir=temp_dir,
+             _metrics_export_port=free_port(), log_to_driver=False)
+    port = free_port()
+    serve.start(http_options={"host": "127.0.0.1", "port": port})
+    yield {"port": port, "metrics_port": ray._private.worker.global_worker.node.metrics_export_port}
+    serve.shutdown()
+    ray.shutdown()
+    shutil.rmtree(temp_dir, ignore_errors=True)
+
+
+@pytest.fixture(scope="session")
+def test_models(tmp_path_factory) -> Path:
+    """The shipped models, plus hybrid copied as a second version for hot swap and A/B."""
+    root = tmp_path_factory.mktemp("models")
+    for name in ("hybrid", "dqn", "ppo"):
+        src = MODELS_DIR / name
+        newest = max((p for p in src.iterdir() if p.name.isdigit()), key=lambda p: int(p.name))
+        shutil.copytree(newest, root / name / "1")
+    shutil.copytree(root / "hybrid" / "1", root / "hybrid" / "2")
+    return root
+
+
+def app_options(test_models: Path, db_path: Path, *, separate: bool = True,
+                ingress: dict[str, Any] | None = None,
+                inference: dict[str, Any] | None = None) -> tuple[Any, dict[str, dict[str, Any]]]:
+    """serve_config.yaml's application with test paths and overrides merged in."""
+    from deployments.app import AppArgs, config_options
+
+    _, options = config_options(SERVE_CONFIG)
+    ing = copy.deepcopy(options["Ingress"]["user_config"])
+    ing.update(models_dir=str(test_models), database_url=f"sqlite:///{db_path}",
+               spool_path=str(db_path.parent / "spool" / "decisions.jsonl"))
+    ing.update(ingress or {})
+    options["Ingress"]["user_config"] = ing
+    inf = copy.deepcopy(options["PolicyInference"]["user_config"])
+    inf.update(models_dir=str(test_models))
+    inf.update(inference or {})
+    options["PolicyInference"]["user_config"] = inf
+    for d in options.values():  # fixed replica counts: tests must not wait on autoscaling
+        d.pop("autoscaling_config", None)
+        d["num_replicas"] = 1
+    if not separate:
+        options.pop("GraphBuilder")
+        options.pop("ResponseAssembler")
+    return AppArgs(separate_stages=separate), options
+
+
+def deploy(name: str, prefix: str, test_models: Path, db_path: Path, **kw: Any) -> None:
+    from ray import serve
+
+    from deployments.app import build_app
+
+    args, options = app_options(test_models, db_path, **kw)
+    serve.run(build_app(args, options), name=name, route_prefix=prefix, blocking=False)
+    deadline = time.time() + 120
+    while time.time() < deadline:  # serve.run returns once replicas exist; wait for ready
+        status = serve.status().applications.get(name)
+        if status is not None and status.status == "RUNNING":
+            return
+        time.sleep(0.5)
+    raise TimeoutError(f"application {name} not RUNNING after 120 s: {serve.status()}")
+
+
+@pytest.fixture(scope="session")
+def app_url(ray_cluster, test_models, tmp_path_factory) -> str:
+    db = tmp_path_factory.mktemp("db") / "decisions.db"
+    deploy("edge-allocator", "/", test_models, db, separate=True)
+    return f"http://127.0.0.1:{ray_cluster['port']}"
+
+
+@pytest.fixture(scope="session")
+def inline_url(ray_cluster, test_models, tmp_path_factory) -> str:
+    db = tmp_path_factory.mktemp("db-inline") / "decisions.db"
+    deploy("edge-allocator-inline", "/inline", test_models, db, separate=False)
+    return f"http://127.0.0.1:{ray_cluster['port']}/inline"
+
+
+@pytest.fixture
+def client() -> httpx.Client:
+    with httpx.Client(timeout=30) as c:
+        yield c
