@@ -335,10 +335,12 @@ class Ingress:
         try:
             front = self._front()
             described = await asyncio.wait_for(self._call(self.policy.describe.remote()), 5.0)
+            failures = await asyncio.wait_for(self._call(self.policy.failures.remote()), 5.0)
             missing = [f"{n} v{v}" for n, v in front.router.versions_in_use()
                        if not any(d["name"] == n and d["version"] == v for d in described)]
-            if missing:
-                raise RuntimeError(f"models not loaded: {missing}")
+            if failures or missing:
+                why = "; ".join(f"{k}: {v}" for k, v in failures.items())
+                raise RuntimeError(f"models not loaded: {missing}. {why}")
         except Exception as exc:  # noqa: BLE001 - readiness reports why, whatever it is
             err = _request_error(exc)
             reason = err.message if err else f"{type(exc).__name__}: {exc}"

@@ -113,6 +113,11 @@ class PolicyInference:
         assert self.stage is not None
         return self.stage.describe()
 
+    def failures(self) -> dict[str, str]:
+        """Versions that failed to load, and why (e.g. a checksum mismatch)."""
+        assert self.stage is not None
+        return {f"{k.name} v{k.version}": why for k, why in self.stage.failures.items()}
+
     def batch_config(self) -> dict[str, Any]:
         return {"max_batch_size": self.config.max_batch_size,
                 "batch_wait_timeout_s": self.config.batch_wait_timeout_s}

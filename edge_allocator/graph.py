@@ -176,6 +176,9 @@ class TopologyCache:
     def __len__(self) -> int:
         return len(self._items)
 
+    def __deepcopy__(self, memo: dict[int, object]) -> TopologyCache:
+        return self  # shared on purpose: entries are immutable and access is locked
+
 
 def state_edges(state: NetworkState, nodes: np.ndarray) -> np.ndarray:
     if state.edges is not None:

@@ -13,7 +13,7 @@ from typing import Any, NamedTuple
 import numpy as np
 
 from edge_allocator.graph import GraphInputs, TopologyCache, build_graph, collate
-from edge_allocator.runtime.artifacts import Artifact, load_artifact
+from edge_allocator.runtime.artifacts import Artifact, ArtifactError, load_artifact
 from edge_allocator.runtime.backends import Backend, make_backend
 from edge_allocator.schema import AllocateRequest, RequestError
 from edge_allocator.tracing import span
@@ -74,25 +74,35 @@ class PolicyStage:
         self.backend_name = backend
         self.device = device
         self.models: dict[ModelKey, LoadedModel] = {}
+        #: Versions that failed to load (tampered, missing), with the reason: readiness
+        #: reports them and requests for them get a 503 naming the reason.
+        self.failures: dict[ModelKey, str] = {}
 
     def load(self, keys: Sequence[ModelKey]) -> None:
-        """Load (verify checksums, build backends) before anything is swapped in, so a
-        hot swap either fully succeeds or leaves the serving set untouched."""
-        fresh = {}
+        """Load (verify checksums, build backends) everything first, then swap the
+        serving set in one assignment, so no request sees a half-loaded model. A version
+        that fails to load is recorded, not fatal: the others keep serving."""
+        fresh, failures = {}, {}
         for key in keys:
             if key in self.models and self.models[key].backend_name == self.backend_name:
                 fresh[key] = self.models[key]
                 continue
-            art = load_artifact(self.models_dir, key.name, key.version)
-            fresh[key] = LoadedModel(art, make_backend(art, self.backend_name, self.device),
-                                     self.backend_name)
-        self.models = fresh
+            try:
+                art = load_artifact(self.models_dir, key.name, key.version)
+                fresh[key] = LoadedModel(art, make_backend(art, self.backend_name, self.device),
+                                         self.backend_name)
+            except (ArtifactError, OSError, ValueError, RuntimeError) as exc:
+                failures[key] = f"{type(exc).__name__}: {exc}"
+        self.models, self.failures = fresh, failures
 
     def get(self, key: ModelKey) -> LoadedModel:
         model = self.models.get(key)
-        if model is None:
+        if model is None and key not in self.failures:
             self.load([*self.models, key])  # a version routed here before preload finished
-            model = self.models[key]
+            model = self.models.get(key)
+        if model is None:
+            raise RequestError(503, f"model {key.name} v{key.version} is unavailable: "
+                               f"{self.failures.get(key, 'not loaded')}")
         return model
 
     def run(self, key: ModelKey, graphs: Sequence[GraphInputs],

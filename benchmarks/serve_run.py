@@ -1,0 +1,116 @@
+"""Run the README's command, ``serve run serve_config.yaml``, as a user would, and
+measure it: seconds until /readyz answers 200, and the resident memory of everything
+it started (Ray's processes included).
+
+    python -m benchmarks.serve_run
+"""
+
+from __future__ import annotations
+
+import os
+import signal
+import subprocess
+import sys
+import tempfile
+import time
+from pathlib import Path
+from typing import NamedTuple
+
+import httpx
+import psutil
+import yaml
+
+from benchmarks.cluster import SERVE_CONFIG, free_port
+from edge_allocator.constants import PROJECT_ROOT
+
+
+class StartupResult(NamedTuple):
+    ready_s: float
+    rss_bytes: int
+    processes: int
+
+
+class ServeRun:
+    """``serve run`` on a copy of serve_config.yaml that listens on a free port."""
+
+    def __init__(self, config: Path = SERVE_CONFIG):
+        raw = yaml.safe_load(config.read_text())
+        self.port = free_port()
+        raw["http_options"]["port"] = self.port
+        self._tmp = tempfile.NamedTemporaryFile("w", suffix=".yaml", delete=False)
+        yaml.safe_dump(raw, self._tmp)
+        self._tmp.close()
+        self.url = f"http://127.0.0.1:{self.port}"
+        self.proc: subprocess.Popen[bytes] | None = None
+
+    def start(self) -> float:
+        env = {**os.environ, "RAY_USAGE_STATS_ENABLED": "0"}
+        serve_bin = str(Path(sys.executable).with_name("serve"))
+        t0 = time.perf_counter()
+        self.proc = subprocess.Popen([serve_bin, "run", self._tmp.name], cwd=PROJECT_ROOT, env=env,
+                                     stdout=subprocess.DEVNULL, stderr=subprocess.DEVNULL,
+                                     start_new_session=True)
+        deadline = t0 + 180
+        while time.perf_counter() < deadline:
+            if self.proc.poll() is not None:
+                raise RuntimeError(f"serve run exited with {self.proc.returncode}")
+            try:
+                if httpx.get(f"{self.url}/readyz", timeout=2).status_code == 200:
+                    return time.perf_counter() - t0
+            except httpx.HTTPError:
+                pass
+            time.sleep(0.2)
+        raise TimeoutError("serve run did not become ready in 180 s")
+
+    def tree(self) -> list[psutil.Process]:
+        assert self.proc is not None
+        root = psutil.Process(self.proc.pid)
+        return [root, *root.children(recursive=True)]
+
+    def rss(self) -> tuple[int, int]:
+        procs = self.tree()
+        total = 0
+        for p in procs:
+            try:
+                total += p.memory_info().rss
+            except psutil.Error:
+                pass
+        return total, len(procs)
+
+    def stop(self) -> None:
+        """Ctrl-C as a user would; then make sure every process we started is gone
+        (by PID: never `ray stop`, which would kill other people's Ray)."""
+        if self.proc is None:
+            return
+        procs = self.tree()
+        self.proc.send_signal(signal.SIGINT)
+        try:
+            self.proc.wait(timeout=30)
+        except subprocess.TimeoutExpired:
+            self.proc.kill()
+        _, alive = psutil.wait_procs(procs, timeout=10)
+        for p in alive:
+            try:
+                p.kill()
+            except psutil.Error:
+                pass
+        os.unlink(self._tmp.name)
+
+
+def main() -> None:
+    run = ServeRun()
+    try:
+        ready = run.start()
+        time.sleep(2)
+        rss, n = run.rss()
+        r = httpx.get(f"{run.url}/v1/sample").json()
+        d = httpx.post(f"{run.url}/v1/allocate", json=r).json()
+        print(f"| ready after `serve run` | {ready:.1f} s |\n| RSS of all {n} processes | "
+              f"{rss / 2**30:.2f} GiB |\n| first decision | node {d['node_id']} "
+              f"({d['latency_ms']:.1f} ms) |")
+    finally:
+        run.stop()
+
+
+if __name__ == "__main__":
+    main()

@@ -1,0 +1,264 @@
+"""Failure behaviour against a real cluster: overload, lost replicas, Redis and
+PostgreSQL going away, a tampered model."""
+
+from __future__ import annotations
+
+import asyncio
+import shutil
+import socket
+import subprocess
+import threading
+import time
+import uuid
+
+import httpx
+import pytest
+
+from tests.serve.conftest import deploy, free_port
+
+pytestmark = pytest.mark.cluster
+
+
+def _state(i: int, n: int = 8) -> dict:
+    return {"nodes": [{"cpu_util": (i % 9) / 10, "mem_util": 0.2, "energy": 5, "latency": 3 + k,
+                       "bandwidth": 100, "queue_len": k % 3, "node_type": k % 3}
+                      for k in range(n)],
+            "task": {"compute_gcycles": 1 + (i % 997) / 100}}
+
+
+async def _burst(url: str, n: int, start: int = 0) -> list[httpx.Response]:
+    async with httpx.AsyncClient(timeout=60) as c:
+        return await asyncio.gather(*[c.post(f"{url}/v1/allocate", json=_state(start + i))
+                                      for i in range(n)])
+
+
+def test_overload_is_503_with_retry_after(ray_cluster, test_models, tmp_path):
+    port = ray_cluster["port"]
+    from ray import serve
+
+    from deployments.app import build_app
+    from tests.serve.conftest import app_options
+
+    args, options = app_options(test_models, tmp_path / "d.db", separate=False,
+                                ingress={"cache": "none", "database_url": None},
+                                inference={"batch_wait_timeout_s": 0.05, "max_batch_size": 2})
+    options["Ingress"].update(max_ongoing_requests=2, max_queued_requests=2)
+    options["PolicyInference"].update(max_ongoing_requests=2, max_queued_requests=2)
+    serve.run(build_app(args, options), name="tiny", route_prefix="/tiny")
+    while serve.status().applications["tiny"].status != "RUNNING":
+        time.sleep(0.5)
+    url = f"http://127.0.0.1:{port}/tiny"
+    rs = asyncio.run(_burst(url, 120))
+    codes = [r.status_code for r in rs]
+    assert set(codes) <= {200, 503}, set(codes)
+    assert codes.count(503) > 0 and codes.count(200) > 0
+    assert all(r.headers.get("retry-after") for r in rs if r.status_code == 503)
+    assert httpx.get(f"{url}/healthz").status_code == 200
+    serve.delete("tiny")
+
+
+def test_killed_inference_replica_recovers(ray_cluster, test_models, tmp_path):
+    import ray
+
+    port = ray_cluster["port"]
+    deploy("killme", "/killme", test_models, tmp_path / "k.db", separate=False,
+           ingress={"cache": "none", "database_url": None})
+    url = f"http://127.0.0.1:{port}/killme"
+    codes: list[int] = []
+    stop = threading.Event()
+
+    def load() -> None:
+        i = 0
+        with httpx.Client(timeout=60) as c:
+            while not stop.is_set():
+                codes.append(c.post(f"{url}/v1/allocate", json=_state(i)).status_code)
+                i += 1
+
+    threads = [threading.Thread(target=load) for _ in range(4)]
+    for t in threads:
+        t.start()
+    time.sleep(1.0)
+    actors = [a for a in ray.util.list_named_actors(all_namespaces=True)
+              if "killme" in a["name"] and "PolicyInference" in a["name"]]
+    assert actors, "no PolicyInference replica found"
+    ray.kill(ray.get_actor(actors[0]["name"], namespace=actors[0]["namespace"]), no_restart=True)
+    killed_at = len(codes)
+    deadline = time.time() + 90
+    while time.time() < deadline and (len(codes) < killed_at + 50 or codes[-1] != 200):
+        time.sleep(0.5)
+    stop.set()
+    for t in threads:
+        t.join()
+    assert set(codes) <= {200, 503}, set(codes)  # in-flight losses are 503, never 500
+    assert codes[-20:] == [200] * 20  # recovered by itself
+    from ray import serve
+
+    serve.delete("killme")
+
+
+@pytest.fixture
+def private_redis():
+    if shutil.which("redis-server") is None:
+        pytest.skip("redis-server is not installed")
+    port = free_port()
+    proc = subprocess.Popen(["redis-server", "--port", str(port), "--save", "", "--appendonly", "no",
+                             "--bind", "127.0.0.1"], stdout=subprocess.DEVNULL)
+    for _ in range(50):
+        try:
+            socket.create_connection(("127.0.0.1", port), timeout=0.1).close()
+            break
+        except OSError:
+            time.sleep(0.1)
+    yield port, proc
+    proc.kill()
+    proc.wait()
+
+
+def test_redis_stopped_mid_run_keeps_answering(ray_cluster, test_models, tmp_path, private_redis):
+    rport, proc = private_redis
+    port = ray_cluster["port"]
+    deploy("redis", "/redis", test_models, tmp_path / "r.db", separate=False,
+           ingress={"cache": "redis", "redis_url": f"redis://127.0.0.1:{rport}/0",
+                    "database_url": None})
+    url = f"http://127.0.0.1:{port}/redis"
+    with httpx.Client(timeout=30) as c:
+        first = c.post(f"{url}/v1/allocate", json=_state(1)).json()
+        again = c.post(f"{url}/v1/allocate", json=_state(1)).json()
+        assert (first["cached"], again["cached"]) == (False, True)  # Redis really used
+        proc.kill()
+        proc.wait()
+        after = [c.post(f"{url}/v1/allocate", json=_state(100 + i)) for i in range(20)]
+    assert [r.status_code for r in after] == [200] * 20
+    from ray import serve
+
+    serve.delete("redis")
+
+
+class TcpProxy:
+    """A loopback TCP forwarder we can cut: a real network failure between the service
+    and PostgreSQL without touching the shared server."""
+
+    def __init__(self, target_port: int, port: int | None = None):
+        self.target_port = target_port
+        self.port = port or free_port()
+        self.conns: list[socket.socket] = []
+        self.listener: socket.socket | None = None
+        self.up = threading.Event()
+
+    def start(self) -> None:
+        self.listener = socket.create_server(("127.0.0.1", self.port), reuse_port=False)
+        self.up.set()
+        threading.Thread(target=self._accept, daemon=True).start()
+
+    def _accept(self) -> None:
+        assert self.listener is not None
+        listener = self.listener
+        while self.up.is_set():
+            try:
+                client, _ = listener.accept()
+            except OSError:
+                return
+            upstream = socket.create_connection(("127.0.0.1", self.target_port))
+            self.conns += [client, upstream]
+            for a, b in ((client, upstream), (upstream, client)):
+                threading.Thread(target=self._pipe, args=(a, b), daemon=True).start()
+
+    @staticmethod
+    def _pipe(a: socket.socket, b: socket.socket) -> None:
+        try:
+            while data := a.recv(65536):
+                b.sendall(data)
+        except OSError:
+            pass
+        finally:
+            for s in (a, b):
+                try:
+                    s.shutdown(socket.SHUT_RDWR)
+                except OSError:
+                    pass
+
+    def cut(self) -> None:
+        self.up.clear()
+        if self.listener is not None:
+            self.listener.close()
+        for s in self.conns:
+            try:
+                s.shutdown(socket.SHUT_RDWR)
+                s.close()
+            except OSError:
+                pass
+        self.conns = []
+
+
+@pytest.fixture
+def postgres_db():
+    psycopg = pytest.importorskip("psycopg")
+    try:
+        admin = psycopg.connect("postgresql://postgres@127.0.0.1:5432/postgres", autocommit=True,
+                                connect_timeout=2)
+    except psycopg.OperationalError as exc:
+        pytest.skip(f"PostgreSQL is not reachable on 127.0.0.1:5432 ({exc})")
+    name = f"ea_test_{uuid.uuid4().hex[:10]}"
+    admin.execute(f"CREATE DATABASE {name}")
+    yield name
+    admin.execute(f"DROP DATABASE {name} WITH (FORCE)")
+    admin.close()
+
+
+def test_postgres_outage_loses_no_decision(ray_cluster, test_models, tmp_path, postgres_db):
+    import psycopg
+
+    proxy = TcpProxy(5432)
+    proxy.start()
+    port = ray_cluster["port"]
+    db_url = f"postgresql+psycopg://postgres@127.0.0.1:{proxy.port}/{postgres_db}"
+    deploy("pg", "/pg", test_models, tmp_path / "unused.db", separate=False,
+           ingress={"cache": "none", "database_url": db_url,
+                    "spool_path": str(tmp_path / "spool" / "d.jsonl")})
+    url = f"http://127.0.0.1:{port}/pg"
+    with httpx.Client(timeout=30) as c:
+        before = [c.post(f"{url}/v1/allocate", json=_state(i)) for i in range(10)]
+        time.sleep(1.5)  # written
+        proxy.cut()
+        during = [c.post(f"{url}/v1/allocate", json=_state(100 + i)) for i in range(30)]
+        time.sleep(1.0)
+    assert all(r.status_code == 200 for r in before + during)
+    back = TcpProxy(5432, port=proxy.port)  # the database returns on the same address
+    back.start()
+    ids = {r.json()["decision_id"] for r in before + during}
+    deadline = time.time() + 60
+    found: set[str] = set()
+    while time.time() < deadline:
+        with psycopg.connect(f"postgresql://postgres@127.0.0.1:5432/{postgres_db}") as conn:
+            found = {row[0] for row in conn.execute("SELECT decision_id FROM predictions")}
+        if ids <= found:
+            break
+        time.sleep(1)
+    assert ids <= found, f"{len(ids - found)} decisions missing after the outage"
+    with psycopg.connect(f"postgresql://postgres@127.0.0.1:5432/{postgres_db}") as conn:
+        dupes = conn.execute("SELECT count(*) - count(DISTINCT decision_id) FROM predictions").fetchone()
+    assert dupes[0] == 0
+    from ray import serve
+
+    serve.delete("pg")
+    back.cut()
+
+
+def test_tampered_model_is_refused_and_readyz_says_why(ray_cluster, test_models, tmp_path):
+    bad = tmp_path / "models"
+    shutil.copytree(test_models, bad)
+    onnx = bad / "hybrid" / "2" / "model.onnx"
+    onnx.write_bytes(onnx.read_bytes() + b"tampered")
+    deploy("tampered", "/tampered", bad, tmp_path / "t.db", separate=False,
+           ingress={"database_url": None})
+    url = f"http://127.0.0.1:{ray_cluster['port']}/tampered"
+    r = httpx.get(f"{url}/readyz")
+    assert r.status_code == 503
+    assert "model.onnx: sha256 mismatch" in r.json()["reason"]
+    hybrid = httpx.post(f"{url}/v1/allocate", json={**_state(1), "model": "hybrid"})
+    assert hybrid.status_code == 503 and "sha256 mismatch" in hybrid.json()["error"]
+    dqn = httpx.post(f"{url}/v1/allocate", json={**_state(1), "model": "dqn"})
+    assert dqn.status_code == 200  # the intact models keep serving
+    from ray import serve
+
+    serve.delete("tampered")
