@@ -55,3 +55,11 @@ def test_models_block_is_shared_between_ingress_and_inference():
     raw = yaml.safe_load(CONFIG.read_text())
     deps = {d["name"]: d for d in raw["applications"][0]["deployments"]}
     assert deps["Ingress"]["user_config"]["models"] == deps["PolicyInference"]["user_config"]["models"]
+
+
+def test_gpu_variant_shares_one_gpu_between_four_replicas():
+    gpu = {d.name: d for d in load_config(PROJECT_ROOT / "serve_config.gpu.yaml").applications[0].deployments}
+    pi = gpu["PolicyInference"]
+    assert pi.ray_actor_options.num_gpus == 0.25
+    assert AutoscalingConfig(**pi.autoscaling_config).max_replicas * 0.25 <= 1.0
+    assert InferenceConfig.model_validate(pi.user_config).device == "cuda"
