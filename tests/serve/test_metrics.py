@@ -47,8 +47,12 @@ def test_custom_metrics_are_exported(app_url, ray_cluster, client, small_state):
 def test_dashboard_and_alerts_query_only_existing_metrics(app_url, ray_cluster, client, small_state):
     queried = pytest.importorskip("k8s.monitoring.metrics").queried_metrics()
     assert queried
-    client.post(f"{app_url}/v1/allocate", json=small_state)
-    text = _scrape(ray_cluster["metrics_port"], APP_METRICS)
+    d = client.post(f"{app_url}/v1/allocate", json=small_state).json()
+    r = client.post(f"{app_url}/v1/feedback",  # feedback series exist once feedback arrives
+                    json={"decision_id": d["decision_id"], "completion_ms": 300.0, "success": True})
+    assert r.status_code == 200, r.text
+    text = _scrape(ray_cluster["metrics_port"], APP_METRICS + (
+        "ray_edge_allocator_feedback_total", "ray_edge_allocator_feedback_completion_ms_bucket"))
     names = {line.split("{")[0].split(" ")[0] for line in text.splitlines()
              if line and not line.startswith("#")}
     missing = sorted(q for q in queried if q not in names)
