@@ -174,6 +174,7 @@ class Ingress:
         if hit is not None:  # a new decision (own id, logged) that reuses the answer
             self.metrics.cache.inc(tags={"result": "hit"})
             hit["decision_id"] = uuid.uuid4().hex
+            hit["batch_size"] = 0  # no model call was made for it
             hit["latency_ms"] = (time.perf_counter() - t0) * 1000
             front.record(hit, req, ckey)
             self._count(hit, req, "/v1/allocate", t0)

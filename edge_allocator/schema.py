@@ -126,7 +126,7 @@ class AllocateResponse(BaseModel):
     model: ModelRef
     cached: bool
     latency_ms: float
-    batch_size: int = Field(description="How many states shared the model call")
+    batch_size: int = Field(description="How many states shared the model call (0: cache hit)")
 
 
 class FeedbackRequest(_Strictish):

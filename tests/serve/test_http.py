@@ -148,6 +148,7 @@ def test_repeated_state_is_served_from_cache(app_url, client):
     first = client.post(f"{app_url}/v1/allocate", json=state).json()
     second = client.post(f"{app_url}/v1/allocate", json=state).json()
     assert first["cached"] is False and second["cached"] is True
+    assert second["batch_size"] == 0 and second["decision_id"] != first["decision_id"]
     assert second["node_id"] == first["node_id"]
 
 
