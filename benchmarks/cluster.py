@@ -10,7 +10,7 @@ import time
 from contextlib import contextmanager
 from typing import Any, Iterator
 
-from edge_allocator.constants import PROJECT_ROOT
+from edge_allocator.constants import PROJECT_ROOT, SERVE_FAST_PATH_ENV
 
 SERVE_CONFIG = PROJECT_ROOT / "serve_config.yaml"
 
@@ -21,13 +21,33 @@ def free_port() -> int:
         return s.getsockname()[1]
 
 
+FAST_PATH_ENV = SERVE_FAST_PATH_ENV
+
+
+def haproxy_env() -> dict[str, str]:
+    """HAProxy's config and admin socket default to fixed /tmp paths: give each Ray
+    instance its own so two instances on one machine never share them. Short, because
+    Ray nests a 56-character hash under it and HAProxy caps socket paths at 97 bytes."""
+    d = tempfile.mkdtemp(prefix="hp", dir="/tmp")
+    return {"RAY_SERVE_HAPROXY_CONFIG_FILE_LOC": f"{d}/haproxy.cfg",
+            "RAY_SERVE_HAPROXY_SOCKET_PATH": f"{d}/admin.sock"}
+
+
 @contextmanager
-def ray_serve(num_cpus: int = 2) -> Iterator[int]:
-    """Start Ray + Serve on free ports; yields the HTTP port."""
+def ray_serve(num_cpus: int = 2, env: dict[str, str] | None = None) -> Iterator[int]:
+    """Start Ray + Serve on free ports, with ``env`` set for every Ray process; yields
+    the HTTP port."""
+    import os
+
     import ray
     from ray import serve
 
     temp_dir = tempfile.mkdtemp(prefix="ea-bench-", dir="/tmp")
+    saved = dict(os.environ)
+    if env:
+        os.environ.update(env)
+        if env.get("RAY_SERVE_ENABLE_HA_PROXY") == "1":
+            os.environ.update(haproxy_env())
     ray.init(address="local", num_cpus=num_cpus, include_dashboard=False,
              object_store_memory=300 * 1024 * 1024, _temp_dir=temp_dir, log_to_driver=False,
              _metrics_export_port=free_port())
@@ -38,21 +58,27 @@ def ray_serve(num_cpus: int = 2) -> Iterator[int]:
     finally:
         serve.shutdown()
         ray.shutdown()
+        os.environ.clear()
+        os.environ.update(saved)
         shutil.rmtree(temp_dir, ignore_errors=True)
 
 
 def shipped_options(separate: bool | None = None, fixed_replicas: bool = False,
+                    inline_inference: bool = False,
                     **user_overrides: Any) -> tuple[Any, dict[str, dict[str, Any]]]:
-    """serve_config.yaml's app; optionally inline stages, fixed replicas, or user_config
-    overrides (e.g. cache='none')."""
-    from deployments.app import config_options
+    """serve_config.yaml's app; optionally inline stages (and inference), fixed replicas,
+    or user_config overrides (e.g. cache='none')."""
+    from deployments.app import AppArgs, config_options
 
     args, options = config_options(SERVE_CONFIG)
-    if separate is not None:
-        args = args.model_copy(update={"separate_stages": separate})
+    if separate is not None or inline_inference:
+        args = AppArgs(separate_stages=bool(separate) and not inline_inference,
+                       inline_inference=inline_inference)
     if not args.separate_stages:
         options.pop("GraphBuilder", None)
         options.pop("ResponseAssembler", None)
+    if args.inline_inference:
+        options.pop("PolicyInference", None)
     options["Ingress"]["user_config"] = {**options["Ingress"]["user_config"], **user_overrides}
     if fixed_replicas:
         for d in options.values():
@@ -62,11 +88,14 @@ def shipped_options(separate: bool | None = None, fixed_replicas: bool = False,
 
 
 def default_settings_options(**user_overrides: Any) -> tuple[Any, dict[str, dict[str, Any]]]:
-    """The same app and model settings with Ray Serve's defaults for everything else
-    (max_ongoing_requests, replicas, no autoscaling, separate stages)."""
+    """The same app, model and batch settings with Ray Serve's defaults for everything
+    Serve tunes (max_ongoing_requests, queues, one replica each, no autoscaling,
+    separate stages). Only the CPU fractions are kept: with Serve's default of one CPU
+    per replica the four deployments would not fit a 2-CPU machine at all."""
     args, options = shipped_options(separate=True, **user_overrides)
-    return args, {name: {"user_config": copy.deepcopy(d["user_config"])}
-                  for name, d in options.items() if "user_config" in d}
+    keep = ("user_config", "ray_actor_options")
+    return args, {name: {k: copy.deepcopy(d[k]) for k in keep if k in d}
+                  for name, d in options.items()}
 
 
 def deploy(name: str, prefix: str, args: Any, options: dict[str, dict[str, Any]],

@@ -83,13 +83,14 @@ def sample_bodies(count: int, nodes: int = 20, seed: int = 0, model: str | None 
 
     env = EdgeAllocationEnv(EnvConfig(min_nodes=nodes, max_nodes=nodes, tasks_per_episode=10**9))
     env.reset(seed=seed)
-    states = []
-    for _ in range(count * max(batch, 1)):
-        body = env.request_json()
-        if model:
-            body["model"] = model
-        states.append(body)
+    states: list[dict] = []
+    while len(states) < count * max(batch, 1):
         g = env.graph()
+        if g.mask.any():  # a state with no feasible node is a 422 everywhere: not load
+            body = env.request_json()
+            if model:
+                body["model"] = model
+            states.append(body)
         env.step(int(np.argmax(np.where(g.mask, env.oracle_rewards(), -np.inf))))
     if batch:
         return [orjson.dumps({"states": states[i: i + batch], **({"model": model} if model else {})})

@@ -20,7 +20,7 @@ import httpx
 import psutil
 import yaml
 
-from benchmarks.cluster import SERVE_CONFIG, free_port
+from benchmarks.cluster import FAST_PATH_ENV, SERVE_CONFIG, free_port, haproxy_env
 from edge_allocator.constants import PROJECT_ROOT
 
 
@@ -44,7 +44,7 @@ class ServeRun:
         self.proc: subprocess.Popen[bytes] | None = None
 
     def start(self) -> float:
-        env = {**os.environ, "RAY_USAGE_STATS_ENABLED": "0"}
+        env = {**os.environ, "RAY_USAGE_STATS_ENABLED": "0", **FAST_PATH_ENV, **haproxy_env()}
         serve_bin = str(Path(sys.executable).with_name("serve"))
         t0 = time.perf_counter()
         self.proc = subprocess.Popen([serve_bin, "run", self._tmp.name], cwd=PROJECT_ROOT, env=env,

@@ -12,7 +12,7 @@ from pathlib import Path
 from typing import Any
 
 import yaml
-from pydantic import BaseModel, ConfigDict
+from pydantic import BaseModel, ConfigDict, model_validator
 from ray.serve import Application
 from ray.serve.schema import ServeDeploySchema
 
@@ -29,6 +29,16 @@ class AppArgs(BaseModel):
 
     separate_stages: bool = True
     """Run GraphBuilder and ResponseAssembler as their own deployments."""
+    inline_inference: bool = False
+    """Run the policy (with the same dynamic batching) inside the ingress too: no hop at
+    all, for small CPU-only machines. Needs ``separate_stages: false`` and the inference
+    settings in the ingress's ``user_config.inference``."""
+
+    @model_validator(mode="after")
+    def _consistent(self) -> AppArgs:
+        if self.inline_inference and self.separate_stages:
+            raise ValueError("inline_inference: true needs separate_stages: false")
+        return self
 
 
 def build_app(args: AppArgs, options: dict[str, dict[str, Any]] | None = None) -> Application:
@@ -40,6 +50,8 @@ def build_app(args: AppArgs, options: dict[str, dict[str, Any]] | None = None) -
         d = DEPLOYMENTS[name]
         return d.options(**opts[name]) if name in opts else d
 
+    if args.inline_inference:
+        return dep("Ingress").bind(None)
     policy = dep("PolicyInference").bind()
     if args.separate_stages:
         return dep("Ingress").bind(policy, dep("GraphBuilder").bind(),

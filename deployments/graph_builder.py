@@ -9,7 +9,7 @@ from edge_allocator.service.stages import GraphStage, PreparedState
 from edge_allocator.tracing import configure
 
 
-@serve.deployment
+@serve.deployment(max_ongoing_requests=128, ray_actor_options={"num_cpus": 0.1})
 class GraphBuilder:
     def __init__(self) -> None:
         configure()

@@ -25,6 +25,7 @@ from starlette.requests import Request
 from starlette.responses import Response
 
 from deployments.metrics import IngressMetrics
+from deployments.policy_inference import BatchedPolicy
 from edge_allocator import __version__
 from edge_allocator.schema import (
     AllocateRequest,
@@ -61,9 +62,10 @@ class _Overloaded(Exception):
 
 @serve.deployment
 class Ingress:
-    def __init__(self, policy: DeploymentHandle, graph: DeploymentHandle | None = None,
+    def __init__(self, policy: DeploymentHandle | None, graph: DeploymentHandle | None = None,
                  assembler: DeploymentHandle | None = None) -> None:
         self.policy = policy
+        self.local_policy = BatchedPolicy() if policy is None else None
         self.graph = graph
         self.assembler = assembler
         self.local_graph = GraphStage() if graph is None else None
@@ -90,6 +92,8 @@ class Ingress:
 
     def reconfigure(self, user_config: dict[str, Any]) -> None:
         cfg = ServiceConfig.model_validate(user_config)
+        if self.local_policy is not None:
+            self.local_policy.reconfigure(cfg.inference or {})
         if self.frontend is None:
             self.frontend = Frontend(cfg, replica_tag=self.replica_tag)
         else:
@@ -97,8 +101,16 @@ class Ingress:
 
     def _front(self) -> Frontend:
         if self.frontend is None:  # no user_config given: embedded defaults
-            self.frontend = Frontend(ServiceConfig(), replica_tag=self.replica_tag)
+            self.reconfigure({})
+        assert self.frontend is not None
         return self.frontend
+
+    async def _policy(self, method: str, *args: Any) -> Any:
+        """Call the policy, in-process (inline_inference) or on its deployment."""
+        if self.local_policy is not None:
+            return await getattr(self.local_policy, method)(*args)
+        assert self.policy is not None
+        return await self._call(getattr(self.policy, method).remote(*args))
 
     # --- HTTP plumbing ------------------------------------------------------------------------
     async def __call__(self, request: Request) -> Response:
@@ -192,8 +204,9 @@ class Ingress:
             else:
                 assert self.local_graph is not None and self.local_assembler is not None
                 state = self.local_graph.prepare(req, tc)
-                scores, batch = await self._call(self.policy.infer_one.remote(key, state, tc))
+                scores, batch, node = await self._policy("infer_one", key, state, tc)
                 resp = self.local_assembler.assemble(state, scores, meta._replace(batch_size=batch))
+                resp["inference_node"] = node
         resp["latency_ms"] = (time.perf_counter() - t0) * 1000
         front.remember(ckey, resp)
         front.record(resp, req, ckey)
@@ -217,7 +230,7 @@ class Ingress:
             else:
                 assert self.local_graph is not None and self.local_assembler is not None
                 prepared = self.local_graph.prepare_many(states, tc)
-                scores = await self._call(self.policy.infer_many.remote(key, prepared, tc))
+                scores = await self._policy("infer_many", key, prepared, tc)
                 out = self.local_assembler.assemble_many(prepared, scores, meta)
         elapsed = (time.perf_counter() - t0) * 1000
         for resp, req in zip(out, states):
@@ -285,7 +298,7 @@ class Ingress:
                 "uptime_seconds": time.time() - front.started_at}
 
     async def legacy_models(self, request: Request) -> dict[str, Any]:
-        described = await self._call(self.policy.describe.remote())
+        described = await self._policy("describe")
         out: dict[str, Any] = {}
         for d in described:
             out.setdefault(d["name"], {"name": d["name"], "versions": [], "type": d["kind"],
@@ -304,7 +317,7 @@ class Ingress:
     # --- operations -----------------------------------------------------------------------------
     async def models(self, request: Request) -> dict[str, Any]:
         front = self._front()
-        described = await self._call(self.policy.describe.remote())
+        described = await self._policy("describe")
         return {"default_model": front.cfg.default_model,
                 "routing": {n: front.cfg.models[n].model_dump() for n in front.router.names()},
                 "models": described}
@@ -329,14 +342,19 @@ class Ingress:
         await asyncio.to_thread(env.reset, seed=seed)
         return env.request_json()
 
+    async def check_health(self) -> None:
+        """Serve's health check: with the policy in-process, the model must answer."""
+        if self.local_policy is not None:
+            await self.local_policy.check_health()
+
     async def healthz(self, request: Request) -> dict[str, Any]:
         return {"status": "ok"}
 
     async def readyz(self, request: Request) -> Response:
         try:
             front = self._front()
-            described = await asyncio.wait_for(self._call(self.policy.describe.remote()), 5.0)
-            failures = await asyncio.wait_for(self._call(self.policy.failures.remote()), 5.0)
+            described = await asyncio.wait_for(self._policy("describe"), 5.0)
+            failures = await asyncio.wait_for(self._policy("failures"), 5.0)
             missing = [f"{n} v{v}" for n, v in front.router.versions_in_use()
                        if not any(d["name"] == n and d["version"] == v for d in described)]
             if failures or missing:
@@ -355,7 +373,7 @@ class Ingress:
         return openapi_document(__version__)
 
     async def batch_config(self, request: Request) -> dict[str, Any]:
-        return await self._call(self.policy.batch_config.remote())
+        return await self._policy("batch_config")
 
     def __del__(self) -> None:
         if self.frontend is not None:

@@ -1,5 +1,10 @@
 """PolicyInference: dynamic batching over the loaded model versions.
 
+``BatchedPolicy`` holds the logic; ``PolicyInference`` is it as its own deployment (own
+replicas, fractional GPUs). With ``inline_inference`` the ingress runs a
+``BatchedPolicy`` in-process instead, saving a hop per request (measured in
+benchmarks/serve_bench.py).
+
 Batch size and wait come from ``user_config`` and change live through ``reconfigure``;
 so do the backend and the model versions (hot swap: new versions are loaded and
 verified before they replace the old ones, so no request sees a half-loaded model).
@@ -17,6 +22,7 @@ from pathlib import Path
 from typing import Any
 
 import numpy as np
+import ray
 from pydantic import BaseModel, ConfigDict, Field
 from ray import serve
 
@@ -52,12 +58,12 @@ def _probe_graph(n: int = 4) -> GraphInputs:
     return GraphInputs(x, normalized_adjacency(n, default_edges(types)), np.ones(n, bool))
 
 
-@serve.deployment
-class PolicyInference:
+class BatchedPolicy:
     def __init__(self) -> None:
         self.stage: PolicyStage | None = None
         self.config = InferenceConfig()
         self.metrics = InferenceMetrics()
+        self.node_id = ray.get_runtime_context().get_node_id()[:16]
         configure()
 
     def reconfigure(self, user_config: dict[str, Any]) -> None:
@@ -77,20 +83,21 @@ class PolicyInference:
     async def infer_one(
         self, keys: list[ModelKey], states: list[PreparedState],
         traces: list[dict[str, str] | None],
-    ) -> list[tuple[np.ndarray, int]]:
-        """One state per request; returns (scores [N], size of the batch it rode in).
+    ) -> list[tuple[np.ndarray, int, str]]:
+        """One state per request; returns (scores [N], size of the batch it rode in,
+        the Ray node that ran it).
         The batch's span is a child of its first request's trace."""
         assert self.stage is not None
         groups: dict[ModelKey, list[int]] = defaultdict(list)
         for i, k in enumerate(keys):
             groups[ModelKey(*k)].append(i)
-        out: list[tuple[np.ndarray, int] | None] = [None] * len(keys)
+        out: list[tuple[np.ndarray, int, str] | None] = [None] * len(keys)
         for key, idx in groups.items():
             t0 = time.perf_counter()
             scores = self.stage.run(key, [states[i].graph for i in idx], traces[idx[0]])
             self._observe(key, len(idx), t0)
             for i, s in zip(idx, scores):
-                out[i] = (s, len(idx))
+                out[i] = (s, len(idx), self.node_id)
         return out  # type: ignore[return-value]
 
     async def infer_many(self, key: ModelKey, states: list[PreparedState],
@@ -109,16 +116,16 @@ class PolicyInference:
         self.metrics.model_ms.observe((time.perf_counter() - t0) * 1000,
                                       tags={**tags, "backend": self.config.backend})
 
-    def describe(self) -> list[dict[str, Any]]:
+    async def describe(self) -> list[dict[str, Any]]:
         assert self.stage is not None
         return self.stage.describe()
 
-    def failures(self) -> dict[str, str]:
+    async def failures(self) -> dict[str, str]:
         """Versions that failed to load, and why (e.g. a checksum mismatch)."""
         assert self.stage is not None
         return {f"{k.name} v{k.version}": why for k, why in self.stage.failures.items()}
 
-    def batch_config(self) -> dict[str, Any]:
+    async def batch_config(self) -> dict[str, Any]:
         return {"max_batch_size": self.config.max_batch_size,
                 "batch_wait_timeout_s": self.config.batch_wait_timeout_s}
 
@@ -133,3 +140,8 @@ class PolicyInference:
                 raise RuntimeError(f"model {key.name} v{key.version} returned non-finite scores")
         rss = resource.getrusage(resource.RUSAGE_SELF).ru_maxrss * 1024
         self.metrics.model_memory.set(rss)
+
+
+@serve.deployment
+class PolicyInference(BatchedPolicy):
+    """BatchedPolicy as its own deployment."""

@@ -43,3 +43,8 @@ DATABASE_URL = os.environ.get(
 )
 #: Where records wait while the database is unreachable.
 SPOOL_PATH = Path(os.environ.get("EDGE_ALLOCATOR_SPOOL", PROJECT_ROOT / "var" / "spool" / "decisions.jsonl"))
+#: Ray Serve's fast path, measured in benchmarks/serve_bench.py: HAProxy on the HTTP port
+#: forwarding straight to the ingress replicas' own HTTP servers (direct ingress), gRPC
+#: between deployments, user code on the replica's event loop. Process-level settings:
+#: the environment of whatever starts Ray (scripts/run.sh, the k8s pods, the tests).
+SERVE_FAST_PATH_ENV = {"RAY_SERVE_THROUGHPUT_OPTIMIZED": "1", "RAY_SERVE_ENABLE_HA_PROXY": "1"}

@@ -127,6 +127,7 @@ class AllocateResponse(BaseModel):
     cached: bool
     latency_ms: float
     batch_size: int = Field(description="How many states shared the model call (0: cache hit)")
+    inference_node: str | None = Field(default=None, description="Ray node that ran the model")
 
 
 class FeedbackRequest(_Strictish):

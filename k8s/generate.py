@@ -28,6 +28,8 @@ from typing import Any
 
 import yaml
 
+from edge_allocator.constants import SERVE_FAST_PATH_ENV
+
 from k8s.monitoring.dashboard import dashboard
 from k8s.monitoring.rules import prometheus_rule
 from k8s.sizing import PodShape, app_demands, pods_needed
@@ -130,6 +132,8 @@ def _container(name: str, image: str, shape: PodShape, ports: dict[str, int]) ->
         "imagePullPolicy": "IfNotPresent",
         "resources": _resources(shape),
         "ports": [{"name": n, "containerPort": p} for n, p in ports.items()],
+        # Serve's fast path (HAProxy + direct ingress + gRPC), as `make run` and the tests
+        "env": [{"name": k, "value": v} for k, v in SERVE_FAST_PATH_ENV.items()],
         # Stop Ray cleanly on pod deletion, so the GCS learns at once that the node left
         # (not after missed heartbeats) and Serve replaces its replicas sooner.
         "lifecycle": {"preStop": {"exec": {"command": ["/bin/sh", "-c", "ray stop"]}}},

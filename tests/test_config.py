@@ -5,7 +5,7 @@ from __future__ import annotations
 import yaml
 from ray.serve.config import AutoscalingConfig
 
-from deployments.app import DEPLOYMENTS, load_config
+from deployments.app import DEPLOYMENTS, AppArgs, load_config
 from deployments.policy_inference import InferenceConfig
 from edge_allocator.constants import PROJECT_ROOT
 from edge_allocator.service.config import ServiceConfig
@@ -21,7 +21,18 @@ def _deployments():
 def test_config_is_a_valid_serve_deploy_schema():
     app = load_config(CONFIG).applications[0]
     assert app.import_path == "deployments.app:app_builder"
-    assert set(_deployments()) == set(DEPLOYMENTS)
+    args = AppArgs.model_validate(app.args)
+    expected = {"Ingress"} | ({"PolicyInference"} if not args.inline_inference else set()) | (
+        {"GraphBuilder", "ResponseAssembler"} if args.separate_stages else set())
+    assert set(_deployments()) == expected and expected <= set(DEPLOYMENTS)
+
+
+def test_inline_inference_needs_inline_stages():
+    import pytest
+    from pydantic import ValidationError
+
+    with pytest.raises(ValidationError, match="needs separate_stages: false"):
+        AppArgs(separate_stages=True, inline_inference=True)
 
 
 def test_autoscaling_configs_are_valid_and_sane():

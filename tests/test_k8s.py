@@ -183,8 +183,8 @@ def test_corrupted_serve_config_v2_fails_ray_serve_checks() -> None:
     typo["applications"][0]["deployments"][0]["autoscaling_config"]["max_replica"] = 4
     ServeDeploySchema.model_validate(typo)  # Ray accepts it ...
     assert _unknown_keys(typo) == [          # ... the key check does not
-        "edge-allocator.Ingress.max_ongoing_request",
-        "edge-allocator.Ingress.autoscaling_config.max_replica"]
+        "edge-allocator.PolicyInference.max_ongoing_request",
+        "edge-allocator.PolicyInference.autoscaling_config.max_replica"]
 
 
 @pytest.mark.parametrize("variant", sorted(VARIANTS))

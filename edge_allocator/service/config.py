@@ -4,6 +4,7 @@
 from __future__ import annotations
 
 from pathlib import Path
+from typing import Any
 
 from pydantic import BaseModel, ConfigDict, Field, field_validator
 
@@ -53,6 +54,9 @@ class ServiceConfig(BaseModel):
                                 description="Env var holding comma-separated bearer tokens")
     auth_token_file: Path | None = None
     max_body_bytes: int = Field(default=8 * 1024 * 1024, gt=0)
+    inference: dict[str, Any] | None = Field(
+        default=None, description="PolicyInference settings, used when the ingress runs the "
+        "policy in-process (inline_inference)")
 
     @field_validator("models_dir", "spool_path", "auth_token_file")
     @classmethod

@@ -4,6 +4,7 @@ deployed from serve_config.yaml, only pointed at test paths."""
 from __future__ import annotations
 
 import copy
+import os
 import shutil
 import socket
 import tempfile
@@ -31,6 +32,10 @@ def ray_cluster():
     from ray import serve
 
     temp_dir = tempfile.mkdtemp(prefix="ea-ray-", dir="/tmp")  # short: socket paths
+    from benchmarks.cluster import FAST_PATH_ENV, haproxy_env
+
+    saved = dict(os.environ)
+    os.environ.update({**FAST_PATH_ENV, **haproxy_env()})  # test what ships (scripts/run.sh)
     ray.init(address="local", num_cpus=4, include_dashboard=False,
              object_store_memory=200 * 1024 * 1024, _temp_dir=temp_dir,
              _metrics_export_port=free_port(), log_to_driver=False)
@@ -39,6 +44,8 @@ def ray_cluster():
     yield {"port": port, "metrics_port": ray._private.worker.global_worker.node.metrics_export_port}
     serve.shutdown()
     ray.shutdown()
+    os.environ.clear()
+    os.environ.update(saved)
     shutil.rmtree(temp_dir, ignore_errors=True)
 
 
@@ -54,29 +61,35 @@ def test_models(tmp_path_factory) -> Path:
     return root
 
 
-def app_options(test_models: Path, db_path: Path, *, separate: bool = True,
+def app_options(test_models: Path, db_path: Path, *, mode: str = "shipped",
                 ingress: dict[str, Any] | None = None,
                 inference: dict[str, Any] | None = None) -> tuple[Any, dict[str, dict[str, Any]]]:
-    """serve_config.yaml's application with test paths and overrides merged in."""
+    """serve_config.yaml's application with test paths and overrides merged in.
+
+    ``mode``: 'shipped' (the file's own args), 'separate' (every stage its own
+    deployment) or 'single' (the ingress runs the policy too)."""
     from deployments.app import AppArgs, config_options
 
-    _, options = config_options(SERVE_CONFIG)
-    ing = copy.deepcopy(options["Ingress"]["user_config"])
-    ing.update(models_dir=str(test_models), database_url=f"sqlite:///{db_path}",
-               spool_path=str(db_path.parent / "spool" / "decisions.jsonl"))
-    ing.update(ingress or {})
-    options["Ingress"]["user_config"] = ing
+    args, options = config_options(SERVE_CONFIG)
+    if mode == "separate":
+        args = AppArgs(separate_stages=True)
+    elif mode == "single":
+        args = AppArgs(separate_stages=False, inline_inference=True)
     inf = copy.deepcopy(options["PolicyInference"]["user_config"])
     inf.update(models_dir=str(test_models))
     inf.update(inference or {})
+    ing = copy.deepcopy(options["Ingress"]["user_config"])
+    ing.update(models_dir=str(test_models), database_url=f"sqlite:///{db_path}",
+               spool_path=str(db_path.parent / "spool" / "decisions.jsonl"), inference=inf)
+    ing.update(ingress or {})
+    options["Ingress"]["user_config"] = ing
     options["PolicyInference"]["user_config"] = inf
+    if args.inline_inference:
+        options.pop("PolicyInference")
     for d in options.values():  # fixed replica counts: tests must not wait on autoscaling
         d.pop("autoscaling_config", None)
         d["num_replicas"] = 1
-    if not separate:
-        options.pop("GraphBuilder")
-        options.pop("ResponseAssembler")
-    return AppArgs(separate_stages=separate), options
+    return args, options
 
 
 def deploy(name: str, prefix: str, test_models: Path, db_path: Path, **kw: Any) -> None:
@@ -97,16 +110,26 @@ def deploy(name: str, prefix: str, test_models: Path, db_path: Path, **kw: Any) 
 
 @pytest.fixture(scope="session")
 def app_url(ray_cluster, test_models, tmp_path_factory) -> str:
+    """The application exactly as serve_config.yaml composes it."""
     db = tmp_path_factory.mktemp("db") / "decisions.db"
-    deploy("edge-allocator", "/", test_models, db, separate=True)
+    deploy("edge-allocator", "/", test_models, db)
     return f"http://127.0.0.1:{ray_cluster['port']}"
 
 
 @pytest.fixture(scope="session")
-def inline_url(ray_cluster, test_models, tmp_path_factory) -> str:
-    db = tmp_path_factory.mktemp("db-inline") / "decisions.db"
-    deploy("edge-allocator-inline", "/inline", test_models, db, separate=False)
-    return f"http://127.0.0.1:{ray_cluster['port']}/inline"
+def separate_url(ray_cluster, test_models, tmp_path_factory) -> str:
+    """Every stage its own deployment (GraphBuilder -> PolicyInference -> Assembler)."""
+    db = tmp_path_factory.mktemp("db-separate") / "decisions.db"
+    deploy("edge-allocator-separate", "/separate", test_models, db, mode="separate")
+    return f"http://127.0.0.1:{ray_cluster['port']}/separate"
+
+
+@pytest.fixture(scope="session")
+def single_url(ray_cluster, test_models, tmp_path_factory) -> str:
+    """One deployment: the ingress runs the policy too."""
+    db = tmp_path_factory.mktemp("db-single") / "decisions.db"
+    deploy("edge-allocator-single", "/single", test_models, db, mode="single")
+    return f"http://127.0.0.1:{ray_cluster['port']}/single"
 
 
 @pytest.fixture

@@ -166,10 +166,24 @@ def test_batches_form_under_concurrent_load(app_url):
     assert max(sizes) > 1, sizes
 
 
-def test_inline_and_separate_stages_decide_identically(app_url, inline_url, client):
+def test_every_composition_decides_identically(app_url, separate_url, single_url, client):
+    """Shipped (stages in the ingress), every stage separate, and a single deployment."""
     for seed in range(3):
         state = {**_sample(client, app_url, seed=500 + seed), "model": "hybrid"}
         a = client.post(f"{app_url}/v1/allocate", json=state).json()
-        b = client.post(f"{inline_url}/v1/allocate", json=state).json()
-        assert (a["node_id"], a["ranking"]) == (b["node_id"], b["ranking"])
-        assert a["scores"] == pytest.approx(b["scores"], rel=1e-6)
+        for other in (separate_url, single_url):
+            b = client.post(f"{other}/v1/allocate", json=state).json()
+            assert (a["node_id"], a["ranking"]) == (b["node_id"], b["ranking"])
+            assert a["scores"] == pytest.approx(b["scores"], rel=1e-6)
+        batch = client.post(f"{separate_url}/v1/allocate/batch", json={"states": [state]}).json()
+        assert batch["decisions"][0]["node_id"] == a["node_id"]
+
+
+def test_separate_stages_round_trip(separate_url, client, small_state):
+    for model in ("hybrid", "dqn"):
+        d = client.post(f"{separate_url}/v1/allocate", json={**small_state, "model": model})
+        assert d.status_code == 200 and d.json()["model"]["name"] == model
+    r = client.post(f"{separate_url}/v1/allocate", json={"nodes": [{"cpu_util": 5}]})
+    assert r.status_code == 422 and r.json()["details"][0]["loc"] == "nodes.0.cpu_util"
+    full = {"nodes": [{**small_state["nodes"][0], "bandwidth": 0}]}
+    assert client.post(f"{separate_url}/v1/allocate", json=full).status_code == 422

@@ -21,7 +21,7 @@ def swap_app(ray_cluster, test_models, tmp_path_factory):
     def redeploy(ingress=None, inference=None):
         ing = {**pinned, **(ingress or {})}
         inf = {**pinned, **(inference or {})}
-        deploy("swap", "/swap", test_models, db, separate=False, ingress=ing, inference=inf)
+        deploy("swap", "/swap", test_models, db, ingress=ing, inference=inf)
 
     redeploy()
     return f"http://127.0.0.1:{ray_cluster['port']}/swap", redeploy

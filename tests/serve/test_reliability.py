@@ -39,7 +39,7 @@ def test_overload_is_503_with_retry_after(ray_cluster, test_models, tmp_path):
     from deployments.app import build_app
     from tests.serve.conftest import app_options
 
-    args, options = app_options(test_models, tmp_path / "d.db", separate=False,
+    args, options = app_options(test_models, tmp_path / "d.db",
                                 ingress={"cache": "none", "database_url": None},
                                 inference={"batch_wait_timeout_s": 0.05, "max_batch_size": 2})
     options["Ingress"].update(max_ongoing_requests=2, max_queued_requests=2)
@@ -61,7 +61,7 @@ def test_killed_inference_replica_recovers(ray_cluster, test_models, tmp_path):
     import ray
 
     port = ray_cluster["port"]
-    deploy("killme", "/killme", test_models, tmp_path / "k.db", separate=False,
+    deploy("killme", "/killme", test_models, tmp_path / "k.db",
            ingress={"cache": "none", "database_url": None})
     url = f"http://127.0.0.1:{port}/killme"
     codes: list[int] = []
@@ -117,7 +117,7 @@ def private_redis():
 def test_redis_stopped_mid_run_keeps_answering(ray_cluster, test_models, tmp_path, private_redis):
     rport, proc = private_redis
     port = ray_cluster["port"]
-    deploy("redis", "/redis", test_models, tmp_path / "r.db", separate=False,
+    deploy("redis", "/redis", test_models, tmp_path / "r.db",
            ingress={"cache": "redis", "redis_url": f"redis://127.0.0.1:{rport}/0",
                     "database_url": None})
     url = f"http://127.0.0.1:{port}/redis"
@@ -212,7 +212,7 @@ def test_postgres_outage_loses_no_decision(ray_cluster, test_models, tmp_path, p
     proxy.start()
     port = ray_cluster["port"]
     db_url = f"postgresql+psycopg://postgres@127.0.0.1:{proxy.port}/{postgres_db}"
-    deploy("pg", "/pg", test_models, tmp_path / "unused.db", separate=False,
+    deploy("pg", "/pg", test_models, tmp_path / "unused.db",
            ingress={"cache": "none", "database_url": db_url,
                     "spool_path": str(tmp_path / "spool" / "d.jsonl")})
     url = f"http://127.0.0.1:{port}/pg"
@@ -249,7 +249,7 @@ def test_tampered_model_is_refused_and_readyz_says_why(ray_cluster, test_models,
     shutil.copytree(test_models, bad)
     onnx = bad / "hybrid" / "2" / "model.onnx"
     onnx.write_bytes(onnx.read_bytes() + b"tampered")
-    deploy("tampered", "/tampered", bad, tmp_path / "t.db", separate=False,
+    deploy("tampered", "/tampered", bad, tmp_path / "t.db",
            ingress={"database_url": None})
     url = f"http://127.0.0.1:{ray_cluster['port']}/tampered"
     r = httpx.get(f"{url}/readyz")

@@ -1,0 +1,116 @@
+"""More than one machine: a two-node Ray cluster on this machine (each `ray start` with
+its own ports and temp dir), PolicyInference replicas placed on both nodes, and requests
+served by both. Stops only the processes it started, by PID (never `ray stop`).
+
+    python -m benchmarks.multinode
+Writes benchmarks/results/multinode.md.
+"""
+
+from __future__ import annotations
+
+import collections
+import os
+import shutil
+import signal
+import subprocess
+import sys
+import tempfile
+import time
+from pathlib import Path
+
+import httpx
+import psutil
+
+from benchmarks.cluster import free_port, shipped_options
+from benchmarks.load import sample_bodies
+
+RESULTS = Path(__file__).parent / "results"
+
+
+def ray_start(*args: str, temp_dir: str) -> None:
+    env = {**os.environ, "RAY_USAGE_STATS_ENABLED": "0", "RAY_AUTH_MODE": "token"}
+    ray_bin = str(Path(sys.executable).with_name("ray"))
+    ports = [f"--node-manager-port={free_port()}", f"--object-manager-port={free_port()}",
+             f"--metrics-export-port={free_port()}", f"--runtime-env-agent-port={free_port()}",
+             f"--dashboard-agent-grpc-port={free_port()}", f"--dashboard-agent-listen-port={free_port()}",
+             f"--min-worker-port={20000 + free_port() % 20000}",
+             ]
+    ports.append(f"--max-worker-port={int(ports[-1].split('=')[1]) + 200}")
+    subprocess.run([ray_bin, "start", *args, *ports, f"--temp-dir={temp_dir}", "--disable-usage-stats"],
+                   check=True, env=env, stdout=subprocess.DEVNULL)
+
+
+def our_ray_processes(temp_dirs: list[str]) -> list[psutil.Process]:
+    out = []
+    for p in psutil.process_iter(["cmdline"]):
+        cmd = " ".join(p.info["cmdline"] or [])
+        if any(t in cmd for t in temp_dirs):
+            out.append(p)
+    return out
+
+
+def main() -> None:
+    gcs = free_port()
+    head_tmp = tempfile.mkdtemp(prefix="ea-head-", dir="/tmp")
+    worker_tmp = tempfile.mkdtemp(prefix="ea-wrk-", dir="/tmp")
+    started: list[psutil.Process] = []
+    try:
+        ray_start("--head", f"--port={gcs}", "--num-cpus=1", "--include-dashboard=false",
+                  temp_dir=head_tmp)
+        ray_start(f"--address=127.0.0.1:{gcs}", "--num-cpus=1", temp_dir=worker_tmp)
+        started = our_ray_processes([head_tmp, worker_tmp])
+        import ray
+        from ray import serve
+
+        from benchmarks.cluster import deploy
+
+        os.environ["RAY_AUTH_MODE"] = "token"
+        ray.init(address=f"127.0.0.1:{gcs}", log_to_driver=False)
+        nodes = [n["NodeID"][:16] for n in ray.nodes() if n["Alive"]]
+        port = free_port()
+        serve.start(http_options={"host": "127.0.0.1", "port": port})
+        args, options = shipped_options(separate=False, fixed_replicas=True, cache="none")
+        options["PolicyInference"].update(num_replicas=2, ray_actor_options={"num_cpus": 0.6})
+        deploy("multi", "/", args, options)
+        bodies = sample_bodies(300, nodes=20)
+        served = collections.Counter()
+        with httpx.Client(timeout=30) as c:
+            for b in bodies:
+                r = c.post(f"http://127.0.0.1:{port}/v1/allocate", content=b,
+                           headers={"content-type": "application/json"})
+                served[r.json()["inference_node"]] += 1
+        from ray.util.state import list_actors
+
+        placed = collections.Counter(
+            a.node_id[:16] for a in list_actors(filters=[("state", "=", "ALIVE")], limit=1000)
+            if "PolicyInference" in (a.class_name or "") or "PolicyInference" in (a.name or ""))
+        lines = [f"Ray nodes: {nodes}", "",
+                 "| node | PolicyInference replicas | requests served |", "|---|---|---|"]
+        for n in nodes:
+            lines.append(f"| {n} | {placed.get(n, 0)} | {served.get(n, 0)} |")
+        md = "\n".join(lines) + "\n"
+        print(md)
+        RESULTS.mkdir(parents=True, exist_ok=True)
+        (RESULTS / "multinode.md").write_text(md)
+        serve.shutdown()
+        ray.shutdown()
+    finally:
+        procs = started or our_ray_processes([head_tmp, worker_tmp])
+        procs += our_ray_processes([head_tmp, worker_tmp])
+        for p in procs:
+            try:
+                p.send_signal(signal.SIGTERM)
+            except psutil.Error:
+                pass
+        _, alive = psutil.wait_procs(procs, timeout=15)
+        for p in alive:
+            try:
+                p.kill()
+            except psutil.Error:
+                pass
+        shutil.rmtree(head_tmp, ignore_errors=True)
+        shutil.rmtree(worker_tmp, ignore_errors=True)
+
+
+if __name__ == "__main__":
+    main()
