@@ -10,7 +10,7 @@ import time
 from contextlib import contextmanager
 from typing import Any, Iterator
 
-from edge_allocator.constants import PROJECT_ROOT, SERVE_FAST_PATH_ENV
+from edge_allocator.constants import PROJECT_ROOT, SERVE_LOCAL_ENV
 
 SERVE_CONFIG = PROJECT_ROOT / "serve_config.yaml"
 
@@ -21,7 +21,7 @@ def free_port() -> int:
         return s.getsockname()[1]
 
 
-FAST_PATH_ENV = SERVE_FAST_PATH_ENV
+FAST_PATH_ENV = SERVE_LOCAL_ENV
 
 
 def haproxy_env() -> dict[str, str]:

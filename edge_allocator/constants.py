@@ -48,3 +48,6 @@ SPOOL_PATH = Path(os.environ.get("EDGE_ALLOCATOR_SPOOL", PROJECT_ROOT / "var" / 
 #: between deployments, user code on the replica's event loop. Process-level settings:
 #: the environment of whatever starts Ray (scripts/run.sh, the k8s pods, the tests).
 SERVE_FAST_PATH_ENV = {"RAY_SERVE_THROUGHPUT_OPTIMIZED": "1", "RAY_SERVE_ENABLE_HA_PROXY": "1"}
+#: On one machine nothing external balances load onto the ingress replicas, so they need
+#: not drain for Serve's default 30 s before stopping (k8s keeps the default).
+SERVE_LOCAL_ENV = {**SERVE_FAST_PATH_ENV, "RAY_SERVE_DIRECT_INGRESS_MIN_DRAINING_PERIOD_S": "2"}
