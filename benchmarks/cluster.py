@@ -25,12 +25,17 @@ FAST_PATH_ENV = SERVE_LOCAL_ENV
 
 
 def haproxy_env() -> dict[str, str]:
-    """HAProxy's config and admin socket default to fixed /tmp paths: give each Ray
-    instance its own so two instances on one machine never share them. Short, because
-    Ray nests a 56-character hash under it and HAProxy caps socket paths at 97 bytes."""
+    """HAProxy's files default to fixed /tmp paths and its stats/metrics to fixed ports:
+    give each Ray instance its own so two on one machine never collide. Paths short,
+    because Ray nests a 56-character hash under them and HAProxy caps socket paths at 97
+    bytes."""
     d = tempfile.mkdtemp(prefix="hp", dir="/tmp")
     return {"RAY_SERVE_HAPROXY_CONFIG_FILE_LOC": f"{d}/haproxy.cfg",
-            "RAY_SERVE_HAPROXY_SOCKET_PATH": f"{d}/admin.sock"}
+            "RAY_SERVE_HAPROXY_SOCKET_PATH": f"{d}/admin.sock",
+            "RAY_SERVE_HAPROXY_SERVER_STATE_BASE": d,
+            "RAY_SERVE_HAPROXY_SERVER_STATE_FILE": f"{d}/server-state",
+            "RAY_SERVE_HAPROXY_METRICS_PORT": str(free_port()),
+            "RAY_SERVE_HAPROXY_STATS_PORT": str(free_port())}
 
 
 @contextmanager

@@ -18,7 +18,14 @@ from pathlib import Path
 
 import httpx
 
-from benchmarks.cluster import default_settings_options, deploy, free_port, ray_serve, shipped_options
+from benchmarks.cluster import (
+    FAST_PATH_ENV,
+    default_settings_options,
+    deploy,
+    free_port,
+    ray_serve,
+    shipped_options,
+)
 from benchmarks.load import LoadResult, run_load, sample_bodies, table
 
 RESULTS = Path(__file__).parent / "results"
@@ -72,36 +79,43 @@ def main() -> None:
             proc.terminate()
             proc.wait()
 
-    with ray_serve(num_cpus=2) as port:
-        from ray import serve
-
-        base = f"http://127.0.0.1:{port}"
-        variants = [
+    phases = [
+        ({}, [  # Ray Serve's standard HTTP path (proxy actor)
             ("serve defaults", default_settings_options(cache="none")),
-            ("tuned, separate stages", shipped_options(separate=True, cache="none")),
-            ("tuned, inline stages", shipped_options(separate=False, cache="none")),
-        ]
-        for name, (app_args, options) in variants:
-            took = deploy("bench", "/", app_args, options)
-            print(f"{name}: deployed in {took:.1f} s", flush=True)
-            measure(name, base, bodies, batch_bodies, args, rows, batch_rows)
-            serve.delete("bench")
-        # cached vs uncached, concurrency 1, on the tuned inline app with its local cache
-        app_args, options = shipped_options(separate=False, cache="local")
-        deploy("bench", "/", app_args, options)
-        url = f"{base}/v1/allocate"
-        uncached = asyncio.run(run_load(url, bodies[1000:], 1, 2000, args.seconds))
-        asyncio.run(run_load(url, bodies[:1], 1, 5, 5))  # fill the cache
-        cached = asyncio.run(run_load(url, bodies[:1], 1, 2000, args.seconds))
-        cache_rows += [("uncached", uncached), ("cached (same state)", cached)]
-        print(table(cache_rows), flush=True)
-        serve.delete("bench")
+            ("tuned config, standard path", shipped_options(cache="none")),
+        ]),
+        (FAST_PATH_ENV, [  # HAProxy + direct ingress + gRPC (what make run / k8s use)
+            ("shipped: fast path", shipped_options(cache="none")),
+            ("fast path, separate stages", shipped_options(separate=True, cache="none")),
+            ("fast path, single deployment", shipped_options(inline_inference=True, cache="none")),
+        ]),
+    ]
+    for env, variants in phases:
+        with ray_serve(num_cpus=2, env=env) as port:
+            from ray import serve
+
+            base = f"http://127.0.0.1:{port}"
+            for name, (app_args, options) in variants:
+                took = deploy("bench", "/", app_args, options)
+                print(f"{name}: deployed in {took:.1f} s", flush=True)
+                measure(name, base, bodies, batch_bodies, args, rows, batch_rows)
+                serve.delete("bench")
+            if env:  # cached vs uncached, concurrency 1, shipped app with its local cache
+                app_args, options = shipped_options(cache="local")
+                deploy("bench", "/", app_args, options)
+                url = f"{base}/v1/allocate"
+                uncached = asyncio.run(run_load(url, bodies[1000:], 1, 2000, args.seconds))
+                asyncio.run(run_load(url, bodies[:1], 1, 5, 5))  # fill the cache
+                cached = asyncio.run(run_load(url, bodies[:1], 1, 2000, args.seconds))
+                cache_rows += [("uncached", uncached), ("cached (same state)", cached)]
+                print(table(cache_rows), flush=True)
+                serve.delete("bench")
 
     RESULTS.mkdir(parents=True, exist_ok=True)
     md = ("## /v1/allocate, one 20-node state per request\n\n" + table(rows)
           + f"\n## /v1/allocate/batch, {BATCH_STATES} 20-node states per request, 2 in flight\n\n"
           + table(batch_rows, unit="decisions/s")
-          + "\n## Cache, concurrency 1 (tuned inline app)\n\n" + table(cache_rows)
+          + "\n## Cache, concurrency 1 (shipped app, fast path)\n\n" + table(cache_rows)
           + "\n" + ratios(rows, batch_rows, cache_rows))
     (RESULTS / "serve_bench.md").write_text(md)
     (RESULTS / "serve_bench.json").write_text(json.dumps({
@@ -119,14 +133,14 @@ def ratios(rows, batch_rows, cache_rows) -> str:
 
     lines = ["## Ratios (same run)", ""]
     names = sorted({n for n, _ in rows})
-    tuned = max((best(n, rows), n) for n in names if n.startswith("tuned"))
-    lines.append(f"- best tuned single-state throughput ({tuned[1]}): {tuned[0]:.1f} req/s")
+    tuned = (best("shipped: fast path", rows), "shipped: fast path")
+    lines.append(f"- shipped app, single-state throughput (best concurrency): {tuned[0]:.1f} req/s")
     for ref in ("serve defaults", "naive (FastAPI + eager torch)"):
         if ref in names:
             lines.append(f"- vs {ref} ({best(ref, rows):.1f} req/s): "
                          f"{tuned[0] / best(ref, rows):.2f}x")
     bnames = sorted({n for n, _ in batch_rows})
-    btuned = max((best(n, batch_rows), n) for n in bnames if n.startswith("tuned"))
+    btuned = max((best(n, batch_rows), n) for n in bnames if "fast path" in n)
     lines.append(f"- batch endpoint ({btuned[1]}): {btuned[0]:.0f} decisions/s")
     if "naive (FastAPI + eager torch)" in bnames:
         lines.append(f"- vs naive batch: {btuned[0] / best('naive (FastAPI + eager torch)', batch_rows):.1f}x")

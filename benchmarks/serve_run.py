@@ -44,16 +44,20 @@ class ServeRun:
         self.proc: subprocess.Popen[bytes] | None = None
 
     def start(self) -> float:
-        env = {**os.environ, "RAY_USAGE_STATS_ENABLED": "0", **FAST_PATH_ENV, **haproxy_env()}
+        env = {k: v for k, v in os.environ.items() if k != "RAY_ADDRESS"}  # its own Ray, always
+        env.update({"RAY_USAGE_STATS_ENABLED": "0", **FAST_PATH_ENV, **haproxy_env()})
         serve_bin = str(Path(sys.executable).with_name("serve"))
         t0 = time.perf_counter()
-        self.proc = subprocess.Popen([serve_bin, "run", self._tmp.name], cwd=PROJECT_ROOT, env=env,
-                                     stdout=subprocess.DEVNULL, stderr=subprocess.DEVNULL,
-                                     start_new_session=True)
+        self.log = Path(self._tmp.name).with_suffix(".log")
+        with self.log.open("wb") as out:
+            self.proc = subprocess.Popen([serve_bin, "run", self._tmp.name], cwd=PROJECT_ROOT,
+                                         env=env, stdout=out, stderr=subprocess.STDOUT,
+                                         start_new_session=True)
         deadline = t0 + 180
         while time.perf_counter() < deadline:
             if self.proc.poll() is not None:
-                raise RuntimeError(f"serve run exited with {self.proc.returncode}")
+                tail = self.log.read_text(errors="replace")[-3000:]
+                raise RuntimeError(f"serve run exited with {self.proc.returncode}:\n{tail}")
             try:
                 if httpx.get(f"{self.url}/readyz", timeout=2).status_code == 200:
                     return time.perf_counter() - t0
@@ -63,9 +67,16 @@ class ServeRun:
         raise TimeoutError("serve run did not become ready in 180 s")
 
     def tree(self) -> list[psutil.Process]:
+        """The `serve run` process and every descendant (Ray's processes included)."""
         assert self.proc is not None
-        root = psutil.Process(self.proc.pid)
-        return [root, *root.children(recursive=True)]
+        for _ in range(10):  # a process may exit while the tree is walked: walk again
+            try:
+                root = psutil.Process(self.proc.pid)
+                return [root, *root.children(recursive=True)]
+            except psutil.NoSuchProcess:
+                if self.proc.poll() is not None:
+                    return []
+        return []
 
     def rss(self) -> tuple[int, int]:
         procs = self.tree()
@@ -95,6 +106,7 @@ class ServeRun:
             except psutil.Error:
                 pass
         os.unlink(self._tmp.name)
+        self.log.unlink(missing_ok=True)
 
 
 def main() -> None:
@@ -114,3 +126,10 @@ def main() -> None:
 
 if __name__ == "__main__":
     main()
+
+
+def alive(p: psutil.Process) -> bool:
+    try:
+        return p.is_running() and p.status() != psutil.STATUS_ZOMBIE
+    except psutil.Error:
+        return False

@@ -11,7 +11,8 @@ export RAY_USAGE_STATS_ENABLED=0
 export RAY_SERVE_THROUGHPUT_OPTIMIZED=1 RAY_SERVE_ENABLE_HA_PROXY=1
 # nothing external balances onto the replicas here: no need for the 30 s drain on stop
 export RAY_SERVE_DIRECT_INGRESS_MIN_DRAINING_PERIOD_S=2
-hp=$(mktemp -d /tmp/hpXXXXXX)  # HAProxy's config and socket: short, private paths
+hp=$(mktemp -d /tmp/hpXXXXXX)  # HAProxy's files: short, private paths
 export RAY_SERVE_HAPROXY_CONFIG_FILE_LOC="$hp/haproxy.cfg" RAY_SERVE_HAPROXY_SOCKET_PATH="$hp/admin.sock"
+export RAY_SERVE_HAPROXY_SERVER_STATE_BASE="$hp" RAY_SERVE_HAPROXY_SERVER_STATE_FILE="$hp/server-state"
 echo "Edge Allocator: starting Ray Serve; it listens on http://127.0.0.1:8000 (Ctrl-C stops it)"
 exec .venv/bin/serve run serve_config.yaml
