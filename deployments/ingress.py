@@ -10,6 +10,7 @@ hop less per request; same responses).
 from __future__ import annotations
 
 import asyncio
+import collections
 import gzip
 import logging
 import os
@@ -233,12 +234,17 @@ class Ingress:
                 scores = await self._policy("infer_many", key, prepared, tc)
                 out = self.local_assembler.assemble_many(prepared, scores, meta)
         elapsed = (time.perf_counter() - t0) * 1000
+        counts: collections.Counter[str] = collections.Counter()
         for resp, req in zip(out, states):
             resp["latency_ms"] = elapsed
-            front.record(resp, req, front.cache_key(req.model_dump(mode="json"), key))
+            counts[NODE_TYPE_NAMES[req.nodes[resp["node_index"]].node_type]] += 1
+            if front.decision_log is not None:  # the request hash is only for the log
+                front.record(resp, req, front.cache_key(req.model_dump(mode="json"), key))
         self.metrics.latency_ms.observe(elapsed, tags={"model": key.name, "route": route})
-        for resp, req in zip(out, states):
-            self._count(resp, req, None, t0)
+        for node_type, n in counts.items():  # one metric update per tag set, not per state
+            self.metrics.decisions.inc(n, tags={"model": key.name, "version": key.version,
+                                                "backend": front.cfg.backend,
+                                                "node_type": node_type, "cached": "false"})
         return out
 
     def _count(self, resp: dict[str, Any], req: AllocateRequest, route: str | None,

@@ -4,6 +4,7 @@ assembly. Ray Serve deployments wrap them one to one; the inline service chains 
 from __future__ import annotations
 
 import math
+import sys
 import time
 import uuid
 from collections.abc import Sequence
@@ -141,6 +142,7 @@ class PolicyStage:
         return [
             {"name": k.name, "version": k.version, "kind": m.artifact.kind,
              "backend": m.backend_name, "max_nodes": m.artifact.max_nodes,
+             "torch_loaded": "torch" in sys.modules,  # ONNX replicas must stay torch-free
              "evaluation": m.artifact.manifest.get("evaluation", [])}
             for k, m in self.models.items()
         ]

@@ -52,6 +52,7 @@ def test_batch_endpoint_is_one_vectorised_call(app_url, client):
 def test_models_sample_health_ready_openapi(app_url, client):
     models = client.get(f"{app_url}/v1/models").json()
     assert {m["name"] for m in models["models"]} == {"hybrid", "dqn", "ppo"}
+    assert not any(m["torch_loaded"] for m in models["models"])  # ONNX replicas: no torch
     assert client.get(f"{app_url}/healthz").json() == {"status": "ok"}
     ready = client.get(f"{app_url}/readyz")
     assert ready.status_code == 200 and ready.json()["status"] == "ready"
