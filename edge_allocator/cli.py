@@ -7,6 +7,8 @@ import json
 import sys
 from pathlib import Path
 
+from edge_allocator.constants import MODELS_DIR
+
 
 def _train(args: argparse.Namespace) -> None:
     from edge_allocator.train.bc import BCConfig
@@ -86,7 +88,7 @@ def main(argv: list[str] | None = None) -> None:
     t.add_argument("--bc-epochs", type=int, default=8)
     t.add_argument("--rl-steps", type=int, default=8192)
     t.add_argument("--eval-episodes", type=int, default=10)
-    t.add_argument("--models-dir", default="models")
+    t.add_argument("--models-dir", default=str(MODELS_DIR))
     t.add_argument("--out-dir", default="runs")
     t.set_defaults(func=_train)
 
@@ -95,7 +97,7 @@ def main(argv: list[str] | None = None) -> None:
     e.add_argument("--episodes", type=int, default=10)
     e.add_argument("--tasks", type=int, default=200, help="decisions per episode")
     e.add_argument("--scenarios", nargs="*", default=None)
-    e.add_argument("--models-dir", default="models")
+    e.add_argument("--models-dir", default=str(MODELS_DIR))
     e.add_argument("--out-dir", default="results")
     e.set_defaults(func=_evaluate)
 
@@ -109,7 +111,7 @@ def main(argv: list[str] | None = None) -> None:
     pr.add_argument("file", help="request body (JSON), or - for stdin")
     pr.add_argument("--model", default=None)
     pr.add_argument("--backend", default="onnx")
-    pr.add_argument("--models-dir", default="models")
+    pr.add_argument("--models-dir", default=str(MODELS_DIR))
     pr.set_defaults(func=_predict)
 
     r = sub.add_parser("report", help="realised outcomes per model version (decision log)")
