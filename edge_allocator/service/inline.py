@@ -6,7 +6,7 @@ from __future__ import annotations
 import time
 from typing import Any
 
-from edge_allocator.schema import AllocateRequest, BatchAllocateRequest, parse
+from edge_allocator.schema import BatchAllocateRequest, parse
 from edge_allocator.service.config import ServiceConfig
 from edge_allocator.service.frontend import Frontend
 from edge_allocator.service.stages import (
@@ -42,5 +42,3 @@ class AllocatorService:
     def close(self) -> None:
         self.frontend.close()
 
-
-__all__ = ["AllocatorService", "AllocateRequest"]

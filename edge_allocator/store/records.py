@@ -16,17 +16,10 @@ from typing import Any
 
 import orjson
 
+from edge_allocator.schema import NODE_FIELDS
+
 #: Node fields copied into ``network_metrics``, one row per node of the request.
-NODE_COLUMNS: tuple[str, ...] = (
-    "node_id",
-    "cpu_util",
-    "mem_util",
-    "energy",
-    "latency",
-    "bandwidth",
-    "queue_len",
-    "node_type",
-)
+NODE_COLUMNS: tuple[str, ...] = ("node_id", *NODE_FIELDS)
 _NODE_KEYS = frozenset(NODE_COLUMNS)
 _HEX = frozenset("0123456789abcdef")
 #: Length of decision ids and request hashes: 128 bits as lowercase hex.
