@@ -42,6 +42,7 @@ class ServeRun:
         self._tmp.close()
         self.url = f"http://127.0.0.1:{self.port}"
         self.proc: subprocess.Popen[bytes] | None = None
+        self._seen: list[psutil.Process] = []
 
     def start(self) -> float:
         env = {k: v for k, v in os.environ.items() if k != "RAY_ADDRESS"}  # its own Ray, always
@@ -60,7 +61,9 @@ class ServeRun:
                 raise RuntimeError(f"serve run exited with {self.proc.returncode}:\n{tail}")
             try:
                 if httpx.get(f"{self.url}/readyz", timeout=2).status_code == 200:
-                    return time.perf_counter() - t0
+                    ready = time.perf_counter() - t0
+                    self._seen = self.tree()  # children may be re-parented later: remember
+                    return ready
             except httpx.HTTPError:
                 pass
             time.sleep(0.2)
@@ -93,7 +96,7 @@ class ServeRun:
         (by PID: never `ray stop`, which would kill other people's Ray)."""
         if self.proc is None:
             return
-        procs = self.tree()
+        procs = list({p.pid: p for p in [*self._seen, *self.tree()]}.values())
         self.proc.send_signal(signal.SIGINT)
         try:
             self.proc.wait(timeout=30)
