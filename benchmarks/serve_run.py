@@ -120,9 +120,18 @@ def main() -> None:
         rss, n = run.rss()
         r = httpx.get(f"{run.url}/v1/sample").json()
         d = httpx.post(f"{run.url}/v1/allocate", json=r).json()
-        print(f"| ready after `serve run` | {ready:.1f} s |\n| RSS of all {n} processes | "
-              f"{rss / 2**30:.2f} GiB |\n| first decision | node {d['node_id']} "
-              f"({d['latency_ms']:.1f} ms) |")
+        lines = [f"| ready after `serve run` | {ready:.1f} s |",
+                 f"| RSS of all {n} processes | {rss / 2**30:.2f} GiB |",
+                 f"| first decision | node {d['node_id']} ({d['latency_ms']:.1f} ms) |", "",
+                 "| RSS MiB | process |", "|---|---|"]
+        by_rss = []
+        for p in run.tree():
+            try:
+                by_rss.append((p.memory_info().rss, " ".join(p.cmdline())[:70]))
+            except psutil.Error:
+                pass
+        lines += [f"| {r / 2**20:.0f} | `{c}` |" for r, c in sorted(by_rss, reverse=True)[:12]]
+        print("\n".join(lines))
     finally:
         run.stop()
 
