@@ -15,7 +15,7 @@ from pathlib import Path
 
 import numpy as np
 
-from benchmarks.cluster import deploy, ray_serve, shipped_options
+from benchmarks.cluster import FAST_PATH_ENV, deploy, ray_serve, shipped_options
 from benchmarks.load import sample_bodies
 
 RESULTS = Path(__file__).parent / "results"
@@ -87,7 +87,7 @@ def main() -> None:
     bodies = sample_bodies(2000, nodes=20)
     samples: list[dict] = []
     phases = [(args.low, args.phase_s), (args.high, args.phase_s * 1.5), (args.low, args.phase_s * 2)]
-    with ray_serve(num_cpus=2) as port:
+    with ray_serve(num_cpus=2, env=FAST_PATH_ENV) as port:
         app_args, options = shipped_options(cache="none")
         for d in options.values():  # compress the delays so the run stays short
             if "autoscaling_config" in d:
