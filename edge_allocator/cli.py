@@ -44,7 +44,7 @@ def _evaluate(args: argparse.Namespace) -> None:
     scenarios = [s for s in default_scenarios(args.tasks) if not args.scenarios or s.name in args.scenarios]
     results = evaluate(agents, scenarios, episodes=args.episodes)
     write_report(results, Path(args.out_dir))
-    print(to_markdown(results))
+    print((Path(args.out_dir) / "evaluation.md").read_text())
     print(f"wrote {args.out_dir}/evaluation.md, evaluation.json, evaluation.png")
 
 
