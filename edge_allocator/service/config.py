@@ -64,6 +64,16 @@ class ServiceConfig(BaseModel):
         """Relative paths resolve against the project, whatever the worker's cwd."""
         return v if v is None or v.is_absolute() else PROJECT_ROOT / v
 
+    @field_validator("database_url")
+    @classmethod
+    def _sqlite_relative_to_project(cls, v: str | None) -> str | None:
+        """``sqlite:///var/x.db`` means <project>/var/x.db, whatever the worker's cwd."""
+        if v and v.startswith("sqlite:///") and not v.startswith("sqlite:////"):
+            path = Path(v.removeprefix("sqlite:///"))
+            if not path.is_absolute():
+                return f"sqlite:///{PROJECT_ROOT / path}"
+        return v
+
     @field_validator("backend")
     @classmethod
     def _backend(cls, v: str) -> str:
