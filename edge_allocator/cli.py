@@ -7,7 +7,7 @@ import json
 import sys
 from pathlib import Path
 
-from edge_allocator.constants import MODELS_DIR
+from edge_allocator.constants import DATABASE_URL, MODELS_DIR
 
 
 def _train(args: argparse.Namespace) -> None:
@@ -68,7 +68,10 @@ def _predict(args: argparse.Namespace) -> None:
 def _report(args: argparse.Namespace) -> None:
     from edge_allocator.store import DecisionLog, format_report
 
-    log = DecisionLog(args.db)
+    import tempfile
+
+    # its own spool: the running service holds the lock on the service's one
+    log = DecisionLog(args.db, spool_path=Path(tempfile.mkdtemp()) / "report.jsonl")
     try:
         print(format_report(log.report()))
     finally:
@@ -115,7 +118,7 @@ def main(argv: list[str] | None = None) -> None:
     pr.set_defaults(func=_predict)
 
     r = sub.add_parser("report", help="realised outcomes per model version (decision log)")
-    r.add_argument("--db", default="sqlite:///edge_allocator.db")
+    r.add_argument("--db", default=DATABASE_URL, help="decision log URL (default: the service's)")
     r.set_defaults(func=_report)
 
     args = p.parse_args(argv)
