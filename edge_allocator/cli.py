@@ -19,7 +19,9 @@ def _train(args: argparse.Namespace) -> None:
         arch = {"conv": args.conv} if kind == "hybrid" and args.conv else {}
         cfg = TrainConfig(
             kind=kind, seed=args.seed, architecture=arch, demo_episodes=args.demo_episodes,
-            dagger_episodes=args.dagger_episodes, bc=BCConfig(epochs=args.bc_epochs),
+            dagger_episodes=args.dagger_episodes,
+            bc=BCConfig(epochs=args.bc_epochs, grad_accum=args.grad_accum, bf16=args.bf16),
+            resumable=args.resumable,
             rl_steps=args.rl_steps, eval_episodes=args.eval_episodes,
             models_dir=Path(args.models_dir), out_dir=Path(args.out_dir),
         )
@@ -90,6 +92,10 @@ def main(argv: list[str] | None = None) -> None:
     t.add_argument("--dagger-episodes", type=int, default=40)
     t.add_argument("--bc-epochs", type=int, default=8)
     t.add_argument("--rl-steps", type=int, default=8192)
+    t.add_argument("--grad-accum", type=int, default=1, help="mini-batches per optimiser step")
+    t.add_argument("--bf16", action="store_true", help="bf16 autocast in behaviour cloning")
+    t.add_argument("--resumable", action="store_true",
+                   help="checkpoint every epoch; rerunning resumes a killed run")
     t.add_argument("--eval-episodes", type=int, default=10)
     t.add_argument("--models-dir", default=str(MODELS_DIR))
     t.add_argument("--out-dir", default="runs")

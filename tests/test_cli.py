@@ -25,7 +25,8 @@ def cli(*args: str, cwd: Path) -> str:
 def test_train_smoke_writes_a_verified_artifact(tmp_path, model):
     """Every stage of the pipeline runs: demonstrations, cloning, DAgger, SB3 RL
     fine-tuning (MaskablePPO for hybrid, DQN for dqn), validation, export, manifest."""
-    cli("train", "--model", model, "--demo-episodes", "2", "--dagger-episodes", "1",
+    extra = ["--resumable", "--bf16"] if model == "hybrid" else ["--grad-accum", "2"]
+    cli("train", "--model", model, "--demo-episodes", "2", "--dagger-episodes", "1", *extra,
         "--bc-epochs", "1", "--rl-steps", "128", "--eval-episodes", "0",
         "--models-dir", str(tmp_path / "models"), "--out-dir", str(tmp_path / "runs"), cwd=tmp_path)
     art = load_artifact(tmp_path / "models", model)
@@ -33,6 +34,8 @@ def test_train_smoke_writes_a_verified_artifact(tmp_path, model):
     assert t["validation_reward"]["kept"] in ("bc", "bc+rl") and t["decisions"] > 0
     assert t["validation_reward"]["bc+rl"] is not None  # the RL stage really ran
     assert (tmp_path / "runs" / f"{model}-v1" / "training_curve.png").stat().st_size > 0
+    if model == "hybrid":  # resumable: every supervised stage left its checkpoint
+        assert (tmp_path / "runs" / "checkpoints" / "hybrid-seed0" / "dagger.pt").is_file()
 
 
 def test_evaluate_writes_table_json_and_plot(tmp_path):

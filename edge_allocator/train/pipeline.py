@@ -70,6 +70,9 @@ class TrainConfig:
     """Held-out episodes per evaluation scenario recorded in the manifest (0 skips)."""
     threads: int = 1
     """torch threads (1 is fastest on a shared 2-core machine)."""
+    resumable: bool = False
+    """Checkpoint the supervised stages every epoch under out_dir/checkpoints; a killed
+    run started again with the same settings resumes where it stopped."""
     models_dir: Path = Path("models")
     out_dir: Path = Path("runs")
 
@@ -136,14 +139,17 @@ def train(cfg: TrainConfig, scenarios: list[EvalScenario] | None = None) -> Path
     env_cfg = env_config(cfg.kind)
     module = build_policy(cfg.kind, cfg.architecture)
     bc_cfg = dataclasses.replace(cfg.bc, pad_to=_pad(cfg.kind), seed=cfg.seed)
-    demos = collect(env_cfg, cfg.demo_episodes, seed=cfg.seed * 10_000)
-    curve = train_bc(module, cfg.kind, demos, bc_cfg)
+    ckpt = cfg.out_dir / "checkpoints" / f"{cfg.kind}-seed{cfg.seed}" if cfg.resumable else None
+    demos = collect(env_cfg, cfg.demo_episodes, seed=cfg.seed * 10_000)  # deterministic
+    curve = train_bc(module, cfg.kind, demos,
+                     dataclasses.replace(bc_cfg, checkpoint=ckpt / "bc.pt" if ckpt else None))
     if cfg.dagger_episodes:
         learner = TorchAgent(cfg.kind, module, _pad(cfg.kind))
         more: Demonstrations = collect(env_cfg, cfg.dagger_episodes,
                                        seed=cfg.seed * 10_000 + 5_000, learner=learner)
         demos.extend(more)
-        curve += train_bc(module, cfg.kind, demos, bc_cfg)
+        curve += train_bc(module, cfg.kind, demos, dataclasses.replace(
+            bc_cfg, checkpoint=ckpt / "dagger.pt" if ckpt else None))
     bc_score = _validate(module, cfg.kind, cfg.validation_episodes)
     chosen, rl_score, rl_seconds = "bc", None, 0.0
     if cfg.rl_steps:
