@@ -4,6 +4,7 @@ from __future__ import annotations
 
 import copy
 import shutil
+import signal
 import socket
 import tempfile
 import time
@@ -118,3 +119,22 @@ def deploy(name: str, prefix: str, args: Any, options: dict[str, dict[str, Any]]
             return time.perf_counter() - t0
         time.sleep(0.25)
     raise TimeoutError(f"{name} not RUNNING after {timeout_s} s")
+
+
+def reap(procs: list[Any], timeout_s: float = 10, terminate: bool = False) -> None:
+    """Wait for processes we started to exit, then kill the stragglers: by PID, never
+    `ray stop`, which would also kill other people's Ray on the machine."""
+    import psutil
+
+    if terminate:
+        for p in procs:
+            try:
+                p.send_signal(signal.SIGTERM)
+            except psutil.Error:
+                pass
+    _, alive = psutil.wait_procs(procs, timeout=timeout_s)
+    for p in alive:
+        try:
+            p.kill()
+        except psutil.Error:
+            pass

@@ -11,7 +11,6 @@ from __future__ import annotations
 import collections
 import os
 import shutil
-import signal
 import subprocess
 import sys
 import tempfile
@@ -21,7 +20,7 @@ from pathlib import Path
 import httpx
 import psutil
 
-from benchmarks.cluster import free_port, shipped_options
+from benchmarks.cluster import free_port, reap, shipped_options
 from benchmarks.load import sample_bodies
 
 RESULTS = Path(__file__).parent / "results"
@@ -93,17 +92,7 @@ def main() -> None:
     finally:
         procs = started or our_ray_processes([head_tmp, worker_tmp])
         procs += our_ray_processes([head_tmp, worker_tmp])
-        for p in procs:
-            try:
-                p.send_signal(signal.SIGTERM)
-            except psutil.Error:
-                pass
-        _, alive = psutil.wait_procs(procs, timeout=15)
-        for p in alive:
-            try:
-                p.kill()
-            except psutil.Error:
-                pass
+        reap(procs, timeout_s=15, terminate=True)
         shutil.rmtree(head_tmp, ignore_errors=True)
         shutil.rmtree(worker_tmp, ignore_errors=True)
 

@@ -20,7 +20,7 @@ import httpx
 import psutil
 import yaml
 
-from benchmarks.cluster import FAST_PATH_ENV, SERVE_CONFIG, free_port, haproxy_env
+from benchmarks.cluster import FAST_PATH_ENV, SERVE_CONFIG, free_port, haproxy_env, reap
 from edge_allocator.constants import PROJECT_ROOT
 
 
@@ -102,12 +102,7 @@ class ServeRun:
             self.proc.wait(timeout=30)
         except subprocess.TimeoutExpired:
             self.proc.kill()
-        _, alive = psutil.wait_procs(procs, timeout=10)
-        for p in alive:
-            try:
-                p.kill()
-            except psutil.Error:
-                pass
+        reap(procs, timeout_s=10)
         os.unlink(self._tmp.name)
         self.log.unlink(missing_ok=True)
 
