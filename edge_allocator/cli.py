@@ -33,7 +33,7 @@ def _evaluate(args: argparse.Namespace) -> None:
 
     from edge_allocator.runtime.artifacts import load_artifact, model_names
     from edge_allocator.runtime.torch_backend import load_module
-    from edge_allocator.train.evaluate import default_scenarios, evaluate, to_markdown, write_report
+    from edge_allocator.train.evaluate import default_scenarios, evaluate, write_report
     from edge_allocator.train.pipeline import baseline_agents, model_agents
 
     torch.set_num_threads(1)

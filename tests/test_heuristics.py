@@ -52,4 +52,8 @@ def test_round_robin_cycles_over_feasible_nodes():
 
 def test_random_is_seeded():
     g = _graph([node() for _ in range(10)])
-    assert [_pick(RandomPolicy(3), g) for _ in range(1)] == [_pick(RandomPolicy(3), g)]
+    a, b, c = RandomPolicy(3), RandomPolicy(3), RandomPolicy(4)
+    picks_a = [_pick(a, g) for _ in range(8)]
+    assert picks_a == [_pick(b, g) for _ in range(8)]  # same seed, same sequence
+    assert picks_a != [_pick(c, g) for _ in range(8)]  # another seed, another one
+    assert len(set(picks_a)) > 1  # and it is not a constant

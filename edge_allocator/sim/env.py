@@ -141,6 +141,7 @@ class EdgeAllocationEnv(gym.Env):
         self._topology = TopologyCache(max_entries=64)
         self.network: Network | None = None
         self.outcomes: list[StepOutcome] = []
+        self._graph: GraphInputs | None = None
 
     # --- episode lifecycle -------------------------------------------------------------
     def reset(self, *, seed: int | None = None, options: dict[str, Any] | None = None):
@@ -184,6 +185,7 @@ class EdgeAllocationEnv(gym.Env):
         self._count = 0
         self.outcomes = []
         self._task = self._sample_task()
+        self._graph = None
         return self._observation(), {}
 
     def step(self, action: int):
@@ -193,6 +195,7 @@ class EdgeAllocationEnv(gym.Env):
         truncated = self._count >= self.config.tasks_per_episode
         self._advance()
         self._task = self._sample_task()
+        self._graph = None  # a new decision
         return self._observation(), outcome.reward, False, truncated, {"outcome": outcome}
 
     # --- what a policy sees --------------------------------------------------------------
@@ -215,7 +218,14 @@ class EdgeAllocationEnv(gym.Env):
         return self._task.vector.copy()
 
     def graph(self) -> GraphInputs:
-        """The current decision as unpadded model inputs."""
+        """The current decision as unpadded model inputs (built once per decision: the
+        agent, the oracle, the placement and the observation all read it)."""
+        if self._graph is not None:
+            return self._graph
+        self._graph = self._build_graph()
+        return self._graph
+
+    def _build_graph(self) -> GraphInputs:
         assert self.network is not None
         nodes, task = self.node_fields(), self._task.vector
         adj = self._topology.get(self.network.n, self._edges)
