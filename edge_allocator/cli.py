@@ -20,7 +20,10 @@ def _train(args: argparse.Namespace) -> None:
         cfg = TrainConfig(
             kind=kind, seed=args.seed, architecture=arch, demo_episodes=args.demo_episodes,
             dagger_episodes=args.dagger_episodes,
-            bc=BCConfig(epochs=args.bc_epochs, grad_accum=args.grad_accum, bf16=args.bf16),
+            bc=BCConfig(epochs=args.bc_epochs, grad_accum=args.grad_accum,
+                        precision=args.precision, device=args.device,
+                        num_workers=args.loader_workers, pin_memory=args.pin_memory,
+                        prefetch_factor=args.prefetch, grad_checkpointing=args.grad_checkpointing),
             resumable=args.resumable,
             rl_steps=args.rl_steps, eval_episodes=args.eval_episodes,
             models_dir=Path(args.models_dir), out_dir=Path(args.out_dir),
@@ -93,7 +96,15 @@ def main(argv: list[str] | None = None) -> None:
     t.add_argument("--bc-epochs", type=int, default=8)
     t.add_argument("--rl-steps", type=int, default=8192)
     t.add_argument("--grad-accum", type=int, default=1, help="mini-batches per optimiser step")
-    t.add_argument("--bf16", action="store_true", help="bf16 autocast in behaviour cloning")
+    t.add_argument("--precision", choices=["fp32", "bf16", "fp16"], default="fp32",
+                   help="behaviour cloning: bf16 autocast, or fp16 autocast + GradScaler (CUDA)")
+    t.add_argument("--device", default="cpu", help="where behaviour cloning trains (cpu, cuda)")
+    t.add_argument("--loader-workers", type=int, default=0,
+                   help="DataLoader processes that collate batches (persistent)")
+    t.add_argument("--pin-memory", action="store_true", help="page-locked batches (CUDA)")
+    t.add_argument("--prefetch", type=int, default=2, help="batches prepared ahead per worker")
+    t.add_argument("--grad-checkpointing", action="store_true",
+                   help="recompute GNN layers in backward (less memory on large graphs)")
     t.add_argument("--resumable", action="store_true",
                    help="checkpoint every epoch; rerunning resumes a killed run")
     t.add_argument("--eval-episodes", type=int, default=10)

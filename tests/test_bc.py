@@ -1,4 +1,5 @@
-"""Behaviour cloning: resumable checkpoints, gradient accumulation and bf16 autocast."""
+"""Behaviour cloning: resumable checkpoints and every training switch (DataLoader workers,
+precision, gradient accumulation, gradient checkpointing)."""
 
 from __future__ import annotations
 
@@ -54,7 +55,9 @@ def test_killed_run_resumes_to_the_same_weights(demos, tmp_path, monkeypatch):
         torch.testing.assert_close(resumed.state_dict()[k], v, rtol=1e-5, atol=1e-6)
 
 
-@pytest.mark.parametrize("options", [{"grad_accum": 2}, {"bf16": True}])
+@pytest.mark.parametrize("options", [
+    {"grad_accum": 2}, {"precision": "bf16"}, {"precision": "fp16"},
+    {"num_workers": 2, "prefetch_factor": 4}, {"grad_checkpointing": True}])
 def test_training_options_still_learn(demos, options):
     m = build_policy("hybrid", {"hidden": 16})
     curve = train_bc(m, "hybrid", demos, BCConfig(epochs=4, batch_size=32, **options),
@@ -62,7 +65,41 @@ def test_training_options_still_learn(demos, options):
     assert curve[-1] < curve[0]
 
 
-def test_bad_accumulation_is_refused(demos):
-    with pytest.raises(ValueError, match="grad_accum=0"):
-        train_bc(build_policy("hybrid", {"hidden": 8}), "hybrid", demos,
-                 BCConfig(grad_accum=0), progress=False)
+@pytest.mark.parametrize("options,kind,message", [
+    ({"grad_accum": 0}, "hybrid", "grad_accum=0"),
+    ({"precision": "fp8"}, "hybrid", "precision='fp8'"),
+    ({"grad_checkpointing": True}, "dqn", "has none"),
+])
+def test_bad_options_are_refused(demos, options, kind, message):
+    with pytest.raises(ValueError, match=message):
+        train_bc(build_policy(kind, {"hidden": 8}), kind, demos, BCConfig(**options),
+                 progress=False)
+
+
+def test_loader_workers_and_checkpointing_change_nothing_but_cost(demos):
+    """Same seed: workers only move the collation, checkpointing only recomputes, so the
+    weights match the plain run (up to float reassociation)."""
+    cfg = BCConfig(epochs=2, batch_size=32)
+    plain, other = _policy(), _policy()
+    train_bc(plain, "hybrid", demos, cfg, progress=False)
+    train_bc(other, "hybrid", demos,
+             dataclasses.replace(cfg, num_workers=2, grad_checkpointing=True), progress=False)
+    assert not other.gradient_checkpointing  # switched off after training
+    for k, v in _weights(plain).items():
+        torch.testing.assert_close(other.state_dict()[k], v, rtol=1e-4, atol=1e-5)
+
+
+def test_gradient_checkpointing_matches_plain_gradients():
+    torch.manual_seed(0)
+    m = build_policy("hybrid", {"hidden": 16, "conv": "gat"})
+    x, adj = torch.randn(2, 30, m.config.num_features), torch.rand(2, 30, 30)
+    mask = torch.ones(2, 30, dtype=torch.bool)
+    grads = []
+    for on in (False, True):
+        m.zero_grad()
+        m.gradient_checkpointing = on
+        m(x, adj, mask).sum().backward()
+        grads.append([p.grad.clone() for n, p in m.named_parameters() if "convs" in n])
+    assert grads[0] and all(g.abs().sum() > 0 for g in grads[0])
+    for a, b in zip(*grads):
+        torch.testing.assert_close(a, b)

@@ -25,7 +25,8 @@ def cli(*args: str, cwd: Path) -> str:
 def test_train_smoke_writes_a_verified_artifact(tmp_path, model):
     """Every stage of the pipeline runs: demonstrations, cloning, DAgger, SB3 RL
     fine-tuning (MaskablePPO for hybrid, DQN for dqn), validation, export, manifest."""
-    extra = ["--resumable", "--bf16"] if model == "hybrid" else ["--grad-accum", "2"]
+    extra = (["--resumable", "--precision", "bf16", "--grad-checkpointing", "--loader-workers", "1"]
+             if model == "hybrid" else ["--grad-accum", "2"])
     cli("train", "--model", model, "--demo-episodes", "2", "--dagger-episodes", "1", *extra,
         "--bc-epochs", "1", "--rl-steps", "128", "--eval-episodes", "0",
         "--models-dir", str(tmp_path / "models"), "--out-dir", str(tmp_path / "runs"), cwd=tmp_path)

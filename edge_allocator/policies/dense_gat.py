@@ -35,6 +35,6 @@ class DenseGATLayer(nn.Module):
         src = wh @ self.att_src  # [B, N]
         dst = wh @ self.att_dst
         logits = F.leaky_relu(dst.unsqueeze(-1) + src.unsqueeze(-2), self.negative_slope)
-        logits = logits.masked_fill(adj <= 0, -1e9)
+        logits = logits.masked_fill(adj <= 0, torch.finfo(logits.dtype).min)  # fp16-safe
         alpha = torch.softmax(logits, dim=-1) * (adj > 0).to(h.dtype)  # padding rows -> 0
         return alpha @ wh + self.bias

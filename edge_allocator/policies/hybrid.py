@@ -10,6 +10,7 @@ from dataclasses import asdict, dataclass
 
 import torch
 from torch import Tensor, nn
+from torch.utils.checkpoint import checkpoint
 
 from edge_allocator.graph import NUM_FEATURES
 from edge_allocator.policies.dense_gat import DenseGATLayer
@@ -47,6 +48,10 @@ class HybridGNNPolicy(nn.Module):
     """
 
     kind = "hybrid"
+    gradient_checkpointing = False
+    """Set by the trainer: recompute each graph layer in the backward pass instead of
+    keeping its activations (the [B, H, N, N] attention of GAT dominates memory at
+    N = 1,000). Has no effect without gradients, so inference and export are unchanged."""
 
     def __init__(self, config: HybridConfig = HybridConfig()):
         super().__init__()
@@ -65,17 +70,25 @@ class HybridGNNPolicy(nn.Module):
     def embed(self, x: Tensor, adj: Tensor) -> tuple[Tensor, Tensor]:
         h0 = self.encoder(self.normalizer(x))
         h = h0
+        recompute = self.gradient_checkpointing and torch.is_grad_enabled()
         for conv in self.convs:
-            h = h + torch.relu(conv(h, adj))
+            if recompute:
+                h = h + checkpoint(_relu_conv, conv, h, adj, use_reentrant=False)
+            else:
+                h = h + _relu_conv(conv, h, adj)
         return h0, h
 
     def scores_and_value(self, x: Tensor, adj: Tensor, mask: Tensor) -> tuple[Tensor, Tensor]:
         h0, h = self.embed(x, adj)
         scores = self.score_head(torch.cat([h, h0], dim=-1)).squeeze(-1)
-        scores = scores.masked_fill(~mask, MASKED_SCORE)
+        scores = scores.float().masked_fill(~mask, MASKED_SCORE)  # -1e9 overflows fp16
         m = mask.unsqueeze(-1).to(h.dtype)
         pooled = (h * m).sum(1) / m.sum(1).clamp_min(1.0)
         return scores, self.value_head(pooled).squeeze(-1)
 
     def forward(self, x: Tensor, adj: Tensor, mask: Tensor) -> Tensor:
         return self.scores_and_value(x, adj, mask)[0]
+
+
+def _relu_conv(conv: nn.Module, h: Tensor, adj: Tensor) -> Tensor:
+    return torch.relu(conv(h, adj))

@@ -55,7 +55,7 @@ class FlatMLPPolicy(nn.Module):
         m = mask.to(x.dtype)
         z = torch.cat([(self.normalizer(x) * m.unsqueeze(-1)).flatten(1), m], dim=1)
         z = self.torso(z)
-        scores = self.score_head(z).masked_fill(~mask, MASKED_SCORE)
+        scores = self.score_head(z).float().masked_fill(~mask, MASKED_SCORE)  # fp16-safe
         return scores, self.value_head(z).squeeze(-1)
 
     def forward(self, x: Tensor, adj: Tensor, mask: Tensor) -> Tensor:

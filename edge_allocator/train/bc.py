@@ -3,12 +3,16 @@
 Losses: actor policies (hybrid, PPO) minimise cross-entropy between their masked
 softmax and ``softmax(expert rewards / temperature)``; the DQN regresses its Q-values
 onto the expert's one-step rewards (Huber), so its scores are in reward units.
+
+One epoch loop (:func:`run_epoch`) serves both the single-process trainer here and the
+Ray Train workers in :mod:`edge_allocator.train.distributed`, so every switch below
+(DataLoader workers, precision, accumulation, gradient checkpointing) means the same in
+both.
 """
 
 from __future__ import annotations
 
-import json
-from collections.abc import Callable
+from collections.abc import Callable, Iterable
 from dataclasses import dataclass
 from pathlib import Path
 from typing import Any
@@ -17,10 +21,14 @@ import numpy as np
 import torch
 import torch.nn.functional as F
 from torch import nn
+from torch.utils.data import DataLoader, Dataset, DistributedSampler
 from tqdm import tqdm
 
 from edge_allocator.graph import collate
 from edge_allocator.train.demos import Demonstrations
+
+PRECISIONS = ("fp32", "bf16", "fp16")
+Batch = tuple[torch.Tensor, torch.Tensor, torch.Tensor, torch.Tensor]
 
 
 @dataclass
@@ -38,32 +46,84 @@ class BCConfig:
     seed: int = 0
     grad_accum: int = 1
     """Mini-batches whose gradients are summed before one optimiser step."""
-    bf16: bool = False
-    """bf16 autocast for the forward pass on CPU (fp32 master weights)."""
+    precision: str = "fp32"
+    """'fp32'; 'bf16' (autocast, fp32 master weights; CPU or CUDA); 'fp16' (autocast with
+    a GradScaler, which keeps small fp16 gradients from flushing to zero; meant for CUDA)."""
+    device: str = "cpu"
+    """Where the model trains ('cpu', 'cuda', 'cuda:1', ...)."""
+    num_workers: int = 0
+    """DataLoader worker processes that pad and collate mini-batches while the model
+    trains; 0 collates in the training process."""
+    pin_memory: bool = False
+    """Page-locked batches so host-to-GPU copies overlap compute (CUDA only)."""
+    prefetch_factor: int = 2
+    """Batches each worker prepares ahead (with ``num_workers`` > 0)."""
+    persistent_workers: bool = True
+    """Keep DataLoader workers alive between epochs (with ``num_workers`` > 0) instead of
+    forking them again every epoch."""
+    grad_checkpointing: bool = False
+    """Recompute each GNN layer's activations in the backward pass instead of storing
+    them: less memory on large graphs for about one extra forward pass."""
     checkpoint: Path | None = None
-    """Written after every epoch (weights, optimiser, scheduler, RNG, curve); a run that
-    finds one resumes from it, so a killed run loses at most one epoch."""
+    """Written after every epoch (weights, optimiser, scheduler, scaler, curve); a run
+    that finds one resumes from it, so a killed run loses at most one epoch."""
+
+    def validate(self, kind: str) -> None:
+        if self.grad_accum < 1:
+            raise ValueError(f"BCConfig.grad_accum={self.grad_accum}; use 1 or more")
+        if self.precision not in PRECISIONS:
+            raise ValueError(f"BCConfig.precision={self.precision!r}; use one of {PRECISIONS}")
+        if self.num_workers < 0:
+            raise ValueError(f"BCConfig.num_workers={self.num_workers}; use 0 or more")
+        if self.grad_checkpointing and kind != "hybrid":
+            raise ValueError(f"BCConfig.grad_checkpointing applies to GNN layers; the {kind} "
+                             "policy has none")
+
+
+class DemoBatches(Dataset):
+    """Mini-batches of similar graph size (so padding stays small), collated on demand,
+    which lets DataLoader workers do the padding. Item k is a whole mini-batch."""
+
+    def __init__(self, demos: Demonstrations, batch_size: int, pad_to: int | None, seed: int):
+        rng = np.random.default_rng(seed)
+        by_size = sorted(rng.permutation(len(demos)), key=lambda i: demos.x[i].shape[0])
+        self.chunks = [by_size[k: k + batch_size] for k in range(0, len(by_size), batch_size)]
+        self.demos = demos
+        self.pad_to = pad_to
+
+    def __len__(self) -> int:
+        return len(self.chunks)
+
+    def __getitem__(self, k: int) -> Batch:
+        chunk = self.chunks[k]
+        b = collate([self.demos.graph(i) for i in chunk], pad_to=self.pad_to)
+        r = np.zeros(b.mask.shape, np.float32)
+        for j, i in enumerate(chunk):
+            r[j, : self.demos.rewards[i].shape[0]] = self.demos.rewards[i]
+        return (torch.from_numpy(b.x), torch.from_numpy(b.adj), torch.from_numpy(b.mask),
+                torch.from_numpy(r))
+
+
+def make_loader(demos: Demonstrations, cfg: BCConfig, rank: int = 0,
+                world_size: int = 1) -> tuple[DataLoader, DistributedSampler]:
+    """The sampler shuffles from (seed, epoch), so a resumed run replays the same order
+    without saving RNG state, and with ``world_size`` > 1 every rank gets an equal,
+    disjoint share (equal counts keep DDP's collective calls in step)."""
+    data = DemoBatches(demos, cfg.batch_size, cfg.pad_to, cfg.seed)
+    sampler = DistributedSampler(data, num_replicas=world_size, rank=rank, shuffle=True,
+                                 seed=cfg.seed)
+    workers = cfg.num_workers
+    loader = DataLoader(data, batch_size=None, sampler=sampler, num_workers=workers,
+                        pin_memory=cfg.pin_memory and torch.cuda.is_available(),
+                        persistent_workers=cfg.persistent_workers and workers > 0,
+                        prefetch_factor=cfg.prefetch_factor if workers else None)
+    return loader, sampler
 
 
 def fit_normalizer(module: nn.Module, demos: Demonstrations) -> None:
     """Normalisation statistics from the feasible nodes of the demonstrations."""
     feats = np.concatenate([x[m] for x, m in zip(demos.x, demos.mask)])
     module.normalizer.fit(feats)  # type: ignore[union-attr]
-
-
-def _batches(demos: Demonstrations, cfg: BCConfig, rng: np.random.Generator):
-    """Mini-batches of similar graph size, so padding stays small."""
-    idx = rng.permutation(len(demos))
-    by_size = sorted(idx, key=lambda i: demos.x[i].shape[0])
-    chunks = [by_size[k: k + cfg.batch_size] for k in range(0, len(by_size), cfg.batch_size)]
-    rng.shuffle(chunks)
-    for chunk in chunks:
-        b = collate([demos.graph(i) for i in chunk], pad_to=cfg.pad_to)
-        r = np.zeros(b.mask.shape, np.float32)
-        for j, i in enumerate(chunk):
-            r[j, : demos.rewards[i].shape[0]] = demos.rewards[i]
-        yield (torch.from_numpy(b.x), torch.from_numpy(b.adj), torch.from_numpy(b.mask),
-               torch.from_numpy(r))
 
 
 def loss_fn(kind: str, temperature: float) -> Callable[..., torch.Tensor]:
@@ -78,70 +138,130 @@ def loss_fn(kind: str, temperature: float) -> Callable[..., torch.Tensor]:
     return q_regression if kind == "dqn" else actor
 
 
-def train_bc(module: nn.Module, kind: str, demos: Demonstrations, cfg: BCConfig,
-             progress: bool = True) -> list[float]:
-    """Train in place; returns the mean loss per epoch (the training curve)."""
-    if cfg.grad_accum < 1:
-        raise ValueError(f"BCConfig.grad_accum={cfg.grad_accum}; use 1 or more")
-    torch.manual_seed(cfg.seed)
-    rng = np.random.default_rng(cfg.seed)
-    fit_normalizer(module, demos)
-    opt = torch.optim.Adam(module.parameters(), lr=cfg.lr)
-    steps = cfg.epochs * -(-len(demos) // (cfg.batch_size * cfg.grad_accum))
-    sched = torch.optim.lr_scheduler.CosineAnnealingLR(opt, steps, eta_min=cfg.lr * 0.05)
-    loss_of = loss_fn(kind, cfg.temperature)
-    curve: list[float] = []
-    start = 0
-    if cfg.checkpoint is not None and Path(cfg.checkpoint).is_file():
-        start, curve = _resume(cfg.checkpoint, module, opt, sched, rng)
-    module.train()
-    for epoch in tqdm(range(start, cfg.epochs), desc=f"bc {kind}", disable=not progress):
-        total, count = 0.0, 0
-        opt.zero_grad()
-        for k, (x, adj, mask, r) in enumerate(_batches(demos, cfg, rng), start=1):
-            with torch.autocast("cpu", dtype=torch.bfloat16, enabled=cfg.bf16):
-                scores = module(x, adj, mask)
-            loss = loss_of(scores.float(), mask, r)
-            (loss / cfg.grad_accum).backward()
+@dataclass
+class Trainer:
+    """Optimiser, schedule and gradient scaler of one run, and how a step is taken."""
+
+    module: nn.Module
+    opt: torch.optim.Optimizer
+    sched: Any
+    scaler: torch.amp.GradScaler
+    loss_of: Callable[..., torch.Tensor]
+    cfg: BCConfig
+    device: torch.device
+
+    @classmethod
+    def create(cls, module: nn.Module, kind: str, cfg: BCConfig, batches_per_epoch: int,
+               device: torch.device | None = None) -> Trainer:
+        device = device or torch.device(cfg.device)
+        opt = torch.optim.Adam(module.parameters(), lr=cfg.lr)
+        steps = cfg.epochs * -(-batches_per_epoch // cfg.grad_accum)
+        sched = torch.optim.lr_scheduler.CosineAnnealingLR(opt, steps, eta_min=cfg.lr * 0.05)
+        scaler = torch.amp.GradScaler(device.type, enabled=cfg.precision == "fp16")
+        return cls(module, opt, sched, scaler, loss_fn(kind, cfg.temperature), cfg, device)
+
+    def run_epoch(self, batches: Iterable[Batch]) -> float:
+        """One pass; returns the mean loss per decision."""
+        cfg, dtype = self.cfg, {"bf16": torch.bfloat16, "fp16": torch.float16}.get(self.cfg.precision)
+        total, count, k = 0.0, 0, 0
+        self.opt.zero_grad()
+        for k, batch in enumerate(batches, start=1):
+            x, adj, mask, r = (t.to(self.device, non_blocking=True) for t in batch)
+            with torch.autocast(self.device.type, dtype=dtype, enabled=dtype is not None):
+                scores = self.module(x, adj, mask)
+            loss = self.loss_of(scores.float(), mask, r)
+            self.scaler.scale(loss / cfg.grad_accum).backward()
             if k % cfg.grad_accum == 0:
-                _step(module, opt, sched)
+                self._step()
             total += float(loss.detach()) * x.shape[0]
             count += x.shape[0]
         if k % cfg.grad_accum:
-            _step(module, opt, sched)  # the epoch's last, partial accumulation
-        curve.append(total / count)
+            self._step()  # the epoch's last, partial accumulation
+        return total / max(count, 1)
+
+    def _step(self) -> None:
+        self.scaler.unscale_(self.opt)  # clip true gradients, not scaled ones
+        nn.utils.clip_grad_norm_(self.module.parameters(), 1.0)
+        self.scaler.step(self.opt)
+        self.scaler.update()
+        self.sched.step()
+        self.opt.zero_grad()
+
+    def state(self, epoch: int, curve: list[float]) -> dict[str, Any]:
+        """Plain (unwrapped) weights, so a checkpoint from N DDP workers loads into one
+        process and the other way round. Under FSDP every rank must call this (it
+        gathers the shards)."""
+        return {"epoch": epoch, "curve": curve, "model": unwrap(self.module).state_dict(),
+                "opt": self._optim_state(), "sched": self.sched.state_dict(),
+                "scaler": self.scaler.state_dict()}
+
+    def load(self, state: dict[str, Any]) -> tuple[int, list[float]]:
+        unwrap(self.module).load_state_dict(state["model"])
+        if _is_fsdp(self.module):
+            from torch.distributed.fsdp import FullyShardedDataParallel as FSDP
+
+            state = {**state, "opt": FSDP.optim_state_dict_to_load(
+                self.module, self.opt, state["opt"])}
+        self.opt.load_state_dict(state["opt"])
+        self.sched.load_state_dict(state["sched"])
+        self.scaler.load_state_dict(state["scaler"])
+        return int(state["epoch"]), list(state["curve"])
+
+
+    def _optim_state(self) -> dict[str, Any]:
+        if _is_fsdp(self.module):
+            from torch.distributed.fsdp import FullyShardedDataParallel as FSDP
+
+            return FSDP.optim_state_dict(self.module, self.opt)
+        return self.opt.state_dict()
+
+
+def _is_fsdp(module: nn.Module) -> bool:
+    return type(module).__name__ == "FullyShardedDataParallel"
+
+
+def unwrap(module: nn.Module) -> nn.Module:
+    """The policy inside a DistributedDataParallel wrapper (FSDP's full state dict is
+    already keyed like the plain module)."""
+    return module.module if isinstance(module, nn.parallel.DistributedDataParallel) else module
+
+
+def set_gradient_checkpointing(module: nn.Module, enabled: bool) -> None:
+    if hasattr(module, "gradient_checkpointing"):
+        module.gradient_checkpointing = enabled
+
+
+def train_bc(module: nn.Module, kind: str, demos: Demonstrations, cfg: BCConfig,
+             progress: bool = True) -> list[float]:
+    """Train in place; returns the mean loss per epoch (the training curve)."""
+    cfg.validate(kind)
+    torch.manual_seed(cfg.seed)
+    fit_normalizer(module, demos)
+    loader, sampler = make_loader(demos, cfg)
+    device = torch.device(cfg.device)
+    module.to(device)
+    set_gradient_checkpointing(module, cfg.grad_checkpointing)
+    trainer = Trainer.create(module, kind, cfg, len(loader), device)
+    curve: list[float] = []
+    start = 0
+    if cfg.checkpoint is not None and Path(cfg.checkpoint).is_file():
+        start, curve = trainer.load(torch.load(cfg.checkpoint, map_location=device,
+                                               weights_only=True))
+    module.train()
+    for epoch in tqdm(range(start, cfg.epochs), desc=f"bc {kind}", disable=not progress):
+        sampler.set_epoch(epoch)
+        curve.append(trainer.run_epoch(loader))
         if cfg.checkpoint is not None:
-            _save(cfg.checkpoint, epoch + 1, curve, module, opt, sched, rng)
-    module.eval()
+            _save(cfg.checkpoint, trainer.state(epoch + 1, curve))
+    set_gradient_checkpointing(module, False)
+    module.to("cpu").eval()
     return curve
 
 
-def _step(module: nn.Module, opt: torch.optim.Optimizer, sched: Any) -> None:
-    nn.utils.clip_grad_norm_(module.parameters(), 1.0)
-    opt.step()
-    sched.step()
-    opt.zero_grad()
-
-
-def _save(path: Path, epoch: int, curve: list[float], module: nn.Module,
-          opt: torch.optim.Optimizer, sched: Any, rng: np.random.Generator) -> None:
+def _save(path: Path, state: dict[str, Any]) -> None:
     """Atomic (write then rename): a kill mid-write leaves the previous checkpoint."""
     path = Path(path)
     path.parent.mkdir(parents=True, exist_ok=True)
     tmp = path.with_suffix(".tmp")
-    torch.save({"epoch": epoch, "curve": curve, "model": module.state_dict(),
-                "opt": opt.state_dict(), "sched": sched.state_dict(),
-                "torch_rng": torch.get_rng_state(),
-                "np_rng": json.dumps(rng.bit_generator.state)}, tmp)
+    torch.save(state, tmp)
     tmp.replace(path)
-
-
-def _resume(path: Path, module: nn.Module, opt: torch.optim.Optimizer, sched: Any,
-            rng: np.random.Generator) -> tuple[int, list[float]]:
-    state = torch.load(path, map_location="cpu", weights_only=True)
-    module.load_state_dict(state["model"])
-    opt.load_state_dict(state["opt"])
-    sched.load_state_dict(state["sched"])
-    torch.set_rng_state(state["torch_rng"])
-    rng.bit_generator.state = json.loads(state["np_rng"])
-    return int(state["epoch"]), list(state["curve"])

@@ -86,7 +86,10 @@ def _pad(kind: str) -> int | None:
     return None if kind == "hybrid" else FLAT_PAD
 
 
-def _rl_finetune(module: nn.Module, cfg: TrainConfig) -> tuple[nn.Module, float]:
+def _rl_finetune(module: nn.Module, cfg: TrainConfig,
+                 progress: bool = True) -> tuple[nn.Module, float]:
+    """``progress=False`` silences SB3's progress bar (Tune trials log to files, where a
+    redrawn bar is only noise)."""
     from edge_allocator.train.sb3_adapter import make_dqn, make_ppo, trained_module
 
     env = EdgeAllocationEnv(env_config(cfg.kind))
@@ -102,7 +105,7 @@ def _rl_finetune(module: nn.Module, cfg: TrainConfig) -> tuple[nn.Module, float]
             module, env, learning_rate=cfg.rl_lr, n_steps=1024, batch_size=128, n_epochs=4,
             gamma=cfg.gamma, ent_coef=0.001, clip_range=0.1, seed=cfg.seed,
         )
-    model.learn(cfg.rl_steps, progress_bar=True)
+    model.learn(cfg.rl_steps, progress_bar=progress)
     return trained_module(model).eval(), time.perf_counter() - start
 
 

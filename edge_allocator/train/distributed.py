@@ -1,0 +1,148 @@
+"""Behaviour cloning on Ray Train: the epoch loop of :mod:`bc` in ``num_workers``
+TorchTrainer workers, each on a disjoint share of the demonstrations, gradients averaged
+by DistributedDataParallel (or sharded by FSDP on GPUs).
+
+Why Ray Train and not torchrun: the same Ray cluster that serves the models trains them,
+a laptop runs it on ``ray.init(address="local")`` and a cluster unchanged, and Ray Train
+restarts failed workers from the last reported checkpoint. The caller owns the Ray
+instance (it starts or connects to it); nothing here calls ``ray.init``.
+"""
+
+from __future__ import annotations
+
+import dataclasses
+import tempfile
+from dataclasses import dataclass
+from pathlib import Path
+from typing import Any
+
+import torch
+from torch import nn
+
+from edge_allocator.policies import build_policy
+from edge_allocator.train.bc import (
+    BCConfig,
+    Trainer,
+    fit_normalizer,
+    make_loader,
+    set_gradient_checkpointing,
+)
+from edge_allocator.train.demos import Demonstrations
+
+STRATEGIES = ("ddp", "fsdp")
+STATE_FILE = "state.pt"
+
+
+@dataclass
+class DistributedConfig:
+    num_workers: int = 2
+    """Training processes (one per GPU with ``use_gpu``)."""
+    strategy: str = "ddp"
+    """'ddp' (replicated weights, averaged gradients; CPU or GPU) or 'fsdp' (sharded
+    weights and optimiser state; GPUs only, as Ray Train's prepare_model requires)."""
+    use_gpu: bool = False
+    cpus_per_worker: float = 1.0
+    storage_path: Path = Path("runs/ray-train")
+    """Where Ray Train keeps checkpoints; must be shared storage on a multi-node cluster."""
+    name: str = "bc"
+    """Run name: a new TorchTrainer with the same (storage_path, name) resumes from the
+    run's last checkpoint instead of starting over."""
+    max_failures: int = 1
+    """Worker failures Ray Train recovers from (restarting from the last checkpoint)."""
+
+    def validate(self) -> None:
+        if self.strategy not in STRATEGIES:
+            raise ValueError(f"DistributedConfig.strategy={self.strategy!r}; use one of {STRATEGIES}")
+        if self.strategy == "fsdp" and not self.use_gpu:
+            raise ValueError("DistributedConfig.strategy='fsdp' needs use_gpu=True (Ray Train "
+                             "wraps FSDP on GPUs only); use 'ddp' on CPUs")
+        if self.num_workers < 1:
+            raise ValueError(f"DistributedConfig.num_workers={self.num_workers}; use 1 or more")
+
+
+def train_bc_distributed(module: nn.Module, kind: str, demos: Demonstrations, cfg: BCConfig,
+                         dist: DistributedConfig) -> list[float]:
+    """Train ``module`` in place on Ray Train; returns the per-epoch loss curve (mean
+    over workers). ``cfg.checkpoint`` is ignored: Ray Train checkpoints every epoch under
+    ``dist.storage_path / dist.name``."""
+    cfg.validate(kind)
+    dist.validate()
+    import ray
+    from ray.train import CheckpointConfig, FailureConfig, RunConfig, ScalingConfig
+    from ray.train.torch import TorchTrainer
+
+    torch.manual_seed(cfg.seed)
+    fit_normalizer(module, demos)  # once, on all the data; workers start from these weights
+    loop_config = {
+        "kind": kind,
+        "architecture": module.config.to_dict(),  # type: ignore[attr-defined]
+        "initial_state": {k: v.cpu() for k, v in module.state_dict().items()},
+        "demos": ray.put(demos),  # once in the object store, not copied per worker
+        "bc": dataclasses.replace(cfg, checkpoint=None),
+        "strategy": dist.strategy,
+    }
+    trainer = TorchTrainer(
+        _train_loop,
+        train_loop_config=loop_config,
+        scaling_config=ScalingConfig(num_workers=dist.num_workers, use_gpu=dist.use_gpu,
+                                     resources_per_worker={"CPU": dist.cpus_per_worker}),
+        run_config=RunConfig(name=dist.name, storage_path=str(Path(dist.storage_path).resolve()),
+                             checkpoint_config=CheckpointConfig(num_to_keep=1),
+                             failure_config=FailureConfig(max_failures=dist.max_failures)),
+    )
+    result = trainer.fit()
+    if result.checkpoint is None:
+        raise RuntimeError(f"Ray Train run {dist.name!r} reported no checkpoint: {result.error}")
+    with result.checkpoint.as_directory() as d:
+        state = torch.load(Path(d) / STATE_FILE, map_location="cpu", weights_only=True)
+    module.load_state_dict(state["model"])
+    module.eval()
+    return list(state["curve"])
+
+
+def _train_loop(config: dict[str, Any]) -> None:
+    """Runs in every worker. Rank r trains on its share; every epoch all ranks report
+    the mean loss and rank 0 the checkpoint."""
+    import ray
+    import ray.train
+    import ray.train.torch
+
+    torch.set_num_threads(1)  # one core per worker; more threads fight over a shared machine
+    cfg: BCConfig = config["bc"]
+    ctx = ray.train.get_context()
+    rank, world = ctx.get_world_rank(), ctx.get_world_size()
+    demos = config["demos"]
+    if isinstance(demos, ray.ObjectRef):
+        demos = ray.get(demos)
+    module = build_policy(config["kind"], config["architecture"])
+    module.load_state_dict(config["initial_state"])
+    set_gradient_checkpointing(module, cfg.grad_checkpointing)
+    # the value head has no part in the supervised loss (it is RL's), so DDP must not
+    # wait for its gradients
+    kwargs = {"find_unused_parameters": True} if config["strategy"] == "ddp" else {}
+    model = ray.train.torch.prepare_model(module, parallel_strategy=config["strategy"],
+                                          parallel_strategy_kwargs=kwargs)
+    loader, sampler = make_loader(demos, cfg, rank=rank, world_size=world)
+    trainer = Trainer.create(model, config["kind"], cfg, len(loader),
+                             ray.train.torch.get_device())
+    start, curve = 0, []
+    checkpoint = ray.train.get_checkpoint()
+    if checkpoint is not None:  # a restarted worker, or a rerun of the same run name
+        with checkpoint.as_directory() as d:
+            start, curve = trainer.load(torch.load(Path(d) / STATE_FILE, map_location="cpu",
+                                                   weights_only=True))
+    model.train()
+    for epoch in range(start, cfg.epochs):
+        sampler.set_epoch(epoch)
+        loss = torch.tensor([trainer.run_epoch(loader)])
+        if world > 1:
+            torch.distributed.all_reduce(loss)
+        curve.append(float(loss) / world)
+        state = trainer.state(epoch + 1, curve)  # every rank: FSDP gathers shards here
+        metrics = {"epoch": epoch + 1, "loss": curve[-1]}
+        if rank == 0:
+            with tempfile.TemporaryDirectory() as d:
+                torch.save(state, Path(d) / STATE_FILE)
+                ray.train.report(metrics, checkpoint=ray.train.Checkpoint.from_directory(d))
+        else:
+            ray.train.report(metrics)

@@ -1,0 +1,89 @@
+"""A real, tiny Ray Tune sweep: two DQN fine-tuning trials from the shipped DQN weights.
+
+The shipped model is the start because that is what the sweep is for (refining cloned
+weights); it costs no more than random weights. 600 RL steps, not fewer: the pipeline's
+DQN only starts learning after 500 steps, and the test checks that RL moved the weights.
+"""
+
+from __future__ import annotations
+
+import math
+import shutil
+import tempfile
+
+import pytest
+import torch
+
+from edge_allocator.constants import PROJECT_ROOT
+from edge_allocator.policies import build_policy
+from edge_allocator.runtime.artifacts import load_artifact
+from edge_allocator.runtime.torch_backend import load_module
+from edge_allocator.train.sweep import SweepConfig, run_sweep  # imports no Ray
+
+pytest.importorskip("ray.tune")
+
+pytestmark = pytest.mark.slow
+
+
+@pytest.fixture(scope="module")
+def ray_local():
+    """Own small Ray (2 CPUs, own temp dir); reuses one a previous fixture left running
+    (tests/serve starts a session cluster) rather than failing on a second ray.init."""
+    import ray
+
+    if ray.is_initialized():
+        yield
+        return
+    temp_dir = tempfile.mkdtemp(prefix="ea-tune-", dir="/tmp")  # short: socket paths
+    ray.init(address="local", num_cpus=2, include_dashboard=False, _temp_dir=temp_dir,
+             log_to_driver=False)
+    try:
+        yield
+    finally:
+        ray.shutdown()
+        shutil.rmtree(temp_dir, ignore_errors=True)
+
+
+def test_tiny_dqn_sweep(ray_local, tmp_path) -> None:
+    art = load_artifact(PROJECT_ROOT / "models", "dqn")
+    architecture = art.manifest["architecture"]
+    start_state = load_module(art).state_dict()
+    cfg = SweepConfig(kind="dqn", seeds=[0, 1], rl_lrs=[1e-4], rl_steps=600,
+                      validation_episodes=1, cpus_per_trial=1, storage_path=tmp_path / "tune")
+
+    res = run_sweep(start_state, architecture, cfg)
+
+    assert len(res.rows) == 2
+    assert sorted(r["seed"] for r in res.rows) == [0, 1]
+    for r in res.rows:
+        assert r["rl_lr"] == 1e-4
+        for key in ("start_reward", "validation_reward"):
+            assert math.isfinite(r[key]) and r[key] < 0  # rewards are negative costs
+        assert r["gain"] == pytest.approx(r["validation_reward"] - r["start_reward"])
+        assert r["rl_seconds"] > 0
+    # same start weights, same validation seeds: the start score cannot depend on the trial
+    assert res.rows[0]["start_reward"] == pytest.approx(res.rows[1]["start_reward"])
+    assert res.best["validation_reward"] == max(r["validation_reward"] for r in res.rows)
+
+    fresh = build_policy("dqn", architecture)
+    fresh.load_state_dict(res.best_state)  # strict
+    assert any(not torch.equal(v, start_state[k]) for k, v in res.best_state.items())
+
+    md = res.to_markdown().splitlines()
+    assert md[0].startswith("| rl_lr | seed |") and md[1].startswith("|---")
+    assert sum(line.startswith("| 1e-04 |") for line in md) == 2
+    assert any("mean ± std" in line for line in md)
+    assert res.to_json()["best"] == res.best
+
+    out = res.plot(tmp_path / "sweep.png")
+    assert out.is_file() and out.stat().st_size > 0
+
+
+def test_failed_trial_raises_naming_it(ray_local, tmp_path) -> None:
+    """A trial that errors must stop the sweep with its own error, not yield a table."""
+    start_state = build_policy("dqn", {}).state_dict()
+    cfg = SweepConfig(kind="dqn", seeds=[3], rl_lrs=[1e-4], rl_steps=10, validation_episodes=1,
+                      storage_path=tmp_path / "tune", name="broken")
+    msg = r"(?s)seed=3, rl_lr=0.0001\): RuntimeError: .*size mismatch"
+    with pytest.raises(RuntimeError, match=msg):
+        run_sweep(start_state, {"hidden": 64}, cfg)  # weights of width 256 into width 64
