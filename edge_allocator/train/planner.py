@@ -5,6 +5,10 @@ For the ``candidates`` best nodes by true one-step reward, it simulates placing 
 there and then ``horizon - 1`` further arrivals handled by the one-step oracle, over
 ``samples`` sampled futures (the copies are reseeded, so it does not see the real future
 arrivals), and scores each candidate by the mean discounted return.
+
+Every candidate is rolled out on the same sampled futures (common random numbers): the
+comparison between candidates then reflects the placement, not the luck of the draw,
+which with 2 samples was the larger of the two.
 """
 
 from __future__ import annotations
@@ -37,9 +41,9 @@ class LookaheadAgent:
         outcomes = self.env.outcomes
         self.env.outcomes = []  # not copied into every rollout
         try:
+            futures = [int(s) for s in self._rng.integers(2**31, size=self.samples)]
             for a in top:
-                returns = [self._rollout(a, int(self._rng.integers(2**31))) for _ in range(self.samples)]
-                out[a] = float(np.mean(returns))
+                out[a] = float(np.mean([self._rollout(a, seed) for seed in futures]))
         finally:
             self.env.outcomes = outcomes
         return out.astype(np.float32)

@@ -107,7 +107,9 @@ class SweepResult:
         }
 
     def plot(self, path: Path | str) -> Path:
-        """Validation reward per (lr, seed) against the common starting reward."""
+        """Validation reward per (lr, seed) against the common starting reward. Points,
+        not bars: rewards are large negative costs, and bars from zero would hide the
+        differences that matter."""
         import matplotlib
 
         matplotlib.use("Agg")
@@ -119,15 +121,18 @@ class SweepResult:
         lrs = list(dict.fromkeys(r["rl_lr"] for r in rows))
         colours = plt.rcParams["axes.prop_cycle"].by_key()["color"]
         fig, ax = plt.subplots(figsize=(max(4.0, 0.8 * len(rows) + 2), 3.4))
-        for i, r in enumerate(rows):
-            ax.bar(i, r["validation_reward"], color=colours[lrs.index(r["rl_lr"]) % len(colours)])
+        for lr in lrs:
+            idx = [i for i, r in enumerate(rows) if r["rl_lr"] == lr]
+            ax.plot(idx, [rows[i]["validation_reward"] for i in idx], "o", markersize=8,
+                    color=colours[lrs.index(lr) % len(colours)], label=f"lr {lr:.0e}")
         start = float(np.mean([r["start_reward"] for r in rows]))
-        ax.axhline(start, color="black", linestyle="--", label=f"start (cloned) {start:.1f}")
+        ax.axhline(start, color="black", linestyle="--", label=f"start {start:.1f}")
         ax.set_xticks(range(len(rows)),
                       [f"lr {r['rl_lr']:.0e}\nseed {r['seed']}" for r in rows], fontsize=8)
         ax.set_ylabel("validation episode reward")
         ax.set_title(f"{self.kind}: RL fine-tuning sweep")
-        ax.legend(fontsize=8)
+        ax.margins(x=0.2, y=0.2)
+        ax.legend(fontsize=8, loc="best")
         fig.tight_layout()
         fig.savefig(path, dpi=110)
         plt.close(fig)
