@@ -3,8 +3,12 @@
 from __future__ import annotations
 
 import argparse
+import contextlib
 import json
+import shutil
 import sys
+import tempfile
+from collections.abc import Iterator
 from pathlib import Path
 
 from edge_allocator.constants import DATABASE_URL, MODELS_DIR
@@ -12,23 +16,59 @@ from edge_allocator.constants import DATABASE_URL, MODELS_DIR
 
 def _train(args: argparse.Namespace) -> None:
     from edge_allocator.train.bc import BCConfig
-    from edge_allocator.train.pipeline import TrainConfig, train
+    from edge_allocator.train.pipeline import RayScale, TrainConfig, train
 
     kinds = ["dqn", "ppo", "hybrid"] if args.model == "all" else [args.model]
-    for kind in kinds:
-        arch = {"conv": args.conv} if kind == "hybrid" and args.conv else {}
-        cfg = TrainConfig(
-            kind=kind, seed=args.seed, architecture=arch, demo_episodes=args.demo_episodes,
-            dagger_episodes=args.dagger_episodes,
-            bc=BCConfig(epochs=args.bc_epochs, grad_accum=args.grad_accum,
-                        precision=args.precision, device=args.device,
-                        num_workers=args.loader_workers, pin_memory=args.pin_memory,
-                        prefetch_factor=args.prefetch, grad_checkpointing=args.grad_checkpointing),
-            resumable=args.resumable,
-            rl_steps=args.rl_steps, eval_episodes=args.eval_episodes,
-            models_dir=Path(args.models_dir), out_dir=Path(args.out_dir),
-        )
-        train(cfg)
+    scale = None
+    if args.pipeline:
+        scale = RayScale(workers=args.workers, strategy=args.strategy, use_gpu=args.gpu,
+                         cpus_per_worker=args.cpus_per_worker, sweep_seeds=args.sweep_seeds,
+                         sweep_lrs=args.sweep_lrs)
+    with _ray(args) if args.pipeline else _nothing():
+        for kind in kinds:
+            arch = {"conv": args.conv} if kind == "hybrid" and args.conv else {}
+            cfg = TrainConfig(
+                kind=kind, seed=args.seed, architecture=arch, demo_episodes=args.demo_episodes,
+                dagger_episodes=args.dagger_episodes, expert=args.expert,
+                bc=BCConfig(epochs=args.bc_epochs, grad_accum=args.grad_accum,
+                            precision=args.precision, device=args.device,
+                            num_workers=args.loader_workers, pin_memory=args.pin_memory,
+                            prefetch_factor=args.prefetch,
+                            grad_checkpointing=args.grad_checkpointing,
+                            imitation_weight=args.imitation_weight),
+                resumable=args.resumable,
+                rl_steps=args.rl_steps, eval_episodes=args.eval_episodes,
+                models_dir=Path(args.models_dir), out_dir=Path(args.out_dir),
+            )
+            train(cfg, scale=scale)
+
+
+@contextlib.contextmanager
+def _ray(args: argparse.Namespace) -> Iterator[None]:
+    """Join the cluster at ``--ray-address``, or start a private local Ray (own temp
+    dir, ``--num-cpus``) and stop exactly that one afterwards."""
+    import ray
+
+    if args.ray_address != "local":
+        ray.init(address=args.ray_address)
+        try:
+            yield
+        finally:
+            ray.shutdown()
+        return
+    temp_dir = tempfile.mkdtemp(prefix="ea-train-", dir="/tmp")  # short: socket paths
+    ray.init(address="local", num_cpus=args.num_cpus, include_dashboard=False,
+             _temp_dir=temp_dir, log_to_driver=True)
+    try:
+        yield
+    finally:
+        ray.shutdown()
+        shutil.rmtree(temp_dir, ignore_errors=True)
+
+
+@contextlib.contextmanager
+def _nothing() -> Iterator[None]:
+    yield
 
 
 def _evaluate(args: argparse.Namespace) -> None:
@@ -107,7 +147,25 @@ def main(argv: list[str] | None = None) -> None:
                    help="recompute GNN layers in backward (less memory on large graphs)")
     t.add_argument("--resumable", action="store_true",
                    help="checkpoint every epoch; rerunning resumes a killed run")
+    t.add_argument("--expert", choices=["oracle", "lookahead"], default="oracle",
+                   help="who labels demonstrations (lookahead: the planner, ~37 ms/decision)")
+    t.add_argument("--imitation-weight", type=float, default=0.0,
+                   help="weight of the expert's own choice in the behaviour-cloning target")
     t.add_argument("--eval-episodes", type=int, default=10)
+    ray_opts = t.add_argument_group("--pipeline: every stage on Ray")
+    ray_opts.add_argument("--pipeline", action="store_true",
+                          help="demonstrations as Ray tasks, cloning on Ray Train, RL as a "
+                               "Ray Tune sweep; progress bars, curves and tables in --out-dir")
+    ray_opts.add_argument("--ray-address", default="local",
+                          help="'local' starts a private Ray; else a cluster address")
+    ray_opts.add_argument("--num-cpus", type=int, default=2, help="CPUs of the local Ray")
+    ray_opts.add_argument("--workers", type=int, default=2,
+                          help="Ray Train workers and demonstration tasks")
+    ray_opts.add_argument("--strategy", choices=["ddp", "fsdp"], default="ddp")
+    ray_opts.add_argument("--gpu", action="store_true", help="one GPU per Ray Train worker")
+    ray_opts.add_argument("--cpus-per-worker", type=float, default=1.0)
+    ray_opts.add_argument("--sweep-seeds", type=int, nargs="+", default=[0, 1])
+    ray_opts.add_argument("--sweep-lrs", type=float, nargs="+", default=[3e-5, 1e-4])
     t.add_argument("--models-dir", default=str(MODELS_DIR))
     t.add_argument("--out-dir", default="runs")
     t.set_defaults(func=_train)

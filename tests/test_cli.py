@@ -39,6 +39,31 @@ def test_train_smoke_writes_a_verified_artifact(tmp_path, model):
         assert (tmp_path / "runs" / "checkpoints" / "hybrid-seed0" / "dagger.pt").is_file()
 
 
+def test_train_pipeline_runs_every_stage_on_ray(tmp_path):
+    """``train --pipeline``: demonstrations as Ray tasks, behaviour cloning on Ray Train
+    (2 DDP workers), RL as a Ray Tune grid; its own private Ray, stopped afterwards."""
+    out = cli("train", "--pipeline", "--model", "hybrid", "--demo-episodes", "2",
+              "--dagger-episodes", "1", "--bc-epochs", "2", "--rl-steps", "128",
+              "--sweep-seeds", "0", "--sweep-lrs", "1e-4", "3e-4", "--eval-episodes", "0",
+              "--models-dir", str(tmp_path / "models"), "--out-dir", str(tmp_path / "runs"),
+              cwd=tmp_path)
+    t = load_artifact(tmp_path / "models", "hybrid").manifest["training"]
+    assert t["ray"]["workers"] == 2 and "Ray Train" in t["pipeline"]
+    assert len(t["bc_loss_curve"]) == 4  # 2 epochs of cloning + 2 after the DAgger round
+    rows = t["rl_sweep"]["rows"]
+    assert sorted(r["rl_lr"] for r in rows) == [1e-4, 3e-4]
+    assert all(r["start_reward"] == t["validation_reward"]["bc"] for r in rows)
+    best = max(r["validation_reward"] for r in rows)
+    assert t["validation_reward"]["bc+rl"] == best
+    kept_rl = t["validation_reward"]["kept"].startswith("bc+rl")
+    assert kept_rl == (best > t["validation_reward"]["bc"])
+    run = tmp_path / "runs"
+    assert {p.name.split("-")[2] for p in (run / "ray-train").iterdir()} == {"bc", "dagger"}
+    for name in ("training_curve.png", "rl_sweep.png", "rl_sweep.md"):
+        assert (run / "hybrid-v1" / name).stat().st_size > 0
+    assert "| rl_lr | seed |" in out
+
+
 def test_evaluate_writes_table_json_and_plot(tmp_path):
     out = cli("evaluate", "--models", "hybrid", "--episodes", "2", "--tasks", "20",
               "--scenarios", "synthetic-10to50", "--out-dir", str(tmp_path / "res"), cwd=tmp_path)

@@ -49,7 +49,7 @@ def test_tiny_dqn_sweep(ray_local, tmp_path) -> None:
     architecture = art.manifest["architecture"]
     start_state = load_module(art).state_dict()
     cfg = SweepConfig(kind="dqn", seeds=[0, 1], rl_lrs=[1e-4], rl_steps=600,
-                      validation_episodes=1, cpus_per_trial=1, storage_path=tmp_path / "tune")
+                      validation_episodes=1, cpus_per_trial=0.5, storage_path=tmp_path / "tune")
 
     res = run_sweep(start_state, architecture, cfg)
 

@@ -28,7 +28,7 @@ from edge_allocator.graph import collate
 from edge_allocator.train.demos import Demonstrations
 
 PRECISIONS = ("fp32", "bf16", "fp16")
-Batch = tuple[torch.Tensor, torch.Tensor, torch.Tensor, torch.Tensor]
+Batch = tuple[torch.Tensor, torch.Tensor, torch.Tensor, torch.Tensor, torch.Tensor]
 
 
 @dataclass
@@ -41,6 +41,10 @@ class BCConfig:
     """Adam learning rate (cosine-decayed to 5% over training)."""
     temperature: float = 0.1
     """Softness of the expert target, in reward units."""
+    imitation_weight: float = 0.0
+    """Actor target = (1 - w) * softmax(one-step rewards / temperature) + w * one-hot
+    of the expert's choice. 0 imitates the one-step oracle; with the lookahead planner
+    as expert, w > 0 teaches what the rewards of one step cannot show."""
     pad_to: int | None = None
     """Fixed input size for flat models; None pads each batch to its largest graph."""
     seed: int = 0
@@ -75,6 +79,8 @@ class BCConfig:
             raise ValueError(f"BCConfig.precision={self.precision!r}; use one of {PRECISIONS}")
         if self.num_workers < 0:
             raise ValueError(f"BCConfig.num_workers={self.num_workers}; use 0 or more")
+        if not 0.0 <= self.imitation_weight <= 1.0:
+            raise ValueError(f"BCConfig.imitation_weight={self.imitation_weight}; use 0 to 1")
         if self.grad_checkpointing and kind != "hybrid":
             raise ValueError(f"BCConfig.grad_checkpointing applies to GNN layers; the {kind} "
                              "policy has none")
@@ -100,8 +106,9 @@ class DemoBatches(Dataset):
         r = np.zeros(b.mask.shape, np.float32)
         for j, i in enumerate(chunk):
             r[j, : self.demos.rewards[i].shape[0]] = self.demos.rewards[i]
+        a = np.asarray([self.demos.actions[i] for i in chunk], np.int64)
         return (torch.from_numpy(b.x), torch.from_numpy(b.adj), torch.from_numpy(b.mask),
-                torch.from_numpy(r))
+                torch.from_numpy(r), torch.from_numpy(a))
 
 
 def make_loader(demos: Demonstrations, cfg: BCConfig, rank: int = 0,
@@ -126,13 +133,19 @@ def fit_normalizer(module: nn.Module, demos: Demonstrations) -> None:
     module.normalizer.fit(feats)  # type: ignore[union-attr]
 
 
-def loss_fn(kind: str, temperature: float) -> Callable[..., torch.Tensor]:
-    def actor(scores: torch.Tensor, mask: torch.Tensor, r: torch.Tensor) -> torch.Tensor:
+def loss_fn(kind: str, temperature: float, imitation_weight: float = 0.0
+            ) -> Callable[..., torch.Tensor]:
+    def actor(scores: torch.Tensor, mask: torch.Tensor, r: torch.Tensor,
+              a: torch.Tensor) -> torch.Tensor:
         target = torch.softmax((r / temperature).masked_fill(~mask, -1e9), dim=-1)
+        if imitation_weight:
+            hard = F.one_hot(a, target.shape[-1]).to(target.dtype)
+            target = (1 - imitation_weight) * target + imitation_weight * hard
         logp = torch.log_softmax(scores, dim=-1)
         return -(target * logp.masked_fill(~mask, 0.0)).sum(-1).mean()
 
-    def q_regression(scores: torch.Tensor, mask: torch.Tensor, r: torch.Tensor) -> torch.Tensor:
+    def q_regression(scores: torch.Tensor, mask: torch.Tensor, r: torch.Tensor,
+                     a: torch.Tensor) -> torch.Tensor:
         return F.huber_loss(scores[mask], r[mask])
 
     return q_regression if kind == "dqn" else actor
@@ -158,7 +171,8 @@ class Trainer:
         steps = cfg.epochs * -(-batches_per_epoch // cfg.grad_accum)
         sched = torch.optim.lr_scheduler.CosineAnnealingLR(opt, steps, eta_min=cfg.lr * 0.05)
         scaler = torch.amp.GradScaler(device.type, enabled=cfg.precision == "fp16")
-        return cls(module, opt, sched, scaler, loss_fn(kind, cfg.temperature), cfg, device)
+        loss_of = loss_fn(kind, cfg.temperature, cfg.imitation_weight)
+        return cls(module, opt, sched, scaler, loss_of, cfg, device)
 
     def run_epoch(self, batches: Iterable[Batch]) -> float:
         """One pass; returns the mean loss per decision."""
@@ -166,10 +180,10 @@ class Trainer:
         total, count, k = 0.0, 0, 0
         self.opt.zero_grad()
         for k, batch in enumerate(batches, start=1):
-            x, adj, mask, r = (t.to(self.device, non_blocking=True) for t in batch)
+            x, adj, mask, r, a = (t.to(self.device, non_blocking=True) for t in batch)
             with torch.autocast(self.device.type, dtype=dtype, enabled=dtype is not None):
                 scores = self.module(x, adj, mask)
-            loss = self.loss_of(scores.float(), mask, r)
+            loss = self.loss_of(scores.float(), mask, r, a)
             self.scaler.scale(loss / cfg.grad_accum).backward()
             if k % cfg.grad_accum == 0:
                 self._step()

@@ -7,6 +7,12 @@ the DQN regresses its Q-values onto the same numbers.
 States come from a mix of behaviours (the expert, the greedy-EFT heuristic, random, and
 in later DAgger rounds the learner itself) so the learner sees the states its own
 mistakes lead to, not only the expert's tidy ones. Every state is labelled by the expert.
+
+Two experts: the one-step oracle (true rewards of every node, cheap) and the lookahead
+planner (rolls the simulator forward; about 37 ms a decision, so :func:`collect` runs
+on Ray tasks in :mod:`edge_allocator.train.distributed` for large sets). Either way each
+decision keeps the one-step rewards of every node (the soft target, and the DQN's
+regression target) and the expert's own choice (the hard target).
 """
 
 from __future__ import annotations
@@ -20,7 +26,9 @@ from tqdm import tqdm
 from edge_allocator.graph import GraphInputs
 from edge_allocator.policies.heuristics import EarliestFinishPolicy, RandomPolicy
 from edge_allocator.sim.env import EdgeAllocationEnv, EnvConfig
-from edge_allocator.train.agents import Agent
+from edge_allocator.train.agents import Agent, OracleAgent
+
+EXPERTS = ("oracle", "lookahead")
 
 
 @dataclass
@@ -29,7 +37,8 @@ class Demonstrations:
 
     x: list[np.ndarray] = field(default_factory=list)  # [N, F] each
     mask: list[np.ndarray] = field(default_factory=list)  # [N] bool
-    rewards: list[np.ndarray] = field(default_factory=list)  # [N] expert reward per node
+    rewards: list[np.ndarray] = field(default_factory=list)  # [N] one-step reward per node
+    actions: list[int] = field(default_factory=list)  # the expert's choice
     adj_id: list[int] = field(default_factory=list)
     adjs: list[np.ndarray] = field(default_factory=list)
 
@@ -41,6 +50,7 @@ class Demonstrations:
         self.x += other.x
         self.mask += other.mask
         self.rewards += other.rewards
+        self.actions += other.actions
         self.adj_id += [i + base for i in other.adj_id]
         self.adjs += other.adjs
 
@@ -55,14 +65,23 @@ def collect(
     learner: Agent | None = None,
     expert_share: float = 0.5,
     progress: bool = True,
+    expert: str = "oracle",
 ) -> Demonstrations:
-    """Run ``episodes`` episodes and label every decision with the one-step oracle.
+    """Run ``episodes`` episodes and label every decision with the expert.
 
     The acting behaviour per step: the expert with probability ``expert_share``; else
     the learner if given, otherwise greedy-EFT or random (half each).
     """
+    if expert not in EXPERTS:
+        raise ValueError(f"collect: expert={expert!r}; use one of {EXPERTS}")
     env = EdgeAllocationEnv(config)
     rng = np.random.default_rng(seed)
+    if expert == "lookahead":
+        from edge_allocator.train.planner import LookaheadAgent
+
+        teacher: Agent = LookaheadAgent(env, seed=seed)
+    else:
+        teacher = OracleAgent(env)
     eft, rand = EarliestFinishPolicy(), RandomPolicy(seed)
     demos = Demonstrations()
     for ep in tqdm(range(episodes), desc="demonstrations", disable=not progress):
@@ -72,13 +91,15 @@ def collect(
         while True:
             g = env.graph()
             rewards = env.oracle_rewards().astype(np.float32)
+            choice = int(np.argmax(np.where(g.mask, teacher.scores(g), -np.inf)))
             demos.x.append(g.x)
             demos.mask.append(g.mask)
             demos.rewards.append(rewards)
+            demos.actions.append(choice)
             demos.adj_id.append(adj_id)
             u = rng.random()
             if u < expert_share:
-                s = rewards
+                s = np.where(np.arange(len(rewards)) == choice, 1.0, 0.0)
             elif learner is not None:
                 s = learner.scores(g)
             else:

@@ -27,7 +27,8 @@ from edge_allocator.train.bc import (
     make_loader,
     set_gradient_checkpointing,
 )
-from edge_allocator.train.demos import Demonstrations
+from edge_allocator.sim.env import EnvConfig
+from edge_allocator.train.demos import Demonstrations, collect
 
 STRATEGIES = ("ddp", "fsdp")
 STATE_FILE = "state.pt"
@@ -58,6 +59,51 @@ class DistributedConfig:
                              "wraps FSDP on GPUs only); use 'ddp' on CPUs")
         if self.num_workers < 1:
             raise ValueError(f"DistributedConfig.num_workers={self.num_workers}; use 1 or more")
+
+
+def collect_on_ray(config: EnvConfig, episodes: int, seed: int, *, expert: str = "oracle",
+                   parts: int = 2, learner: tuple[str, dict[str, Any], dict[str, Any]] | None = None,
+                   pad_to: int | None = None, cpus_per_part: float = 1.0,
+                   expert_share: float = 0.5) -> Demonstrations:
+    """:func:`demos.collect` split into ``parts`` Ray tasks of consecutive episodes (the
+    lookahead expert costs tens of ms a decision). ``learner`` is (kind, architecture,
+    state_dict) for a DAgger round. Deterministic for a given ``parts``; the episodes'
+    seeds are the same as a serial ``collect`` with the same ``seed``."""
+    import ray
+
+    @ray.remote(num_cpus=cpus_per_part)
+    def part(first: int, count: int) -> Demonstrations:
+        torch.set_num_threads(1)
+        agent = None
+        if learner is not None:
+            from edge_allocator.train.agents import TorchAgent
+
+            kind, architecture, state = learner
+            module = build_policy(kind, architecture)
+            module.load_state_dict(state)
+            agent = TorchAgent(kind, module, pad_to)
+        return collect(config, count, seed + first, learner=agent, expert=expert,
+                       expert_share=expert_share, progress=False)
+
+    bounds = [round(k * episodes / parts) for k in range(parts + 1)]
+    refs = [part.remote(lo, hi - lo) for lo, hi in zip(bounds, bounds[1:]) if hi > lo]
+    out = Demonstrations()
+    for d in _progress(refs, f"demonstrations ({expert}, {len(refs)} Ray tasks)"):
+        out.extend(d)
+    return out
+
+
+def _progress(refs: list[Any], desc: str) -> list[Demonstrations]:
+    """Results in submission order (deterministic), with a bar that moves as parts end."""
+    import ray
+    from tqdm import tqdm
+
+    pending = list(refs)
+    with tqdm(total=len(refs), desc=desc) as bar:
+        while pending:
+            done, pending = ray.wait(pending, num_returns=1)
+            bar.update(len(done))
+    return ray.get(refs)
 
 
 def train_bc_distributed(module: nn.Module, kind: str, demos: Demonstrations, cfg: BCConfig,

@@ -13,6 +13,7 @@ from __future__ import annotations
 
 import copy
 import dataclasses
+import hashlib
 import json
 import time
 from dataclasses import asdict, dataclass, field
@@ -70,11 +71,31 @@ class TrainConfig:
     """Held-out episodes per evaluation scenario recorded in the manifest (0 skips)."""
     threads: int = 1
     """torch threads (1 is fastest on a shared 2-core machine)."""
+    expert: str = "oracle"
+    """Who labels the demonstrations: 'oracle' (one-step, cheap) or 'lookahead' (the
+    planner; tens of ms a decision, so use it with ``--pipeline`` on Ray)."""
     resumable: bool = False
     """Checkpoint the supervised stages every epoch under out_dir/checkpoints; a killed
-    run started again with the same settings resumes where it stopped."""
+    run started again with the same settings resumes where it stopped. (On Ray, Ray
+    Train checkpoints every epoch regardless.)"""
     models_dir: Path = Path("models")
     out_dir: Path = Path("runs")
+
+
+@dataclass
+class RayScale:
+    """``train --pipeline``: where each stage runs on the Ray instance the caller
+    started (local or a cluster). Demonstrations: ``workers`` Ray tasks. Behaviour
+    cloning: Ray Train with ``workers`` DDP (or FSDP) workers. RL fine-tuning: a Ray Tune
+    grid over ``sweep_seeds`` x ``sweep_lrs`` from the cloned weights, the best trial
+    kept only if it beats the cloned policy on validation."""
+
+    workers: int = 2
+    strategy: str = "ddp"
+    use_gpu: bool = False
+    cpus_per_worker: float = 1.0
+    sweep_seeds: list[int] = field(default_factory=lambda: [0, 1])
+    sweep_lrs: list[float] = field(default_factory=lambda: [3e-5, 1e-4])
 
 
 def env_config(kind: str) -> EnvConfig:
@@ -84,6 +105,13 @@ def env_config(kind: str) -> EnvConfig:
 
 def _pad(kind: str) -> int | None:
     return None if kind == "hybrid" else FLAT_PAD
+
+
+def _run_name(cfg: TrainConfig, stage: str) -> str:
+    """Stable per (settings, stage): a rerun of the same command resumes its Ray Train
+    checkpoints, while changed settings never resume someone else's."""
+    digest = hashlib.sha256(json.dumps(asdict(cfg), default=str, sort_keys=True).encode())
+    return f"{cfg.kind}-seed{cfg.seed}-{stage}-{digest.hexdigest()[:8]}"
 
 
 def _rl_finetune(module: nn.Module, cfg: TrainConfig,
@@ -134,8 +162,10 @@ def baseline_agents() -> dict[str, Any]:
     return agents
 
 
-def train(cfg: TrainConfig, scenarios: list[EvalScenario] | None = None) -> Path:
-    """Run the whole pipeline for ``cfg.kind``; returns the artifact folder."""
+def train(cfg: TrainConfig, scenarios: list[EvalScenario] | None = None,
+          scale: RayScale | None = None) -> Path:
+    """Run the whole pipeline for ``cfg.kind``; returns the artifact folder. With
+    ``scale`` every stage runs on Ray (the caller has started or joined it)."""
     torch.set_num_threads(cfg.threads)
     torch.manual_seed(cfg.seed)
     t0 = time.perf_counter()
@@ -143,24 +173,30 @@ def train(cfg: TrainConfig, scenarios: list[EvalScenario] | None = None) -> Path
     module = build_policy(cfg.kind, cfg.architecture)
     bc_cfg = dataclasses.replace(cfg.bc, pad_to=_pad(cfg.kind), seed=cfg.seed)
     ckpt = cfg.out_dir / "checkpoints" / f"{cfg.kind}-seed{cfg.seed}" if cfg.resumable else None
-    demos = collect(env_cfg, cfg.demo_episodes, seed=cfg.seed * 10_000)  # deterministic
-    curve = train_bc(module, cfg.kind, demos,
-                     dataclasses.replace(bc_cfg, checkpoint=ckpt / "bc.pt" if ckpt else None))
+    stages = _Stages(cfg, scale)
+    demos = stages.collect(env_cfg, cfg.demo_episodes, cfg.seed * 10_000, None)
+    curve = stages.clone(module, demos, dataclasses.replace(
+        bc_cfg, checkpoint=ckpt / "bc.pt" if ckpt else None), "bc")
     if cfg.dagger_episodes:
-        learner = TorchAgent(cfg.kind, module, _pad(cfg.kind))
-        more: Demonstrations = collect(env_cfg, cfg.dagger_episodes,
-                                       seed=cfg.seed * 10_000 + 5_000, learner=learner)
+        more = stages.collect(env_cfg, cfg.dagger_episodes, cfg.seed * 10_000 + 5_000, module)
         demos.extend(more)
-        curve += train_bc(module, cfg.kind, demos, dataclasses.replace(
-            bc_cfg, checkpoint=ckpt / "dagger.pt" if ckpt else None))
+        curve += stages.clone(module, demos, dataclasses.replace(
+            bc_cfg, checkpoint=ckpt / "dagger.pt" if ckpt else None), "dagger")
     bc_score = _validate(module, cfg.kind, cfg.validation_episodes)
-    chosen, rl_score, rl_seconds = "bc", None, 0.0
-    if cfg.rl_steps:
+    chosen, rl_score, rl_seconds, sweep = "bc", None, 0.0, None
+    if cfg.rl_steps and scale is None:
         tuned, rl_seconds = _rl_finetune(copy.deepcopy(module), cfg)
         rl_score = _validate(tuned, cfg.kind, cfg.validation_episodes)
         if rl_score > bc_score:
             module, chosen = tuned, "bc+rl"
-    print(f"{cfg.kind}: validation reward bc={bc_score:.1f} bc+rl={rl_score} -> keep {chosen}")
+    elif cfg.rl_steps and scale is not None:
+        sweep = stages.sweep(module)
+        rl_score, rl_seconds = sweep.best["validation_reward"], sweep.best["rl_seconds"]
+        if rl_score > bc_score:
+            module.load_state_dict(sweep.best_state)
+            chosen = f"bc+rl (seed {sweep.best['seed']}, lr {sweep.best['rl_lr']:g})"
+    rl_text = "not run" if rl_score is None else f"{rl_score:.1f}"
+    print(f"{cfg.kind}: validation reward bc={bc_score:.1f} bc+rl={rl_text} -> keep {chosen}")
     evaluation: list[AgentResult] = []
     if cfg.eval_episodes:
         agents = {**baseline_agents(), **model_agents({cfg.kind: (module, cfg.kind)})}
@@ -168,7 +204,10 @@ def train(cfg: TrainConfig, scenarios: list[EvalScenario] | None = None) -> Path
         print(to_markdown(evaluation))
     arch = {**module.config.to_dict()}  # type: ignore[attr-defined]
     training = {
-        "pipeline": "demonstrations(oracle) -> behaviour cloning -> DAgger -> RL fine-tune",
+        "pipeline": f"demonstrations({cfg.expert}) -> behaviour cloning -> DAgger -> RL "
+                    f"fine-tune" + (" (Ray tasks, Ray Train, Ray Tune)" if scale else ""),
+        "ray": asdict(scale) if scale else None,
+        "rl_sweep": sweep.to_json() if sweep else None,
         "config": {k: (str(v) if isinstance(v, Path) else v) for k, v in asdict(cfg).items()},
         "environment": {k: v for k, v in asdict(env_cfg).items()},
         "decisions": len(demos),
@@ -179,12 +218,67 @@ def train(cfg: TrainConfig, scenarios: list[EvalScenario] | None = None) -> Path
     }
     path = save_artifact(module, cfg.kind, arch, cfg.models_dir, training=training,
                          evaluation=to_json(evaluation))
-    _plot_curve(curve, cfg, path)
-    print(f"wrote {path}")
+    run_dir = _plot_curve(curve, cfg, path)
+    if sweep is not None:
+        sweep.plot(run_dir / "rl_sweep.png")
+        (run_dir / "rl_sweep.md").write_text(sweep.to_markdown())
+        print(sweep.to_markdown())
+    if evaluation:
+        from edge_allocator.train.evaluate import write_report
+
+        write_report(evaluation, run_dir)
+    print(f"wrote {path} (plots and tables in {run_dir})")
     return path
 
 
-def _plot_curve(curve: list[float], cfg: TrainConfig, artifact: Path) -> None:
+class _Stages:
+    """The three stages that change place with ``scale``: in this process, or on Ray."""
+
+    def __init__(self, cfg: TrainConfig, scale: RayScale | None):
+        self.cfg, self.scale = cfg, scale
+
+    def collect(self, env_cfg: EnvConfig, episodes: int, seed: int,
+                learner: nn.Module | None) -> Demonstrations:
+        kind, pad = self.cfg.kind, _pad(self.cfg.kind)
+        if self.scale is None:
+            agent = TorchAgent(kind, learner, pad) if learner is not None else None
+            return collect(env_cfg, episodes, seed=seed, learner=agent, expert=self.cfg.expert)
+        from edge_allocator.train.distributed import collect_on_ray
+
+        spec = None
+        if learner is not None:
+            spec = (kind, learner.config.to_dict(),  # type: ignore[attr-defined]
+                    {k: v.detach().cpu() for k, v in learner.state_dict().items()})
+        return collect_on_ray(env_cfg, episodes, seed, expert=self.cfg.expert,
+                              parts=self.scale.workers, learner=spec, pad_to=pad,
+                              cpus_per_part=self.scale.cpus_per_worker)
+
+    def clone(self, module: nn.Module, demos: Demonstrations, bc_cfg: BCConfig,
+              stage: str) -> list[float]:
+        if self.scale is None:
+            return train_bc(module, self.cfg.kind, demos, bc_cfg)
+        from edge_allocator.train.distributed import DistributedConfig, train_bc_distributed
+
+        dist = DistributedConfig(
+            num_workers=self.scale.workers, strategy=self.scale.strategy,
+            use_gpu=self.scale.use_gpu, cpus_per_worker=self.scale.cpus_per_worker,
+            storage_path=self.cfg.out_dir / "ray-train", name=_run_name(self.cfg, stage))
+        return train_bc_distributed(module, self.cfg.kind, demos, bc_cfg, dist)
+
+    def sweep(self, module: nn.Module) -> Any:
+        from edge_allocator.train.sweep import SweepConfig, run_sweep
+
+        assert self.scale is not None
+        return run_sweep(module.state_dict(), module.config.to_dict(),  # type: ignore[attr-defined]
+                         SweepConfig(kind=self.cfg.kind, seeds=self.scale.sweep_seeds,
+                                     rl_lrs=self.scale.sweep_lrs, rl_steps=self.cfg.rl_steps,
+                                     validation_episodes=self.cfg.validation_episodes,
+                                     cpus_per_trial=self.scale.cpus_per_worker,
+                                     storage_path=self.cfg.out_dir / "tune",
+                                     name=_run_name(self.cfg, "rl-sweep")))
+
+
+def _plot_curve(curve: list[float], cfg: TrainConfig, artifact: Path) -> Path:
     import matplotlib
 
     matplotlib.use("Agg")
@@ -201,3 +295,4 @@ def _plot_curve(curve: list[float], cfg: TrainConfig, artifact: Path) -> None:
     fig.savefig(out / "training_curve.png", dpi=110)
     plt.close(fig)
     (out / "curve.json").write_text(json.dumps(curve))
+    return out
