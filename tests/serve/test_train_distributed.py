@@ -50,3 +50,31 @@ def test_fsdp_without_gpus_is_refused_before_any_work(demos, tmp_path):
     with pytest.raises(ValueError, match="fsdp.*use_gpu"):
         train_bc_distributed(_policy(), "hybrid", demos, BCConfig(epochs=1),
                              DistributedConfig(strategy="fsdp", storage_path=tmp_path))
+
+
+def test_demonstrations_on_ray_equal_the_serial_ones(ray_cluster):
+    """Split over Ray tasks, the same episodes (seeds) give the same decisions; with the
+    expert acting every step nothing else is random."""
+    from edge_allocator.train.distributed import collect_on_ray
+
+    cfg = EnvConfig(tasks_per_episode=15)
+    serial = collect(cfg, 3, seed=7, expert_share=1.0, progress=False)
+    spread = collect_on_ray(cfg, 3, seed=7, parts=2, expert_share=1.0, cpus_per_part=0.25)
+    assert len(spread) == len(serial) == 45
+    assert spread.actions == serial.actions
+    for a, b in zip(spread.x, serial.x):
+        assert (a == b).all()
+
+
+def test_evaluation_on_ray_equals_the_serial_one(ray_cluster):
+    from edge_allocator.policies.heuristics import EarliestFinishPolicy
+    from edge_allocator.train.distributed import evaluate_on_ray
+    from edge_allocator.train.evaluate import EvalScenario, evaluate
+
+    sc = [EvalScenario("small", EnvConfig(tasks_per_episode=20))]
+    agents = {"eft": lambda env, n: EarliestFinishPolicy()}
+    serial = evaluate(agents, sc, episodes=3, progress=False)
+    spread, cost = evaluate_on_ray(agents, sc, episodes=3, parts=2, cpus_per_part=0.25)
+    assert spread[0].episode_rewards == pytest.approx(serial[0].episode_rewards)
+    assert spread[0].metrics["episode_reward"] == pytest.approx(serial[0].metrics["episode_reward"])
+    assert cost[("small", "eft")] > 0
