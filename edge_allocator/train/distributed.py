@@ -109,7 +109,8 @@ def _progress(refs: list[Any], desc: str) -> list[Demonstrations]:
 def train_bc_distributed(module: nn.Module, kind: str, demos: Demonstrations, cfg: BCConfig,
                          dist: DistributedConfig) -> list[float]:
     """Train ``module`` in place on Ray Train; returns the per-epoch loss curve (mean
-    over workers). ``cfg.checkpoint`` is ignored: Ray Train checkpoints every epoch under
+    over workers). ``cfg.batch_size`` is the global batch (each worker takes its share).
+    ``cfg.checkpoint`` is ignored: Ray Train checkpoints every epoch under
     ``dist.storage_path / dist.name``."""
     cfg.validate(kind)
     dist.validate()
@@ -154,9 +155,13 @@ def _train_loop(config: dict[str, Any]) -> None:
     import ray.train.torch
 
     torch.set_num_threads(1)  # one core per worker; more threads fight over a shared machine
-    cfg: BCConfig = config["bc"]
     ctx = ray.train.get_context()
     rank, world = ctx.get_world_rank(), ctx.get_world_size()
+    # batch_size is the global batch: each of the N workers takes 1/N of it and DDP
+    # averages their gradients, so a step sees as many decisions, and an epoch has as
+    # many steps, as in one process (the learning rate and schedule carry over)
+    cfg: BCConfig = dataclasses.replace(config["bc"],
+                                        batch_size=max(1, config["bc"].batch_size // world))
     demos = config["demos"]
     if isinstance(demos, ray.ObjectRef):
         demos = ray.get(demos)
