@@ -138,3 +138,4 @@ def reap(procs: list[Any], timeout_s: float = 10, terminate: bool = False) -> No
             p.kill()
         except psutil.Error:
             pass
+    psutil.wait_procs(alive, timeout=5)  # SIGKILL is delivered, not instant: see them go
