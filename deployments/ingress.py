@@ -214,8 +214,10 @@ class Ingress:
         self._count(resp, req, "/v1/allocate", t0)
         return resp
 
-    async def _decide_many(self, states: list[AllocateRequest], model: str | None,
-                           route: str) -> list[dict[str, Any]]:
+    async def _decide_many(self, states: list[AllocateRequest], payloads: list[dict[str, Any]],
+                           model: str | None, route: str) -> list[dict[str, Any]]:
+        """``payloads``: each state as sent, keyed for the log exactly as /v1/allocate
+        keys it (and without re-serialising the validated model)."""
         front = self._front()
         t0 = time.perf_counter()
         key = ModelKey(*front.router.pick(model or states[0].model))
@@ -235,11 +237,11 @@ class Ingress:
                 out = self.local_assembler.assemble_many(prepared, scores, meta)
         elapsed = (time.perf_counter() - t0) * 1000
         counts: collections.Counter[str] = collections.Counter()
-        for resp, req in zip(out, states):
+        for resp, req, payload in zip(out, states, payloads):
             resp["latency_ms"] = elapsed
             counts[NODE_TYPE_NAMES[req.nodes[resp["node_index"]].node_type]] += 1
             if front.decision_log is not None:  # the request hash is only for the log
-                front.record(resp, req, front.cache_key(req.model_dump(mode="json"), key))
+                front.record(resp, req, front.cache_key(payload, key))
         self.metrics.latency_ms.observe(elapsed, tags={"model": key.name, "route": route})
         for node_type, n in counts.items():  # one metric update per tag set, not per state
             self.metrics.decisions.inc(n, tags={"model": key.name, "version": key.version,
@@ -264,7 +266,8 @@ class Ingress:
 
     async def allocate_batch(self, data: dict[str, Any]) -> dict[str, Any]:
         req = parse(BatchAllocateRequest, data)
-        return {"decisions": await self._decide_many(req.states, req.model, "/v1/allocate/batch")}
+        return {"decisions": await self._decide_many(req.states, data["states"], req.model,
+                                                     "/v1/allocate/batch")}
 
     async def feedback(self, data: dict[str, Any]) -> dict[str, Any]:
         fb = parse(FeedbackRequest, data)
@@ -289,8 +292,9 @@ class Ingress:
     async def legacy_batch(self, data: dict[str, Any]) -> dict[str, Any]:
         t0 = time.perf_counter()
         req = parse(LegacyBatchRequest, data)
-        states = [parse(AllocateRequest, legacy_to_v1(s, req.model_type)) for s in req.network_states]
-        out = await self._decide_many(states, req.model_type, "/batch-predict")
+        payloads = [legacy_to_v1(s, req.model_type) for s in req.network_states]
+        states = [parse(AllocateRequest, p) for p in payloads]
+        out = await self._decide_many(states, payloads, req.model_type, "/batch-predict")
         kind = self._kind(out[0]["model"]["name"], out[0]["model"]["version"])
         return {
             "predictions": [legacy_prediction(r, kind, len(s.nodes)) for r, s in zip(out, states)],

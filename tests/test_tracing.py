@@ -51,6 +51,29 @@ def test_one_trace_through_every_stage(exporter, small_state, tmp_path):
     assert spans["policy.infer"].attributes["batch_size"] == 1
 
 
+def test_a_batch_is_one_span_per_stage_carrying_every_decision_id(exporter, small_state,
+                                                                  tmp_path):
+    m = build_policy("hybrid", {"hidden": 8})
+    save_artifact(m, "hybrid", m.config.to_dict(), tmp_path)
+    reqs = [parse(AllocateRequest, small_state)] * 3
+    graphs, policy, assembler = GraphStage(), PolicyStage(tmp_path), ResponseStage()
+    ids = ("a" * 32, "b" * 32, "c" * 32)
+    exporter.clear()
+    with tracing.span("ingress.allocate_batch", states=3):
+        tc = tracing.carrier()
+        states = graphs.prepare_many(reqs, tc)
+        scores = policy.run(ModelKey("hybrid", "1"), [st.graph for st in states], tc)
+        out = assembler.assemble_many(states, scores,
+                                      AssembleMeta(ModelKey("hybrid", "1"), "onnx", 3, 0.0, ids, tc))
+    names = [s.name for s in exporter.get_finished_spans()]
+    assert sorted(names) == ["graph.prepare_many", "ingress.allocate_batch", "policy.infer",
+                             "response.assemble_many"]  # not one span per state
+    spans = {s.name: s for s in exporter.get_finished_spans()}
+    assert tuple(spans["response.assemble_many"].attributes["decision_ids"]) == ids
+    assert [r["decision_id"] for r in out] == list(ids)
+    assert spans["graph.prepare_many"].attributes["states"] == 3
+
+
 def test_unknown_exporter_is_refused():
     with pytest.raises(ValueError, match="use one of"):
         tracing.configure("jaeger")

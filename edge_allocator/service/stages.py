@@ -45,7 +45,17 @@ class GraphStage:
 
     def prepare(self, request: AllocateRequest, trace: dict[str, str] | None = None) -> PreparedState:
         with span("graph.prepare", trace, nodes=len(request.nodes)):
-            graph = build_graph(request, request.task, self.cache)
+            return self._prepare(request)
+
+    def prepare_many(self, requests: Sequence[AllocateRequest],
+                     trace: dict[str, str] | None = None) -> list[PreparedState]:
+        """One span for the whole batch: a span per state cost more than building its
+        graph (about 30 us each even with no exporter)."""
+        with span("graph.prepare_many", trace, states=len(requests)):
+            return [self._prepare(r) for r in requests]
+
+    def _prepare(self, request: AllocateRequest) -> PreparedState:
+        graph = build_graph(request, request.task, self.cache)
         if not graph.mask.any():
             raise RequestError(
                 422,
@@ -55,10 +65,6 @@ class GraphStage:
             )
         return PreparedState(graph, request.node_ids())
 
-    def prepare_many(self, requests: Sequence[AllocateRequest],
-                     trace: dict[str, str] | None = None) -> list[PreparedState]:
-        with span("graph.prepare_many", trace, states=len(requests)):
-            return [self.prepare(r) for r in requests]
 
 
 class LoadedModel(NamedTuple):
@@ -201,4 +207,6 @@ class ResponseStage:
     def assemble_many(self, states: Sequence[PreparedState], scores: Sequence[np.ndarray],
                       meta: AssembleMeta) -> list[dict[str, Any]]:
         ids = meta.decision_ids or tuple(uuid.uuid4().hex for _ in states)
-        return [self.assemble(st, sc, meta, did) for st, sc, did in zip(states, scores, ids)]
+        with span("response.assemble_many", meta.trace, states=len(states),
+                  decision_ids=list(ids)):  # one span per batch, as in prepare_many
+            return [self._assemble(st, sc, meta, did) for st, sc, did in zip(states, scores, ids)]

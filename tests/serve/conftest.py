@@ -109,10 +109,15 @@ def deploy(name: str, prefix: str, test_models: Path, db_path: Path, **kw: Any) 
 
 
 @pytest.fixture(scope="session")
-def app_url(ray_cluster, test_models, tmp_path_factory) -> str:
+def app_db(tmp_path_factory) -> Path:
+    """The SQLite decision log of ``app_url``."""
+    return tmp_path_factory.mktemp("db") / "decisions.db"
+
+
+@pytest.fixture(scope="session")
+def app_url(ray_cluster, test_models, app_db) -> str:
     """The application exactly as serve_config.yaml composes it."""
-    db = tmp_path_factory.mktemp("db") / "decisions.db"
-    deploy("edge-allocator", "/", test_models, db)
+    deploy("edge-allocator", "/", test_models, app_db)
     return f"http://127.0.0.1:{ray_cluster['port']}"
 
 

@@ -72,6 +72,27 @@ def test_feedback_round_trip(app_url, client, small_state):
     assert r.status_code == 404 and "unknown" in r.json()["error"]
 
 
+def test_a_state_is_logged_with_the_same_hash_alone_or_in_a_batch(app_url, app_db, client,
+                                                                  small_state):
+    import sqlite3
+    import time
+
+    state = {**small_state, "extra_field_ignored": 1}
+    one = client.post(f"{app_url}/v1/allocate", json=state).json()["decision_id"]
+    many = client.post(f"{app_url}/v1/allocate/batch",
+                       json={"states": [state, {**state, "task": {"compute_gcycles": 9.0}}]})
+    ids = [one] + [d["decision_id"] for d in many.json()["decisions"]]
+    deadline, rows = time.time() + 30, {}
+    while time.time() < deadline and len(rows) < 3:  # the log writes off the request path
+        with sqlite3.connect(app_db) as db:
+            rows = dict(db.execute(
+                "SELECT decision_id, request_hash FROM predictions WHERE decision_id IN (?,?,?)",
+                ids).fetchall())
+        time.sleep(0.2)
+    assert len(rows) == 3
+    assert rows[ids[0]] == rows[ids[1]] != rows[ids[2]]
+
+
 def test_original_api_clients_work_unchanged(app_url, client, small_state):
     legacy_nodes = [{k: v for k, v in n.items() if k != "node_id"} for n in small_state["nodes"]]
     net = {"nodes": legacy_nodes, "edges": small_state["edges"]}
