@@ -86,4 +86,6 @@ def test_failed_trial_raises_naming_it(ray_local, tmp_path) -> None:
                       storage_path=tmp_path / "tune", name="broken")
     msg = r"(?s)seed=3, rl_lr=0.0001\): RuntimeError: .*size mismatch"
     with pytest.raises(RuntimeError, match=msg):
-        run_sweep(start_state, {"hidden": 64}, cfg)  # weights of width 256 into width 64
+        # weights of width 256 into width 64; the start reward is given, so the mismatch
+        # first surfaces inside the trial (run_sweep would otherwise validate the start)
+        run_sweep(start_state, {"hidden": 64}, cfg, start_reward=-500.0)

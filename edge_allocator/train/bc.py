@@ -221,7 +221,6 @@ class Trainer:
         self.scaler.load_state_dict(state["scaler"])
         return int(state["epoch"]), list(state["curve"])
 
-
     def _optim_state(self) -> dict[str, Any]:
         if _is_fsdp(self.module):
             from torch.distributed.fsdp import FullyShardedDataParallel as FSDP
@@ -231,7 +230,9 @@ class Trainer:
 
 
 def _is_fsdp(module: nn.Module) -> bool:
-    return type(module).__name__ == "FullyShardedDataParallel"
+    from torch.distributed.fsdp import FullyShardedDataParallel
+
+    return isinstance(module, FullyShardedDataParallel)
 
 
 def unwrap(module: nn.Module) -> nn.Module:

@@ -26,7 +26,7 @@ from tqdm import tqdm
 from edge_allocator.graph import GraphInputs
 from edge_allocator.policies.heuristics import EarliestFinishPolicy, RandomPolicy
 from edge_allocator.sim.env import EdgeAllocationEnv, EnvConfig
-from edge_allocator.train.agents import Agent, OracleAgent
+from edge_allocator.train.agents import Agent
 
 EXPERTS = ("oracle", "lookahead")
 
@@ -76,12 +76,11 @@ def collect(
         raise ValueError(f"collect: expert={expert!r}; use one of {EXPERTS}")
     env = EdgeAllocationEnv(config)
     rng = np.random.default_rng(seed)
+    planner: Agent | None = None
     if expert == "lookahead":
         from edge_allocator.train.planner import LookaheadAgent
 
-        teacher: Agent = LookaheadAgent(env, seed=seed)
-    else:
-        teacher = OracleAgent(env)
+        planner = LookaheadAgent(env, seed=seed)
     eft, rand = EarliestFinishPolicy(), RandomPolicy(seed)
     demos = Demonstrations()
     for ep in tqdm(range(episodes), desc="demonstrations", disable=not progress):
@@ -91,7 +90,8 @@ def collect(
         while True:
             g = env.graph()
             rewards = env.oracle_rewards().astype(np.float32)
-            choice = int(np.argmax(np.where(g.mask, teacher.scores(g), -np.inf)))
+            expert_scores = rewards if planner is None else planner.scores(g)
+            choice = int(np.argmax(np.where(g.mask, expert_scores, -np.inf)))
             demos.x.append(g.x)
             demos.mask.append(g.mask)
             demos.rewards.append(rewards)
@@ -99,12 +99,11 @@ def collect(
             demos.adj_id.append(adj_id)
             u = rng.random()
             if u < expert_share:
-                s = np.where(np.arange(len(rewards)) == choice, 1.0, 0.0)
-            elif learner is not None:
-                s = learner.scores(g)
+                action = choice
             else:
-                s = (eft if u < expert_share + (1 - expert_share) / 2 else rand).scores(g)
-            action = int(np.argmax(np.where(g.mask, s, -np.inf)))
+                actor = learner if learner is not None else (
+                    eft if u < expert_share + (1 - expert_share) / 2 else rand)
+                action = int(np.argmax(np.where(g.mask, actor.scores(g), -np.inf)))
             _, _, _, truncated, _ = env.step(action)
             if truncated:
                 break

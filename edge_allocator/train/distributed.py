@@ -85,8 +85,7 @@ def collect_on_ray(config: EnvConfig, episodes: int, seed: int, *, expert: str =
         return collect(config, count, seed + first, learner=agent, expert=expert,
                        expert_share=expert_share, progress=False)
 
-    bounds = [round(k * episodes / parts) for k in range(parts + 1)]
-    refs = [part.remote(lo, hi - lo) for lo, hi in zip(bounds, bounds[1:]) if hi > lo]
+    refs = [part.remote(lo, hi - lo) for lo, hi in _split(episodes, parts)]
     out = Demonstrations()
     for d in _progress(refs, f"demonstrations ({expert}, {len(refs)} Ray tasks)"):
         out.extend(d)
@@ -162,9 +161,7 @@ def _train_loop(config: dict[str, Any]) -> None:
     # many steps, as in one process (the learning rate and schedule carry over)
     cfg: BCConfig = dataclasses.replace(config["bc"],
                                         batch_size=max(1, config["bc"].batch_size // world))
-    demos = config["demos"]
-    if isinstance(demos, ray.ObjectRef):
-        demos = ray.get(demos)
+    demos = ray.get(config["demos"])  # an ObjectRef: put once by the driver
     module = build_policy(config["kind"], config["architecture"])
     module.load_state_dict(config["initial_state"])
     set_gradient_checkpointing(module, cfg.grad_checkpointing)
@@ -209,7 +206,7 @@ def evaluate_on_ray(agents: dict[str, Any], scenarios: list[Any], episodes: int,
     import ray
 
     from edge_allocator.sim.env import EdgeAllocationEnv
-    from edge_allocator.train.evaluate import EVAL_SEED_BASE, METRICS, AgentResult, _ci, run_episode
+    from edge_allocator.train.evaluate import EVAL_SEED_BASE, run_episode, summarise
 
     base = EVAL_SEED_BASE if seed_base is None else seed_base
 
@@ -227,12 +224,10 @@ def evaluate_on_ray(agents: dict[str, Any], scenarios: list[Any], episodes: int,
         return rows, time.process_time() - t0, len(seeds) * sc.config.tasks_per_episode
 
     jobs: list[tuple[Any, str, list[Any]]] = []
-    seeds = [base + k for k in range(episodes)]
-    bounds = [round(k * episodes / parts) for k in range(parts + 1)]
     for sc in scenarios:
         for name, factory in agents.items():
-            refs = [run.remote(sc, factory, seeds[lo:hi]) for lo, hi in zip(bounds, bounds[1:])
-                    if hi > lo]
+            refs = [run.remote(sc, factory, list(range(base + lo, base + hi)))
+                    for lo, hi in _split(episodes, parts)]
             jobs.append((sc, name, refs))
     results, cost = [], {}
     from tqdm import tqdm
@@ -245,7 +240,11 @@ def evaluate_on_ray(agents: dict[str, Any], scenarios: list[Any], episodes: int,
         cpu = sum(p[1] for p in parts_out)
         decisions = sum(p[2] for p in parts_out)
         cost[(sc.name, name)] = cpu / decisions
-        results.append(AgentResult(sc.name, name, len(rows),
-                                   {m: _ci([r[m] for r in rows]) for m in METRICS},
-                                   tuple(r["episode_reward"] for r in rows)))
+        results.append(summarise(sc.name, name, rows))
     return results, cost
+
+
+def _split(n: int, parts: int) -> list[tuple[int, int]]:
+    """[lo, hi) ranges of consecutive items, as equal as possible, none empty."""
+    bounds = [round(k * n / parts) for k in range(parts + 1)]
+    return [(lo, hi) for lo, hi in zip(bounds, bounds[1:]) if hi > lo]

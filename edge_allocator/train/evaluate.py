@@ -111,11 +111,16 @@ def evaluate(
                 continue
             rows = [run_episode(env, agent, seed_base + k) for k in range(episodes)]
             bar.update(episodes)
-            results.append(AgentResult(sc.name, name, episodes,
-                                       {m: _ci([r[m] for r in rows]) for m in METRICS},
-                                       tuple(r["episode_reward"] for r in rows)))
+            results.append(summarise(sc.name, name, rows))
     bar.close()
     return results
+
+
+def summarise(scenario: str, agent: str, rows: Sequence[dict[str, float]]) -> AgentResult:
+    """Per-episode metrics (in seed order) -> means with 95% CIs."""
+    return AgentResult(scenario, agent, len(rows),
+                       {m: _ci([r[m] for r in rows]) for m in METRICS},
+                       tuple(r["episode_reward"] for r in rows))
 
 
 def to_markdown(results: Sequence[AgentResult]) -> str:

@@ -184,17 +184,12 @@ def train(cfg: TrainConfig, scenarios: list[EvalScenario] | None = None,
             bc_cfg, checkpoint=ckpt / "dagger.pt" if ckpt else None), "dagger")
     bc_score = _validate(module, cfg.kind, cfg.validation_episodes)
     chosen, rl_score, rl_seconds, sweep = "bc", None, 0.0, None
-    if cfg.rl_steps and scale is None:
-        tuned, rl_seconds = _rl_finetune(copy.deepcopy(module), cfg)
-        rl_score = _validate(tuned, cfg.kind, cfg.validation_episodes)
+    if cfg.rl_steps:
+        tuned, rl_score, rl_seconds, sweep = stages.finetune(module, bc_score)
         if rl_score > bc_score:
             module, chosen = tuned, "bc+rl"
-    elif cfg.rl_steps and scale is not None:
-        sweep = stages.sweep(module)
-        rl_score, rl_seconds = sweep.best["validation_reward"], sweep.best["rl_seconds"]
-        if rl_score > bc_score:
-            module.load_state_dict(sweep.best_state)
-            chosen = f"bc+rl (seed {sweep.best['seed']}, lr {sweep.best['rl_lr']:g})"
+            if sweep is not None:
+                chosen += f" (seed {sweep.best['seed']}, lr {sweep.best['rl_lr']:g})"
     rl_text = "not run" if rl_score is None else f"{rl_score:.1f}"
     print(f"{cfg.kind}: validation reward bc={bc_score:.1f} bc+rl={rl_text} -> keep {chosen}")
     evaluation: list[AgentResult] = []
@@ -265,17 +260,28 @@ class _Stages:
             storage_path=self.cfg.out_dir / "ray-train", name=_run_name(self.cfg, stage))
         return train_bc_distributed(module, self.cfg.kind, demos, bc_cfg, dist)
 
-    def sweep(self, module: nn.Module) -> Any:
+    def finetune(self, module: nn.Module, start_reward: float
+                 ) -> tuple[nn.Module, float, float, Any]:
+        """RL from the cloned weights: (fine-tuned copy, its validation reward, RL
+        seconds, the sweep's results or None). One run here; on Ray a Tune grid whose
+        best trial is returned."""
+        cfg = self.cfg
+        if self.scale is None:
+            tuned, seconds = _rl_finetune(copy.deepcopy(module), cfg)
+            return tuned, _validate(tuned, cfg.kind, cfg.validation_episodes), seconds, None
         from edge_allocator.train.sweep import SweepConfig, run_sweep
 
-        assert self.scale is not None
-        return run_sweep(module.state_dict(), module.config.to_dict(),  # type: ignore[attr-defined]
-                         SweepConfig(kind=self.cfg.kind, seeds=self.scale.sweep_seeds,
-                                     rl_lrs=self.scale.sweep_lrs, rl_steps=self.cfg.rl_steps,
-                                     validation_episodes=self.cfg.validation_episodes,
-                                     cpus_per_trial=self.scale.cpus_per_worker,
-                                     storage_path=self.cfg.out_dir / "tune",
-                                     name=_run_name(self.cfg, "rl-sweep")))
+        sweep = run_sweep(module.state_dict(), module.config.to_dict(),  # type: ignore[attr-defined]
+                          SweepConfig(kind=cfg.kind, seeds=self.scale.sweep_seeds,
+                                      rl_lrs=self.scale.sweep_lrs, rl_steps=cfg.rl_steps,
+                                      validation_episodes=cfg.validation_episodes,
+                                      cpus_per_trial=self.scale.cpus_per_worker,
+                                      storage_path=cfg.out_dir / "tune",
+                                      name=_run_name(cfg, "rl-sweep")),
+                          start_reward=start_reward)
+        tuned = copy.deepcopy(module)
+        tuned.load_state_dict(sweep.best_state)
+        return tuned, sweep.best["validation_reward"], sweep.best["rl_seconds"], sweep
 
 
 def _plot_curve(curve: list[float], cfg: TrainConfig, artifact: Path) -> Path:

@@ -140,16 +140,15 @@ class SweepResult:
 
 
 def _trial(config: dict[str, Any], *, start_state: dict[str, torch.Tensor],
-           architecture: dict[str, Any], kind: str, rl_steps: int,
+           start_reward: float, architecture: dict[str, Any], kind: str, rl_steps: int,
            validation_episodes: int) -> None:
-    """One Tune trial: validate the start, fine-tune, validate again, report once."""
+    """One Tune trial: fine-tune, validate, report once."""
     from ray import tune
 
     torch.set_num_threads(1)  # one core per trial; more threads only contend
     module = build_policy(kind, architecture)
     module.load_state_dict(start_state)
     module.eval()
-    start_reward = _validate(module, kind, validation_episodes)
     cfg = TrainConfig(kind=kind, seed=int(config["seed"]), rl_lr=float(config["rl_lr"]),
                       rl_steps=rl_steps, architecture=architecture)
     tuned, rl_seconds = _rl_finetune(module, cfg, progress=False)  # trains a copy
@@ -171,8 +170,12 @@ def _describe(error: BaseException) -> str:
 
 
 def run_sweep(start_state: dict[str, torch.Tensor], architecture: dict[str, Any],
-              cfg: SweepConfig) -> SweepResult:
+              cfg: SweepConfig, start_reward: float | None = None) -> SweepResult:
     """Fine-tune ``start_state`` once per (seed, lr) in a Tune grid; needs Ray running.
+
+    ``start_reward``: the start's validation reward if the caller has it (the pipeline
+    does); otherwise it is computed here, once, not in every trial (same weights, same
+    seeds, same number).
 
     ``start_state`` goes into the object store once (``tune.with_parameters``), not into
     every trial's config, which Tune would copy into each trial's params.json too.
@@ -185,8 +188,13 @@ def run_sweep(start_state: dict[str, torch.Tensor], architecture: dict[str, Any]
         raise RuntimeError("run_sweep: start Ray first, e.g. ray.init(address='local', "
                            "num_cpus=2) on a laptop or ray.init(address='auto') on a cluster")
     state = {k: v.detach().cpu().clone() for k, v in start_state.items()}
+    if start_reward is None:
+        start = build_policy(cfg.kind, architecture)
+        start.load_state_dict(state)
+        start_reward = _validate(start.eval(), cfg.kind, cfg.validation_episodes)
     trainable = tune.with_resources(
-        tune.with_parameters(_trial, start_state=state, architecture=dict(architecture),
+        tune.with_parameters(_trial, start_state=state, start_reward=float(start_reward),
+                             architecture=dict(architecture),
                              kind=cfg.kind, rl_steps=cfg.rl_steps,
                              validation_episodes=cfg.validation_episodes),
         {"cpu": cfg.cpus_per_trial},
