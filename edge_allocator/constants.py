@@ -27,6 +27,9 @@ MAX_BATCH_STATES = _env_int("EDGE_ALLOCATOR_MAX_BATCH_STATES", 1024)
 MAX_BODY_BYTES = _env_int("EDGE_ALLOCATOR_MAX_BODY_BYTES", 8 * 1024 * 1024)
 #: Queue length at which a node accepts no more tasks (masked as infeasible).
 QUEUE_CAPACITY = _env_int("EDGE_ALLOCATOR_QUEUE_CAPACITY", 32)
+#: Score of an infeasible node: low enough that softmax gives it 0, finite so fp32/ONNX
+#: stay NaN-free (policies mask in fp32: -1e9 overflows fp16).
+MASKED_SCORE = -1e9
 #: Entries of the in-process topology (adjacency) cache.
 TOPOLOGY_CACHE_ENTRIES = _env_int("EDGE_ALLOCATOR_TOPOLOGY_CACHE_ENTRIES", 4096)
 #: Default decision-cache TTL.
