@@ -3,7 +3,7 @@
 Operators often poll with an unchanged state, and a cache hit costs microseconds where a
 trip through graph building and the model costs milliseconds. Three stores share one
 protocol: ``NullCache`` (always misses), ``LocalCache`` (per-replica LRU with TTL) and
-``RedisCache`` (shared by all replicas); ``TieredCache`` puts a local one in front of Redis.
+``RedisCache`` (shared by all replicas).
 
 Values are JSON objects (response bodies) stored as orjson bytes, never pickle: a shared
 store must not be able to run code in a replica, and a stored value must come back as a
@@ -19,7 +19,6 @@ import logging
 import math
 import threading
 import time
-import warnings
 from collections import OrderedDict
 from collections.abc import Callable, Mapping
 from typing import Any, NamedTuple, Protocol, runtime_checkable
@@ -401,60 +400,6 @@ class RedisCache:
 
     def close(self) -> None:
         self._client.close()
-
-
-# --------------------------------------------------------------------------- tiers
-
-
-class TieredCache:
-    """A local cache in front of a remote one: most hits never leave the process.
-
-    A remote hit is copied into the local tier with the local TTL, so keep the local
-    TTL at most the remote one or an entry can outlive its remote copy by that much.
-    """
-
-    def __init__(self, local: DecisionCache, remote: DecisionCache) -> None:
-        local_ttl_s, remote_ttl_s = getattr(local, "ttl_s", None), getattr(remote, "ttl_s", None)
-        if local_ttl_s is not None and remote_ttl_s is not None and local_ttl_s > remote_ttl_s:
-            warnings.warn(f"TieredCache: local ttl_s={local_ttl_s} > remote ttl_s={remote_ttl_s}; "
-                          "an entry can outlive its remote copy by the difference", stacklevel=2)
-        self.local = local
-        self.remote = remote
-        self._lock = threading.Lock()
-        self._hits = 0
-        self._misses = 0
-
-    def get(self, key: str) -> dict[str, Any] | None:
-        value = self.local.get(key)
-        if value is None:
-            value = self.remote.get(key)
-            if value is not None:
-                self.local.set(key, value)
-        with self._lock:
-            if value is None:
-                self._misses += 1
-            else:
-                self._hits += 1
-        return value
-
-    def set(self, key: str, value: dict[str, Any]) -> None:
-        self.local.set(key, value)
-        self.remote.set(key, value)
-
-    def clear(self) -> int:
-        return self.local.clear() + self.remote.clear()
-
-    def stats(self) -> CacheStats:
-        """Hits from either tier, misses of both, errors of both tiers."""
-        with self._lock:
-            hits, misses = self._hits, self._misses
-        return CacheStats(hits, misses, self.local.stats().errors + self.remote.stats().errors)
-
-    def close(self) -> None:
-        for tier in (self.local, self.remote):
-            close = getattr(tier, "close", None)
-            if close is not None:
-                close()
 
 
 # --------------------------------------------------------------------------- factory

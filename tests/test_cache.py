@@ -29,7 +29,6 @@ from edge_allocator.cache import (
     LocalCache,
     NullCache,
     RedisCache,
-    TieredCache,
     make_cache,
     redact_url,
     request_key,
@@ -282,24 +281,6 @@ def test_null_cache_always_misses() -> None:
     cache.set("k", {"a": 1})
     assert cache.get("k") is None
     assert cache.stats() == CacheStats(hits=0, misses=1, errors=0)
-
-
-def test_tiered_fills_local_on_remote_hit() -> None:
-    local = LocalCache(max_entries=10, ttl_s=1.0)
-    remote = LocalCache(max_entries=10, ttl_s=60.0)
-    tiered = TieredCache(local, remote)
-    remote.set("k", {"node_id": "edge"})
-    assert tiered.get("k") == {"node_id": "edge"}
-    assert local.get("k") == {"node_id": "edge"}  # copied in by the remote hit
-    assert tiered.get("k") == {"node_id": "edge"}
-    assert remote.stats().hits == 1  # second read was served locally
-    assert tiered.get("nope") is None
-    tiered.set("j", {"node_id": "cloud"})
-    assert local.get("j") == remote.get("j") == {"node_id": "cloud"}
-    assert tiered.stats() == CacheStats(hits=2, misses=1, errors=0)
-    assert tiered.clear() == 4
-    with pytest.warns(UserWarning, match="local ttl_s=60.0 > remote ttl_s=1.0"):
-        TieredCache(remote, local)
 
 
 # --------------------------------------------------------------------------- redis helpers
