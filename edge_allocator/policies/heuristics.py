@@ -11,10 +11,10 @@ from typing import Protocol
 
 import numpy as np
 
+from edge_allocator.constants import MASKED_SCORE
 from edge_allocator.graph import FEATURE_NAMES, GraphInputs
 
 _COL = {name: i for i, name in enumerate(FEATURE_NAMES)}
-_NEG = -1e9
 
 
 class Heuristic(Protocol):
@@ -24,7 +24,7 @@ class Heuristic(Protocol):
 
 
 def _masked(values: np.ndarray, mask: np.ndarray) -> np.ndarray:
-    return np.where(mask, values, _NEG).astype(np.float32)
+    return np.where(mask, values, MASKED_SCORE).astype(np.float32)
 
 
 class RandomPolicy:

@@ -12,13 +12,13 @@ import torch
 from torch import Tensor, nn
 from torch.utils.checkpoint import checkpoint
 
+from edge_allocator.constants import MASKED_SCORE as MASKED_SCORE  # re-exported
 from edge_allocator.graph import NUM_FEATURES
 from edge_allocator.policies.dense_gat import DenseGATLayer
 from edge_allocator.policies.dense_gcn import DenseGCNLayer
 from edge_allocator.policies.dense_sage import DenseSAGELayer
 from edge_allocator.policies.normalizer import FeatureNormalizer
 
-MASKED_SCORE = -1e9
 LAYERS: dict[str, type[nn.Module]] = {
     "gcn": DenseGCNLayer,
     "sage": DenseSAGELayer,
@@ -81,7 +81,7 @@ class HybridGNNPolicy(nn.Module):
     def scores_and_value(self, x: Tensor, adj: Tensor, mask: Tensor) -> tuple[Tensor, Tensor]:
         h0, h = self.embed(x, adj)
         scores = self.score_head(torch.cat([h, h0], dim=-1)).squeeze(-1)
-        scores = scores.float().masked_fill(~mask, MASKED_SCORE)  # -1e9 overflows fp16
+        scores = scores.float().masked_fill(~mask, MASKED_SCORE)  # fp32: it overflows fp16
         m = mask.unsqueeze(-1).to(h.dtype)
         pooled = (h * m).sum(1) / m.sum(1).clamp_min(1.0)
         return scores, self.value_head(pooled).squeeze(-1)

@@ -12,8 +12,8 @@ from dataclasses import asdict, dataclass
 import torch
 from torch import Tensor, nn
 
+from edge_allocator.constants import MASKED_SCORE
 from edge_allocator.graph import NUM_FEATURES
-from edge_allocator.policies.hybrid import MASKED_SCORE
 from edge_allocator.policies.normalizer import FeatureNormalizer
 
 

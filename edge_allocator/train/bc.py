@@ -24,6 +24,7 @@ from torch import nn
 from torch.utils.data import DataLoader, Dataset, DistributedSampler
 from tqdm import tqdm
 
+from edge_allocator.constants import MASKED_SCORE
 from edge_allocator.graph import collate
 from edge_allocator.train.demos import Demonstrations
 
@@ -137,7 +138,7 @@ def loss_fn(kind: str, temperature: float, imitation_weight: float = 0.0
             ) -> Callable[..., torch.Tensor]:
     def actor(scores: torch.Tensor, mask: torch.Tensor, r: torch.Tensor,
               a: torch.Tensor) -> torch.Tensor:
-        target = torch.softmax((r / temperature).masked_fill(~mask, -1e9), dim=-1)
+        target = torch.softmax((r / temperature).masked_fill(~mask, MASKED_SCORE), dim=-1)
         if imitation_weight:
             hard = F.one_hot(a, target.shape[-1]).to(target.dtype)
             target = (1 - imitation_weight) * target + imitation_weight * hard

@@ -17,6 +17,7 @@ import copy
 
 import numpy as np
 
+from edge_allocator.constants import MASKED_SCORE
 from edge_allocator.graph import GraphInputs
 from edge_allocator.sim.env import EdgeAllocationEnv
 
@@ -37,7 +38,7 @@ class LookaheadAgent:
         one_step = self.env.oracle_rewards().astype(np.float64)
         order = np.argsort(-np.where(graph.mask, one_step, -np.inf))
         top = [int(i) for i in order[: self.candidates] if graph.mask[i]]
-        out = np.where(graph.mask, one_step - 1e6, -1e9)  # below every simulated candidate
+        out = np.where(graph.mask, one_step - 1e6, MASKED_SCORE)  # below every simulated candidate
         outcomes = self.env.outcomes
         self.env.outcomes = []  # not copied into every rollout
         try:

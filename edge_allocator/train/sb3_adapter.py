@@ -68,7 +68,7 @@ class ScoringActorCritic(MaskableActorCriticPolicy):
 
 
 class ScoringQPolicy(DQNPolicy):
-    """DQN policy whose Q-values are our module's scores (masked nodes at -1e9)."""
+    """DQN policy whose Q-values are our module's scores (masked nodes at ``MASKED_SCORE``)."""
 
     def make_q_net(self) -> QNetwork:
         net = super().make_q_net()
