@@ -18,7 +18,7 @@ from sqlalchemy import event, exc
 from sqlalchemy.engine import Engine, make_url
 
 #: Where the Alembic environment and revisions live (shipped inside the package).
-MIGRATIONS_DIR = Path(__file__).resolve().parent.parent / "migrations"
+MIGRATIONS_DIR = Path(__file__).resolve().parent / "migrations"
 #: How long SQLite waits on a lock held by another writer before failing.
 SQLITE_BUSY_TIMEOUT_S = 30.0
 #: How long a PostgreSQL connection attempt may take; bounds how long a retry against an

@@ -1,6 +1,6 @@
 """The three tables of the decision log, as SQLAlchemy Core metadata.
 
-The schema itself is created by the Alembic migrations in ``edge_allocator/migrations``;
+The schema itself is created by the Alembic migrations in ``edge_allocator/store/migrations``;
 this metadata mirrors them for queries and inserts, and a test checks the two agree.
 Core tables rather than ORM classes: the log only bulk-inserts dict rows and aggregates,
 so mapped objects would add per-row cost and nothing else.
