@@ -15,8 +15,9 @@ from pathlib import Path
 
 import numpy as np
 
-from benchmarks.cluster import FAST_PATH_ENV, deploy, ray_serve, shipped_options
+from benchmarks.cluster import deploy, ray_serve, shipped_options
 from benchmarks.load import sample_bodies
+from edge_allocator.runtime.raylocal import FAST_PATH_ENV
 
 RESULTS = Path(__file__).parent / "results"
 

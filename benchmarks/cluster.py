@@ -1,42 +1,22 @@
-"""A private Ray instance for benchmarks: own temp dir and ports, stopped by PID only."""
+"""A private Ray instance for benchmarks: own temp dir and ports, stopped by PID only.
+
+The helpers shared with the tests (free ports, HAProxy files, the fast-path environment,
+reaping by PID) live in :mod:`edge_allocator.runtime.raylocal`."""
 
 from __future__ import annotations
 
 import copy
 import shutil
-import signal
-import socket
 import tempfile
 import time
+from collections.abc import Iterator
 from contextlib import contextmanager
-from typing import Any, Iterator
+from typing import Any
 
-from edge_allocator.constants import PROJECT_ROOT, SERVE_LOCAL_ENV
+from edge_allocator.constants import PROJECT_ROOT
+from edge_allocator.runtime.raylocal import free_port, haproxy_env
 
 SERVE_CONFIG = PROJECT_ROOT / "serve_config.yaml"
-
-
-def free_port() -> int:
-    with socket.socket() as s:
-        s.bind(("127.0.0.1", 0))
-        return s.getsockname()[1]
-
-
-FAST_PATH_ENV = SERVE_LOCAL_ENV
-
-
-def haproxy_env() -> dict[str, str]:
-    """HAProxy's files default to fixed /tmp paths and its stats/metrics to fixed ports:
-    give each Ray instance its own so two on one machine never collide. Paths short,
-    because Ray nests a 56-character hash under them and HAProxy caps socket paths at 97
-    bytes."""
-    d = tempfile.mkdtemp(prefix="hp", dir="/tmp")
-    return {"RAY_SERVE_HAPROXY_CONFIG_FILE_LOC": f"{d}/haproxy.cfg",
-            "RAY_SERVE_HAPROXY_SOCKET_PATH": f"{d}/admin.sock",
-            "RAY_SERVE_HAPROXY_SERVER_STATE_BASE": d,
-            "RAY_SERVE_HAPROXY_SERVER_STATE_FILE": f"{d}/server-state",
-            "RAY_SERVE_HAPROXY_METRICS_PORT": str(free_port()),
-            "RAY_SERVE_HAPROXY_STATS_PORT": str(free_port())}
 
 
 @contextmanager
@@ -119,23 +99,3 @@ def deploy(name: str, prefix: str, args: Any, options: dict[str, dict[str, Any]]
             return time.perf_counter() - t0
         time.sleep(0.25)
     raise TimeoutError(f"{name} not RUNNING after {timeout_s} s")
-
-
-def reap(procs: list[Any], timeout_s: float = 10, terminate: bool = False) -> None:
-    """Wait for processes we started to exit, then kill the stragglers: by PID, never
-    `ray stop`, which would also kill other people's Ray on the machine."""
-    import psutil
-
-    if terminate:
-        for p in procs:
-            try:
-                p.send_signal(signal.SIGTERM)
-            except psutil.Error:
-                pass
-    _, alive = psutil.wait_procs(procs, timeout=timeout_s)
-    for p in alive:
-        try:
-            p.kill()
-        except psutil.Error:
-            pass
-    psutil.wait_procs(alive, timeout=5)  # SIGKILL is delivered, not instant: see them go

@@ -20,8 +20,9 @@ from pathlib import Path
 import httpx
 import psutil
 
-from benchmarks.cluster import free_port, reap, shipped_options
+from benchmarks.cluster import shipped_options
 from benchmarks.load import sample_bodies
+from edge_allocator.runtime.raylocal import free_port, reap
 
 RESULTS = Path(__file__).parent / "results"
 

@@ -17,8 +17,9 @@ import psutil
 from ray import serve
 from starlette.requests import Request
 
-from benchmarks.cluster import FAST_PATH_ENV, deploy, ray_serve, shipped_options
+from benchmarks.cluster import deploy, ray_serve, shipped_options
 from benchmarks.load import sample_bodies
+from edge_allocator.runtime.raylocal import FAST_PATH_ENV
 
 RESULTS = Path(__file__).parent / "results"
 REQUESTS = 300

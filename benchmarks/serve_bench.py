@@ -18,15 +18,9 @@ from pathlib import Path
 
 import httpx
 
-from benchmarks.cluster import (
-    FAST_PATH_ENV,
-    default_settings_options,
-    deploy,
-    free_port,
-    ray_serve,
-    shipped_options,
-)
+from benchmarks.cluster import default_settings_options, deploy, ray_serve, shipped_options
 from benchmarks.load import LoadResult, run_load, sample_bodies, table
+from edge_allocator.runtime.raylocal import FAST_PATH_ENV, free_port
 
 RESULTS = Path(__file__).parent / "results"
 BATCH_STATES = 256

@@ -20,8 +20,9 @@ import httpx
 import psutil
 import yaml
 
-from benchmarks.cluster import FAST_PATH_ENV, SERVE_CONFIG, free_port, haproxy_env, reap
+from benchmarks.cluster import SERVE_CONFIG
 from edge_allocator.constants import PROJECT_ROOT
+from edge_allocator.runtime.raylocal import FAST_PATH_ENV, free_port, haproxy_env, reap
 
 
 class StartupResult(NamedTuple):

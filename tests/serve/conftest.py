@@ -32,7 +32,7 @@ def ray_cluster():
     from ray import serve
 
     temp_dir = tempfile.mkdtemp(prefix="ea-ray-", dir="/tmp")  # short: socket paths
-    from benchmarks.cluster import FAST_PATH_ENV, haproxy_env
+    from edge_allocator.runtime.raylocal import FAST_PATH_ENV, haproxy_env
 
     saved = dict(os.environ)
     os.environ.update({**FAST_PATH_ENV, **haproxy_env()})  # test what ships (scripts/run.sh)

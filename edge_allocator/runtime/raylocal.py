@@ -1,0 +1,63 @@
+"""Helpers for a private Ray instance on one machine (tests, benchmarks, local runs).
+
+Several Ray instances may share a machine (other people's, a test session's, a
+benchmark's), so each gets its own ports and HAProxy files, and whatever one starts is
+stopped by process id, never with ``ray stop``. Nothing here imports Ray; ``reap`` needs
+psutil (a dev dependency) and imports it when called.
+"""
+
+from __future__ import annotations
+
+import signal
+import socket
+import tempfile
+from collections.abc import Sequence
+from typing import Any
+
+from edge_allocator.constants import SERVE_LOCAL_ENV
+
+#: The environment of a local Ray that serves as the shipped app does (scripts/run.sh):
+#: HAProxy, direct ingress, gRPC between deployments, short drain on one machine.
+FAST_PATH_ENV = SERVE_LOCAL_ENV
+
+
+def free_port() -> int:
+    """A TCP port on 127.0.0.1 free at the time of the call."""
+    with socket.socket() as s:
+        s.bind(("127.0.0.1", 0))
+        return int(s.getsockname()[1])
+
+
+def haproxy_env() -> dict[str, str]:
+    """HAProxy's files default to fixed /tmp paths and its stats/metrics to fixed ports:
+    give each Ray instance its own so two on one machine never collide. Paths short,
+    because Ray nests a 56-character hash under them and HAProxy caps socket paths at 97
+    bytes."""
+    d = tempfile.mkdtemp(prefix="hp", dir="/tmp")
+    return {"RAY_SERVE_HAPROXY_CONFIG_FILE_LOC": f"{d}/haproxy.cfg",
+            "RAY_SERVE_HAPROXY_SOCKET_PATH": f"{d}/admin.sock",
+            "RAY_SERVE_HAPROXY_SERVER_STATE_BASE": d,
+            "RAY_SERVE_HAPROXY_SERVER_STATE_FILE": f"{d}/server-state",
+            "RAY_SERVE_HAPROXY_METRICS_PORT": str(free_port()),
+            "RAY_SERVE_HAPROXY_STATS_PORT": str(free_port())}
+
+
+def reap(procs: Sequence[Any], timeout_s: float = 10, terminate: bool = False) -> None:
+    """Wait for processes we started (``psutil.Process`` objects) to exit, then kill the
+    stragglers: by PID, never `ray stop`, which would also kill other people's Ray on
+    the machine."""
+    import psutil
+
+    if terminate:
+        for p in procs:
+            try:
+                p.send_signal(signal.SIGTERM)
+            except psutil.Error:
+                pass
+    _, alive = psutil.wait_procs(procs, timeout=timeout_s)
+    for p in alive:
+        try:
+            p.kill()
+        except psutil.Error:
+            pass
+    psutil.wait_procs(alive, timeout=5)  # SIGKILL is delivered, not instant: see them go
