@@ -2,6 +2,10 @@
 
 from __future__ import annotations
 
+import re
+from fractions import Fraction
+
+import pytest
 import yaml
 from ray.serve.config import AutoscalingConfig
 
@@ -74,3 +78,43 @@ def test_gpu_variant_shares_one_gpu_between_four_replicas():
     assert pi.ray_actor_options.num_gpus == 0.25
     assert AutoscalingConfig(**pi.autoscaling_config).max_replicas * 0.25 <= 1.0
     assert InferenceConfig.model_validate(pi.user_config).device == "cuda"
+
+
+# Each Serve config states its machine in its header ("Sizing for a 2-CPU machine", "... a
+# 4-CPU machine with 1 GPU") and the sum at max scale ("#   Ingress 2 x 0.3 + ... = 1.4").
+BUDGET = re.compile(r"^# Sizing for an? (\d+)-CPU machine(?: with (\d+) GPUs?)?", re.M)
+SUM = re.compile(r"^#\s+(\w+ \d+ x [\d.]+(?: \+ \w+ \d+ x [\d.]+)*) = ([\d.]+)( GPUs?)?", re.M)
+
+
+@pytest.mark.parametrize("name", ["serve_config.yaml", "serve_config.gpu.yaml"])
+def test_header_arithmetic_is_the_config_and_fits_its_machine(name):
+    """max_replicas x num_cpus (and num_gpus) summed over the deployments is what the header
+    says, term by term, and within the CPUs and GPUs of the machine the header names."""
+    text = (PROJECT_ROOT / name).read_text()
+    header = text[:text.index("\n\n")]
+    budget = BUDGET.search(header)
+    assert budget, f"{name}: header states no 'Sizing for a N-CPU machine'"
+    cpu_budget, gpu_budget = int(budget[1]), int(budget[2] or 0)
+    sums = {"gpus" if m[3] else "cpus": (m[1], Fraction(m[2])) for m in SUM.finditer(header)}
+    deployments = yaml.safe_load(text)["applications"][0]["deployments"]
+    for resource, default, limit in (("cpus", 1, cpu_budget), ("gpus", 0, gpu_budget)):
+        terms = {}
+        for d in deployments:
+            auto = d.get("autoscaling_config")
+            replicas = auto["max_replicas"] if auto else d.get("num_replicas", 1)
+            each = Fraction(str(d.get("ray_actor_options", {}).get(f"num_{resource}", default)))
+            if each:
+                terms[d["name"]] = (replicas, each)
+        total = sum((n * each for n, each in terms.values()), Fraction(0))
+        assert total <= limit, f"{name}: {float(total)} {resource} at max scale > {limit}"
+        if not terms:
+            assert resource not in sums, f"{name}: header sums {resource} nobody asks for"
+            continue
+        assert resource in sums, f"{name}: header gives no sum of {resource}"
+        stated_terms, stated_total = sums[resource]
+        stated = {}
+        for term in stated_terms.split(" + "):
+            dep, n, _, each = term.split()
+            stated[dep] = (int(n), Fraction(each))
+        assert stated == terms, f"{name}: header's {resource} terms are not the config's"
+        assert stated_total == total, f"{name}: header's {resource} sum is wrong"
