@@ -26,6 +26,10 @@ from edge_allocator.schema import NODE_FIELDS, REFERENCE_TASK, TASK_FIELDS, Netw
 DERIVED_FIELDS: tuple[str, ...] = ("est_transfer_ms", "est_wait_ms", "est_exec_ms")
 FEATURE_NAMES: tuple[str, ...] = NODE_FIELDS + TASK_FIELDS + DERIVED_FIELDS
 NUM_FEATURES = len(FEATURE_NAMES)
+#: Column of each feature in ``x``: code reads ``x[:, FEATURE_INDEX["node_type"]]``, never
+#: a bare column number.
+FEATURE_INDEX: dict[str, int] = {name: i for i, name in enumerate(FEATURE_NAMES)}
+NODE_TYPE_COLUMN = FEATURE_INDEX["node_type"]
 #: Features that span orders of magnitude; the models take log1p of them first.
 LOG_FEATURES: tuple[str, ...] = (
     "energy", "latency", "bandwidth", "queue_len", "compute_gcycles", "memory_mb",
@@ -183,7 +187,7 @@ class TopologyCache:
 def state_edges(state: NetworkState, nodes: np.ndarray) -> np.ndarray:
     if state.edges is not None:
         return np.array(state.edges, dtype=np.int64).reshape(-1, 2)
-    return default_edges(nodes[:, 6])
+    return default_edges(nodes[:, NODE_TYPE_COLUMN])
 
 
 def build_graph(
@@ -196,6 +200,16 @@ def build_graph(
     n = nodes.shape[0]
     adj = cache.get(n, edges) if cache is not None else normalized_adjacency(n, edges)
     return GraphInputs(features(nodes, tvec), adj, feasible_mask(nodes, tvec))
+
+
+def probe_graph(n: int = 4) -> GraphInputs:
+    """A tiny valid graph (gateway, two fog nodes, cloud; idle, reachable, default
+    topology) that health checks run through every loaded model to prove it answers."""
+    types = np.array([0, 1, 1, 2][:n])
+    x = np.zeros((n, NUM_FEATURES), np.float32)
+    x[:, NODE_TYPE_COLUMN] = types
+    x[:, FEATURE_INDEX["bandwidth"]] = 100.0
+    return GraphInputs(x, normalized_adjacency(n, default_edges(types)), np.ones(n, bool))
 
 
 def collate(graphs: Sequence[GraphInputs], pad_to: int | None = None) -> GraphBatch:

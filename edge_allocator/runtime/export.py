@@ -15,7 +15,7 @@ import numpy as np
 import torch
 from torch import nn
 
-from edge_allocator.graph import FEATURE_NAMES, LOG_FEATURES, NUM_FEATURES
+from edge_allocator.graph import FEATURE_NAMES, LOG_FEATURES, NODE_TYPE_COLUMN, NUM_FEATURES
 from edge_allocator.runtime.artifacts import ONNX, WEIGHTS, next_version, write_manifest
 
 ONNX_OPSET = 17
@@ -26,7 +26,7 @@ PARITY_ATOL = 1e-3
 def _example(module: nn.Module, n: int, batch: int, seed: int) -> tuple[torch.Tensor, ...]:
     g = torch.Generator().manual_seed(seed)
     x = torch.rand(batch, n, NUM_FEATURES, generator=g) * 50.0
-    x[..., 6] = torch.randint(0, 3, (batch, n), generator=g).float()  # node_type
+    x[..., NODE_TYPE_COLUMN] = torch.randint(0, 3, (batch, n), generator=g).float()
     adj = torch.rand(batch, n, n, generator=g) * (torch.rand(batch, n, n, generator=g) < 0.2)
     adj = (adj + adj.transpose(1, 2)) / 2 + torch.eye(n)
     mask = torch.rand(batch, n, generator=g) < 0.8
