@@ -61,7 +61,8 @@ async def drive(url: str, bodies: list[bytes], phases: list[tuple[int, float]], 
             samples.append({
                 "t": now, "concurrency": level[0],
                 "rps": sum(1 for d in window if d[2] == 200),
-                "p99_ms": float(np.percentile([d[1] for d in window], 99) * 1000) if window else None,
+                "p99_ms": (float(np.percentile([d[1] for d in window], 99) * 1000)
+                           if window else None),
                 "errors": sum(1 for d in window if d[2] != 200),
                 "replicas": {n: sum(d.replica_states.values()) for n, d in deps.items()},
             })
@@ -87,7 +88,8 @@ def main() -> None:
     args = p.parse_args()
     bodies = sample_bodies(2000, nodes=20)
     samples: list[dict] = []
-    phases = [(args.low, args.phase_s), (args.high, args.phase_s * 1.5), (args.low, args.phase_s * 2)]
+    phases = [(args.low, args.phase_s), (args.high, args.phase_s * 1.5),
+              (args.low, args.phase_s * 2)]
     with ray_serve(num_cpus=2, env=FAST_PATH_ENV) as port:
         app_args, options = shipped_options(cache="none")
         for d in options.values():  # compress the delays so the run stays short

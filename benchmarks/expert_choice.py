@@ -68,7 +68,8 @@ def main() -> None:
              f"{args.eval_episodes} held-out episodes per scenario. Labelling took "
              f"{timing['oracle']:.0f} s (oracle) and {timing['lookahead']:.0f} s (planner) "
              "on 2 Ray tasks.", "",
-             "| scenario | labels | episode reward | paired vs oracle labels |", "|---|---|---|---|"]
+             "| scenario | labels | episode reward | paired vs oracle labels |",
+             "|---|---|---|---|"]
     rows = []
     for sc in dict.fromkeys(r.scenario for r in results):
         by = {r.agent: r for r in results if r.scenario == sc}

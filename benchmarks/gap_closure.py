@@ -86,7 +86,7 @@ def main() -> None:
     p = argparse.ArgumentParser()
     p.add_argument("--model", default="hybrid")
     p.add_argument("--episodes", nargs="*", default=None,
-                   help="scenario=episodes pairs (default: %s)" % DEFAULT_EPISODES)
+                   help=f"scenario=episodes pairs (default: {DEFAULT_EPISODES})")
     p.add_argument("--cpus", type=int, default=2)
     p.add_argument("--out", default=str(RESULTS))
     args = p.parse_args()

@@ -93,7 +93,8 @@ def sample_bodies(count: int, nodes: int = 20, seed: int = 0, model: str | None 
             states.append(body)
         env.step(int(np.argmax(np.where(g.mask, env.oracle_rewards(), -np.inf))))
     if batch:
-        return [orjson.dumps({"states": states[i: i + batch], **({"model": model} if model else {})})
+        extra = {"model": model} if model else {}
+        return [orjson.dumps({"states": states[i: i + batch], **extra})
                 for i in range(0, len(states), batch)]
     return [orjson.dumps(s) for s in states]
 

@@ -9,6 +9,7 @@ benchmarks/results/. Inputs are real simulator states, not random tensors.
 from __future__ import annotations
 
 import argparse
+import functools
 import json
 import statistics
 import time
@@ -55,7 +56,8 @@ def main() -> None:
     p.add_argument("--model", default="hybrid")
     p.add_argument("--backends", nargs="*", default=list(BACKENDS))
     p.add_argument("--repeats", type=int, default=30)
-    p.add_argument("--profile", action="store_true", help="torch.profiler trace of eager N=100 b=32")
+    p.add_argument("--profile", action="store_true",
+                   help="torch.profiler trace of eager N=100 b=32")
     args = p.parse_args()
     import torch
 
@@ -76,7 +78,8 @@ def main() -> None:
             for name in args.backends:
                 backend = make_backend(art, name)
                 reps = max(3, args.repeats // (1 + n * b // 20_000))
-                t = time_call(lambda: backend.run(batch.x, batch.adj, batch.mask), reps)
+                t = time_call(functools.partial(backend.run, batch.x, batch.adj, batch.mask),
+                              reps)
                 rows.append({"backend": name, "n": n, "batch": b, "call_us": t * 1e6,
                              "per_graph_us": t * 1e6 / b})
                 print(f"{name:13s} N={n:5d} batch={b:4d}  {t*1e6:10.1f} us/call  "
@@ -87,7 +90,8 @@ def main() -> None:
     lines = ["| backend | N | batch | µs / call (median) | µs / graph |", "|---|---|---|---|---|"]
     for r in rows:
         if "skipped" in r:
-            lines.append(f"| {r['backend']} | {r['n']} | {r['batch']} | skipped: {r['skipped']} | |")
+            lines.append(f"| {r['backend']} | {r['n']} | {r['batch']} | "
+                         f"skipped: {r['skipped']} | |")
         else:
             lines.append(f"| {r['backend']} | {r['n']} | {r['batch']} | {r['call_us']:.1f} | "
                          f"{r['per_graph_us']:.2f} |")
@@ -137,7 +141,8 @@ def _profile(art, out: Path) -> None:
         for _ in range(20):
             backend.run(batch.x, batch.adj, batch.mask)
     prof.export_chrome_trace(str(out / "torch_trace.json"))
-    (out / "torch_ops.txt").write_text(prof.key_averages().table(sort_by="cpu_time_total", row_limit=25))
+    (out / "torch_ops.txt").write_text(
+        prof.key_averages().table(sort_by="cpu_time_total", row_limit=25))
     onnx = make_backend(art, "onnx")
     pr = cProfile.Profile()
     pr.enable()

@@ -14,7 +14,6 @@ import shutil
 import subprocess
 import sys
 import tempfile
-import time
 from pathlib import Path
 
 import httpx
@@ -28,15 +27,17 @@ RESULTS = Path(__file__).parent / "results"
 
 
 def ray_start(*args: str, temp_dir: str, worker_ports: tuple[int, int]) -> None:
-    env = {**os.environ, "RAY_USAGE_STATS_ENABLED": "0", "RAY_AUTH_MODE": "disabled"}  # private loopback cluster
+    # private loopback cluster
+    env = {**os.environ, "RAY_USAGE_STATS_ENABLED": "0", "RAY_AUTH_MODE": "disabled"}
     ray_bin = str(Path(sys.executable).with_name("ray"))
     ports = [f"--node-manager-port={free_port()}", f"--object-manager-port={free_port()}",
              f"--metrics-export-port={free_port()}", f"--runtime-env-agent-port={free_port()}",
-             f"--dashboard-agent-grpc-port={free_port()}", f"--dashboard-agent-listen-port={free_port()}",
+             f"--dashboard-agent-grpc-port={free_port()}",
+             f"--dashboard-agent-listen-port={free_port()}",
              # below the kernel's ephemeral range, so no free_port() above can land in it
              f"--min-worker-port={worker_ports[0]}", f"--max-worker-port={worker_ports[1]}"]
-    subprocess.run([ray_bin, "start", *args, *ports, f"--temp-dir={temp_dir}", "--disable-usage-stats"],
-                   check=True, env=env, stdout=subprocess.DEVNULL)
+    subprocess.run([ray_bin, "start", *args, *ports, f"--temp-dir={temp_dir}",
+                    "--disable-usage-stats"], check=True, env=env, stdout=subprocess.DEVNULL)
 
 
 def our_ray_processes(temp_dirs: list[str]) -> list[psutil.Process]:

@@ -48,7 +48,8 @@ def profile(url: str, bodies: list[bytes] | None) -> tuple[float, list[tuple[flo
             if bodies is None:
                 c.get(url)
             else:
-                c.post(url, content=bodies[i % len(bodies)], headers={"content-type": "application/json"})
+                c.post(url, content=bodies[i % len(bodies)],
+                       headers={"content-type": "application/json"})
         for i in range(20):
             send(i)
         before, t0 = _cpu(), time.perf_counter()
@@ -73,7 +74,8 @@ def main() -> None:
             cases.append(("shipped app /v1/allocate", f"{base}/v1/allocate", bodies))
             for name, url, b in cases:
                 wall, rows = profile(url, b)
-                lines.append(f"### {name}, {label}: {wall:.2f} ms wall per request (concurrency 1)\n")
+                lines.append(f"### {name}, {label}: {wall:.2f} ms wall per request "
+                             "(concurrency 1)\n")
                 lines.append("| CPU ms / request | process |\n|---|---|")
                 lines += [f"| {ms:.2f} | `{proc.strip()}` |" for ms, proc in rows]
                 lines.append("")

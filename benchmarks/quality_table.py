@@ -17,10 +17,12 @@ def main() -> None:
     for name in model_names(MODELS_DIR):
         art = load_artifact(MODELS_DIR, name)
         for r in art.manifest["evaluation"]:
-            agent = r["agent"] if r["agent"] not in ("dqn", "ppo", "hybrid") else f"{name} v{art.version}"
+            agent = (r["agent"] if r["agent"] not in ("dqn", "ppo", "hybrid")
+                     else f"{name} v{art.version}")
             rows[(r["scenario"], agent)] = r["metrics"]
     scenarios = list(dict.fromkeys(s for s, _ in rows))
-    print("| scenario | best heuristic | oracle (greedy, hidden state) | model | model reward | vs best heuristic | gap closed |")
+    print("| scenario | best heuristic | oracle (greedy, hidden state) | model | model reward "
+          "| vs best heuristic | gap closed |")
     print("|---|---|---|---|---|---|---|")
     for sc in scenarios:
         heur = {a: m for (s, a), m in rows.items() if s == sc and a in HEURISTIC_NAMES}
@@ -36,8 +38,10 @@ def main() -> None:
             apart = (r["mean"] - r["ci95"] > b["mean"] + b["ci95"]
                      or r["mean"] + r["ci95"] < b["mean"] - b["ci95"])
             sep = "CIs apart" if apart else "CIs overlap"
-            print(f"| {sc} | {best} {b['mean']:.1f} ± {b['ci95']:.1f} | {o['mean']:.1f} ± {o['ci95']:.1f} "
-                  f"| {a} | {r['mean']:.1f} ± {r['ci95']:.1f} | {gain:+.1f}% ({sep}) | {closed:.0f}% |")
+            print(f"| {sc} | {best} {b['mean']:.1f} ± {b['ci95']:.1f} "
+                  f"| {o['mean']:.1f} ± {o['ci95']:.1f} "
+                  f"| {a} | {r['mean']:.1f} ± {r['ci95']:.1f} "
+                  f"| {gain:+.1f}% ({sep}) | {closed:.0f}% |")
 
 
 if __name__ == "__main__":

@@ -64,7 +64,8 @@ def main() -> None:
 
     if not args.skip_naive:
         port = free_port()
-        proc = subprocess.Popen([sys.executable, "-m", "benchmarks.naive_server", "--port", str(port)])
+        proc = subprocess.Popen([sys.executable, "-m", "benchmarks.naive_server",
+                                 "--port", str(port)])
         try:
             wait_ready(f"http://127.0.0.1:{port}/docs")
             measure("naive (FastAPI + eager torch)", f"http://127.0.0.1:{port}", bodies,
@@ -137,7 +138,8 @@ def ratios(rows, batch_rows, cache_rows) -> str:
     btuned = max((best(n, batch_rows), n) for n in bnames if "fast path" in n)
     lines.append(f"- batch endpoint ({btuned[1]}): {btuned[0]:.0f} decisions/s")
     if "naive (FastAPI + eager torch)" in bnames:
-        lines.append(f"- vs naive batch: {btuned[0] / best('naive (FastAPI + eager torch)', batch_rows):.1f}x")
+        naive = best("naive (FastAPI + eager torch)", batch_rows)
+        lines.append(f"- vs naive batch: {btuned[0] / naive:.1f}x")
     if len(cache_rows) == 2:
         lines.append(f"- cached / uncached median latency at concurrency 1: "
                      f"{cache_rows[1][1].p50_ms:.2f} / {cache_rows[0][1].p50_ms:.2f} ms = "

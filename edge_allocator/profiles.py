@@ -26,7 +26,8 @@ class NodeProfile(NamedTuple):
 PROFILES: tuple[NodeProfile, ...] = (
     NodeProfile("gateway", capacity_gcps=1.5, memory_mb=1024.0, busy_power_w=6.0, idle_power_w=2.0),
     NodeProfile("edge", capacity_gcps=6.0, memory_mb=8192.0, busy_power_w=40.0, idle_power_w=12.0),
-    NodeProfile("cloud", capacity_gcps=40.0, memory_mb=65536.0, busy_power_w=160.0, idle_power_w=60.0),
+    NodeProfile("cloud", capacity_gcps=40.0, memory_mb=65536.0, busy_power_w=160.0,
+                idle_power_w=60.0),
 )
 
 NOMINAL_CAPACITY_GCPS = np.array([p.capacity_gcps for p in PROFILES], dtype=np.float32)

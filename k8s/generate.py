@@ -34,7 +34,6 @@ from typing import Any
 import yaml
 
 from edge_allocator.constants import SERVE_FAST_PATH_ENV
-
 from k8s.monitoring.dashboard import dashboard
 from k8s.monitoring.rules import prometheus_rule
 from k8s.sizing import PodShape, app_demands, pods_needed

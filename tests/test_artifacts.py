@@ -1,8 +1,8 @@
 from __future__ import annotations
 
 import json
-import sys
 import subprocess
+import sys
 
 import numpy as np
 import pytest

@@ -16,7 +16,12 @@ import yaml
 from k8s import generate
 from k8s.crd import validation_errors
 from k8s.monitoring.metrics import (
-    ALERTS_PATH, DASHBOARD_PATH, declared_metrics, expressions, metric_names, queried_metrics,
+    ALERTS_PATH,
+    DASHBOARD_PATH,
+    declared_metrics,
+    expressions,
+    metric_names,
+    queried_metrics,
 )
 from k8s.sizing import PodShape, ReplicaDemand, pods_needed
 
@@ -229,7 +234,10 @@ def _unknown_keys(serve: dict[str, Any]) -> list[str]:
     ``max_ongoing_request`` passes ServeDeploySchema and then does nothing."""
     from ray.serve.config import AutoscalingConfig
     from ray.serve.schema import (
-        DeploymentSchema, HTTPOptionsSchema, RayActorOptionsSchema, ServeApplicationSchema,
+        DeploymentSchema,
+        HTTPOptionsSchema,
+        RayActorOptionsSchema,
+        ServeApplicationSchema,
         ServeDeploySchema,
     )
 

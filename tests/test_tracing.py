@@ -3,12 +3,10 @@ one trace, including across a (simulated) process boundary via the carrier."""
 
 from __future__ import annotations
 
-import numpy as np
 import orjson
 import pytest
 
 from edge_allocator import tracing
-from edge_allocator.graph import NUM_FEATURES
 from edge_allocator.policies import build_policy
 from edge_allocator.runtime.export import save_artifact
 from edge_allocator.schema import AllocateRequest, parse
@@ -63,8 +61,8 @@ def test_a_batch_is_one_span_per_stage_carrying_every_decision_id(exporter, smal
         tc = tracing.carrier()
         states = graphs.prepare_many(reqs, tc)
         scores = policy.run(ModelKey("hybrid", "1"), [st.graph for st in states], tc)
-        out = assembler.assemble_many(states, scores,
-                                      AssembleMeta(ModelKey("hybrid", "1"), "onnx", 3, 0.0, ids, tc))
+        meta = AssembleMeta(ModelKey("hybrid", "1"), "onnx", 3, 0.0, ids, tc)
+        out = assembler.assemble_many(states, scores, meta)
     names = [s.name for s in exporter.get_finished_spans()]
     assert sorted(names) == ["graph.prepare_many", "ingress.allocate_batch", "policy.infer",
                              "response.assemble_many"]  # not one span per state

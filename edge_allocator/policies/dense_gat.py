@@ -31,7 +31,7 @@ class DenseGATLayer(nn.Module):
         nn.init.zeros_(self.bias)
 
     def forward(self, h: Tensor, adj: Tensor) -> Tensor:
-        wh = self.lin(h)  # [B, N, F]
+        wh: Tensor = self.lin(h)  # [B, N, F]
         src = wh @ self.att_src  # [B, N]
         dst = wh @ self.att_dst
         logits = F.leaky_relu(dst.unsqueeze(-1) + src.unsqueeze(-2), self.negative_slope)

@@ -23,4 +23,5 @@ class DenseGCNLayer(nn.Module):
         nn.init.zeros_(self.bias)
 
     def forward(self, h: Tensor, adj: Tensor) -> Tensor:
-        return adj @ self.lin(h) + self.bias
+        out: Tensor = adj @ self.lin(h) + self.bias
+        return out

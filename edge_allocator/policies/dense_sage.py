@@ -29,4 +29,5 @@ class DenseSAGELayer(nn.Module):
         eye = torch.eye(n, dtype=h.dtype, device=h.device)
         neigh = (adj > 0).to(h.dtype) * (1.0 - eye)
         deg = neigh.sum(-1, keepdim=True).clamp_min(1.0)
-        return self.lin_neigh(neigh @ h / deg) + self.lin_self(h)
+        out: Tensor = self.lin_neigh(neigh @ h / deg) + self.lin_self(h)
+        return out

@@ -36,7 +36,7 @@ class RandomPolicy:
         self._rng = np.random.default_rng(seed)
 
     def scores(self, graph: GraphInputs) -> np.ndarray:
-        return _masked(self._rng.random(graph.mask.shape[0]), graph.mask)
+        return _masked(self._rng.random(int(graph.mask.shape[0])), graph.mask)
 
 
 class RoundRobinPolicy:

@@ -20,6 +20,11 @@ class FeatureNormalizer(nn.Module):
     Shapes: x [B, N, F] -> [B, N, F].
     """
 
+    # buffers (registered in __init__), declared for the type checker
+    log_mask: Tensor
+    mean: Tensor
+    std: Tensor
+
     def __init__(self, num_features: int = NUM_FEATURES):
         super().__init__()
         self.register_buffer("log_mask", torch.as_tensor(LOG_FEATURE_MASK))

@@ -66,7 +66,7 @@ def verify(path: Path) -> dict[str, Any]:
     if not mpath.is_file():
         raise ArtifactError(f"{path}: no {MANIFEST}")
     try:
-        manifest = json.loads(mpath.read_text())
+        manifest: dict[str, Any] = json.loads(mpath.read_text())
     except json.JSONDecodeError as exc:
         raise ArtifactError(f"{mpath}: not valid JSON ({exc})") from None
     files = manifest.get("files")
@@ -97,7 +97,8 @@ def versions(models_dir: Path, name: str) -> list[str]:
 def model_names(models_dir: Path) -> list[str]:
     if not models_dir.is_dir():
         return []
-    return sorted(p.name for p in models_dir.iterdir() if p.is_dir() and versions(models_dir, p.name))
+    return sorted(p.name for p in models_dir.iterdir()
+                  if p.is_dir() and versions(models_dir, p.name))
 
 
 def load_artifact(models_dir: Path, name: str, version: str | None = None) -> Artifact:
@@ -119,6 +120,7 @@ def next_version(models_dir: Path, name: str) -> str:
 
 def write_manifest(path: Path, manifest: dict[str, Any]) -> None:
     """Add the checksums of every file in ``path`` and write the manifest last."""
-    files = {p.name: sha256_of(p) for p in sorted(path.iterdir()) if p.is_file() and p.name != MANIFEST}
+    files = {p.name: sha256_of(p) for p in sorted(path.iterdir())
+             if p.is_file() and p.name != MANIFEST}
     out = {"format": MANIFEST_FORMAT, **manifest, "files": files}
     (path / MANIFEST).write_text(json.dumps(out, indent=2, sort_keys=False) + "\n")

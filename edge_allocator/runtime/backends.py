@@ -18,11 +18,14 @@ from __future__ import annotations
 import tempfile
 import threading
 from pathlib import Path
-from typing import Protocol
+from typing import TYPE_CHECKING, Protocol, cast
 
 import numpy as np
 
 from edge_allocator.runtime.artifacts import ONNX, Artifact
+
+if TYPE_CHECKING:
+    from edge_allocator.policies.normalizer import FeatureNormalizer
 
 BACKENDS = ("onnx", "onnx-int8", "torch", "torchscript", "torch-pruned")
 PRUNE_AMOUNT = 0.5
@@ -55,7 +58,8 @@ class OnnxBackend:
 
     def run(self, x: np.ndarray, adj: np.ndarray, mask: np.ndarray) -> np.ndarray:
         feed = {"x": x, "adj": adj, "mask": mask}
-        return self.session.run(None, {k: feed[k] for k in self.inputs})[0]
+        scores: np.ndarray = self.session.run(None, {k: feed[k] for k in self.inputs})[0]
+        return scores
 
 
 _INT8_LOCK = threading.Lock()
@@ -96,19 +100,23 @@ class TorchBackend:
 
             for layer in module.modules():
                 if isinstance(layer, torch.nn.Linear):
-                    tprune.l1_unstructured(layer, "weight", amount=PRUNE_AMOUNT)
-                    tprune.remove(layer, "weight")
+                    # torch.nn.utils.prune has no annotations
+                    tprune.l1_unstructured(  # type: ignore[no-untyped-call]
+                        layer, "weight", amount=PRUNE_AMOUNT)
+                    tprune.remove(layer, "weight")  # type: ignore[no-untyped-call]
             self.name = "torch-pruned"
         self.module = module.to(self.device).eval()
         if script:
             n = artifact.max_nodes or 6
             example = (
-                torch.rand(2, n, module.normalizer.mean.shape[0], device=self.device),
+                torch.rand(2, n, cast("FeatureNormalizer", module.normalizer).mean.shape[0],
+                           device=self.device),
                 torch.eye(n, device=self.device).expand(2, n, n).contiguous(),
                 torch.ones(2, n, dtype=torch.bool, device=self.device),
             )
             with torch.inference_mode():
-                self.module = torch.jit.freeze(torch.jit.trace(self.module, example).eval())
+                traced = torch.jit.trace(self.module, example)  # type: ignore[no-untyped-call]
+                self.module = torch.jit.freeze(traced.eval())
             self.name = "torchscript"
 
     def run(self, x: np.ndarray, adj: np.ndarray, mask: np.ndarray) -> np.ndarray:
@@ -119,7 +127,8 @@ class TorchBackend:
                 torch.from_numpy(adj).to(self.device),
                 torch.from_numpy(mask).to(self.device),
             )
-        return out.float().cpu().numpy()
+        scores: np.ndarray = out.float().cpu().numpy()
+        return scores
 
 
 def make_backend(artifact: Artifact, backend: str = "onnx", device: str = "auto") -> Backend:

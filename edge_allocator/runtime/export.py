@@ -9,7 +9,7 @@ from __future__ import annotations
 
 import warnings
 from pathlib import Path
-from typing import Any
+from typing import TYPE_CHECKING, Any, cast
 
 import numpy as np
 import torch
@@ -17,6 +17,9 @@ from torch import nn
 
 from edge_allocator.graph import FEATURE_NAMES, LOG_FEATURES, NODE_TYPE_COLUMN, NUM_FEATURES
 from edge_allocator.runtime.artifacts import ONNX, WEIGHTS, next_version, write_manifest
+
+if TYPE_CHECKING:
+    from edge_allocator.policies.normalizer import FeatureNormalizer
 
 ONNX_OPSET = 17
 PARITY_RTOL = 1e-4
@@ -36,7 +39,8 @@ def _example(module: nn.Module, n: int, batch: int, seed: int) -> tuple[torch.Te
 
 def export_onnx(module: nn.Module, path: Path) -> None:
     module = module.eval()
-    fixed = getattr(module.config, "max_nodes", None) if module.__class__.__name__ != "HybridGNNPolicy" else None
+    fixed = (getattr(module.config, "max_nodes", None)
+             if module.__class__.__name__ != "HybridGNNPolicy" else None)
     n = fixed or 8
     dyn_nodes = fixed is None
     axes: dict[str, dict[int, str]] = {
@@ -93,7 +97,7 @@ def save_artifact(
     export_onnx(module, path / ONNX)
     fixed = architecture.get("max_nodes") if kind != "hybrid" else None
     parity = check_onnx_parity(module, path / ONNX, (fixed,) if fixed else (1, 7, 20, 100, 300))
-    norm = module.normalizer  # type: ignore[attr-defined]
+    norm = cast("FeatureNormalizer", module.normalizer)
     n_dim = fixed if fixed else -1
     write_manifest(path, {
         "name": name,

@@ -130,7 +130,7 @@ class EdgeAllocationEnv(gym.Env):
             pad = self.config.max_nodes
         self.pad_to = self.config.pad_to or pad
         p = self.pad_to
-        spaces = {
+        spaces: dict[str, gym.spaces.Space[Any]] = {
             "x": gym.spaces.Box(-np.inf, np.inf, (p, NUM_FEATURES), np.float32),
             "mask": gym.spaces.Box(0.0, 1.0, (p,), np.float32),
         }
@@ -144,7 +144,8 @@ class EdgeAllocationEnv(gym.Env):
         self._graph: GraphInputs | None = None
 
     # --- episode lifecycle -------------------------------------------------------------
-    def reset(self, *, seed: int | None = None, options: dict[str, Any] | None = None):
+    def reset(self, *, seed: int | None = None, options: dict[str, Any] | None = None
+              ) -> tuple[dict[str, np.ndarray], dict[str, Any]]:
         super().reset(seed=seed)
         rng = self.np_random
         cfg = self.config
@@ -156,9 +157,11 @@ class EdgeAllocationEnv(gym.Env):
         elif scenario == "melbourne":
             self.network = melbourne_network(rng)
         elif scenario == "synthetic":
-            self.network = synthetic_network(int(rng.integers(cfg.min_nodes, cfg.max_nodes + 1)), rng)
+            self.network = synthetic_network(
+                int(rng.integers(cfg.min_nodes, cfg.max_nodes + 1)), rng)
         else:
-            raise ValueError(f"EnvConfig.scenario={cfg.scenario!r}: use 'synthetic', 'melbourne' or 'mixed'")
+            raise ValueError(f"EnvConfig.scenario={cfg.scenario!r}: "
+                             "use 'synthetic', 'melbourne' or 'mixed'")
         net = self.network
         if net.n > self.pad_to:
             raise ValueError(f"network of {net.n} nodes exceeds pad_to={self.pad_to}")
@@ -188,7 +191,8 @@ class EdgeAllocationEnv(gym.Env):
         self._graph = None
         return self._observation(), {}
 
-    def step(self, action: int):
+    def step(self, action: int
+             ) -> tuple[dict[str, np.ndarray], float, bool, bool, dict[str, Any]]:
         outcome = self._place(int(action))
         self.outcomes.append(outcome)
         self._count += 1
@@ -215,7 +219,8 @@ class EdgeAllocationEnv(gym.Env):
         return np.stack(cols, axis=1).astype(np.float32)
 
     def task_vector(self) -> np.ndarray:
-        return self._task.vector.copy()
+        vector: np.ndarray = self._task.vector.copy()
+        return vector
 
     def graph(self) -> GraphInputs:
         """The current decision as unpadded model inputs (built once per decision: the
@@ -296,8 +301,9 @@ class EdgeAllocationEnv(gym.Env):
             deadline = float(self._task.vector[3])
             reward = -(MISS_PENALTY + DROP_DEADLINE_FACTOR * deadline / 1000.0)
             return StepOutcome(0.0, 0.0, 0.0, 0.0, 0.0, True, True, reward)
-        return StepOutcome(*(float(o[k][i]) for k in _NUMERIC), bool(o["missed"][i]), False,
-                           float(o["reward"][i]))
+        completion, transfer, wait, exec_ms, energy = (float(o[k][i]) for k in _NUMERIC)
+        return StepOutcome(completion, transfer, wait, exec_ms, energy, bool(o["missed"][i]),
+                           False, float(o["reward"][i]))
 
     def _outcomes_all(self) -> dict[str, np.ndarray]:
         net, st, task = self.network, self._nodes, self._task
@@ -317,7 +323,8 @@ class EdgeAllocationEnv(gym.Env):
         missed = completion > deadline
         reward = -(completion / 1000.0 + ENERGY_WEIGHT * energy + MISS_PENALTY * missed)
         dropped = ~self.graph().mask
-        reward = np.where(dropped, -(MISS_PENALTY + DROP_DEADLINE_FACTOR * deadline / 1000.0), reward)
+        reward = np.where(dropped, -(MISS_PENALTY + DROP_DEADLINE_FACTOR * deadline / 1000.0),
+                          reward)
         return {
             "completion_ms": completion, "transfer_ms": transfer, "wait_ms": start - ready,
             "exec_ms": exec_ms, "energy_j": energy, "missed": missed, "dropped": dropped,

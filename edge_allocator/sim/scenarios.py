@@ -8,6 +8,7 @@ environment.
 from __future__ import annotations
 
 import csv
+import io
 import math
 from dataclasses import dataclass
 from functools import cached_property
@@ -65,7 +66,9 @@ class Network:
         """Shortest-latency path from ``src`` to every node: (latency ms, bottleneck
         bandwidth Mbps, hop count). Unreachable nodes get latency inf, bandwidth 0."""
         n = self.n
-        dist, pred = dijkstra(self._latency_graph, indices=src, return_predecessors=True)
+        # scipy-stubs type ``indices`` as array-like only; scipy takes a scalar index too
+        dist, pred = dijkstra(self._latency_graph, indices=src,  # type: ignore[call-overload]
+                              return_predecessors=True)
         bw_of = self._bandwidth_of
         bandwidth = np.zeros(n)
         hops = np.zeros(n, dtype=np.int64)
@@ -143,7 +146,8 @@ def synthetic_network(n: int, rng: np.random.Generator) -> Network:
 
 def _read_csv(name: str) -> list[dict[str, str]]:
     path = resources.files("edge_allocator") / "data" / "eua" / name
-    with path.open(newline="", encoding="utf-8") as fh:
+    # open(newline="") as the csv module wants; Traversable.open takes no newline argument
+    with io.TextIOWrapper(path.open("rb"), encoding="utf-8", newline="") as fh:
         return list(csv.DictReader(fh))
 
 
