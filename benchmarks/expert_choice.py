@@ -33,8 +33,9 @@ def main() -> None:
     from edge_allocator.policies import build_policy
     from edge_allocator.train.bc import BCConfig, train_bc
     from edge_allocator.train.distributed import collect_on_ray, evaluate_on_ray
-    from edge_allocator.train.evaluate import _ci, default_scenarios
-    from edge_allocator.train.pipeline import baseline_agents, env_config, model_agents
+    from edge_allocator.train.agents import baseline_agents, model_agents
+    from edge_allocator.train.evaluate import default_scenarios, mean_ci
+    from edge_allocator.train.finetune import env_config
 
     torch.set_num_threads(1)
     temp_dir = tempfile.mkdtemp(prefix="ea-expert-", dir="/tmp")
@@ -75,7 +76,7 @@ def main() -> None:
         by = {r.agent: r for r in results if r.scenario == sc}
         ref = by["oracle labels"]
         for name, r in by.items():
-            d = _ci([a - b for a, b in zip(r.episode_rewards, ref.episode_rewards)])
+            d = mean_ci([a - b for a, b in zip(r.episode_rewards, ref.episode_rewards)])
             m = r.metrics["episode_reward"]
             lines.append(f"| {sc} | {name} | {m.mean:.1f} ± {m.ci95:.1f} | "
                          f"{d.mean:+.1f} ± {d.ci95:.1f} |")

@@ -21,7 +21,7 @@ from typing import Any
 
 from edge_allocator.constants import MODELS_DIR
 from edge_allocator.policies.heuristics import HEURISTIC_NAMES
-from edge_allocator.train.evaluate import AgentResult, _ci, default_scenarios, to_json
+from edge_allocator.train.evaluate import AgentResult, default_scenarios, mean_ci, to_json
 
 RESULTS = Path(__file__).parent / "results" / "quality"
 DEFAULT_EPISODES = {"synthetic-10to50": 60, "melbourne": 30, "synthetic-100": 20,
@@ -33,7 +33,7 @@ def _agents(model: str) -> tuple[dict[str, Any], str]:
 
     from edge_allocator.runtime.artifacts import load_artifact
     from edge_allocator.runtime.torch_backend import load_module
-    from edge_allocator.train.pipeline import baseline_agents, model_agents
+    from edge_allocator.train.agents import baseline_agents, model_agents
     from edge_allocator.train.planner import LookaheadAgent
 
     torch.set_num_threads(1)
@@ -53,7 +53,7 @@ def summarise(results: list[AgentResult], cost: dict[tuple[str, str], float],
                    key=lambda r: r.metrics["episode_reward"].mean)
         m, la = by[model], by["lookahead"]
         b, h, p = (x.metrics["episode_reward"] for x in (best, m, la))
-        paired = _ci([x - y for x, y in zip(m.episode_rewards, best.episode_rewards)])
+        paired = mean_ci([x - y for x, y in zip(m.episode_rewards, best.episode_rewards)])
         rows.append({
             "scenario": sc, "episodes": m.episodes, "best_heuristic": best.agent,
             "heuristic": b._asdict(), "model": h._asdict(), "lookahead": p._asdict(),

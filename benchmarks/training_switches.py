@@ -58,7 +58,7 @@ def one_run(spec: dict[str, Any]) -> dict[str, Any]:
 
     from edge_allocator.policies import build_policy
     from edge_allocator.train.bc import BCConfig, train_bc
-    from edge_allocator.train.pipeline import _validate
+    from edge_allocator.train.finetune import validation_reward
 
     torch.set_num_threads(1)
     demos = pickle.loads(Path(spec["demos"]).read_bytes())
@@ -91,7 +91,7 @@ def one_run(spec: dict[str, Any]) -> dict[str, Any]:
         wall = time.perf_counter() - t0
         peak = (torch.cuda.max_memory_allocated() / 2**20 if cuda
                 else _status_mb("VmHWM") - before)
-    reward = _validate(module, "hybrid", spec["validation_episodes"])
+    reward = validation_reward(module, "hybrid", spec["validation_episodes"])
     return {"wall_s": wall, "peak_mb": peak, "final_loss": curve[-1], "reward": reward}
 
 
@@ -158,7 +158,7 @@ def main() -> None:
         return
 
     from edge_allocator.train.demos import collect
-    from edge_allocator.train.pipeline import env_config
+    from edge_allocator.train.finetune import env_config
 
     tmp = Path(tempfile.mkdtemp(prefix="ea-switches-"))
     demos = collect(env_config("hybrid"), args.episodes, seed=123_000)

@@ -9,10 +9,10 @@ the ingress (one hop less; better on small machines). Both give the same respons
 from __future__ import annotations
 
 from pathlib import Path
-from typing import Any
+from typing import Any, Literal
 
 import yaml
-from pydantic import BaseModel, ConfigDict, model_validator
+from pydantic import BaseModel, ConfigDict, Field, model_validator
 from ray.serve import Application
 from ray.serve.schema import ServeDeploySchema
 
@@ -24,6 +24,19 @@ from deployments.response_assembler import ResponseAssembler
 DEPLOYMENTS = {d.name: d for d in (Ingress, GraphBuilder, PolicyInference, ResponseAssembler)}
 
 
+class StageSizing(BaseModel):
+    """Sizing of GraphBuilder or ResponseAssembler when they are their own deployments.
+
+    They are listed here rather than under ``deployments:`` because Serve refuses a
+    ``deployments:`` entry for a deployment the application does not have, and they exist
+    only with ``separate_stages: true``. Entries under ``deployments:`` still win."""
+
+    model_config = ConfigDict(extra="forbid")
+
+    max_ongoing_requests: int = Field(ge=1)
+    num_cpus: float = Field(ge=0)
+
+
 class AppArgs(BaseModel):
     model_config = ConfigDict(extra="forbid")
 
@@ -33,6 +46,9 @@ class AppArgs(BaseModel):
     """Run the policy (with the same dynamic batching) inside the ingress too: no hop at
     all, for small CPU-only machines. Needs ``separate_stages: false`` and the inference
     settings in the ingress's ``user_config.inference``."""
+    stage_sizing: dict[Literal["GraphBuilder", "ResponseAssembler"], StageSizing] = Field(
+        default_factory=dict)
+    """Sizing of the separate stages (used with ``separate_stages: true``)."""
 
     @model_validator(mode="after")
     def _consistent(self) -> AppArgs:
@@ -48,6 +64,10 @@ def build_app(args: AppArgs, options: dict[str, dict[str, Any]] | None = None) -
 
     def dep(name: str) -> Any:
         d = DEPLOYMENTS[name]
+        sizing = args.stage_sizing.get(name)  # type: ignore[call-overload]
+        if sizing is not None:
+            d = d.options(max_ongoing_requests=sizing.max_ongoing_requests,
+                          ray_actor_options={"num_cpus": sizing.num_cpus})
         return d.options(**opts[name]) if name in opts else d
 
     if args.inline_inference:

@@ -9,13 +9,14 @@ from edge_allocator.service.stages import GraphStage, PreparedState
 from edge_allocator.tracing import configure
 
 
-@serve.deployment(max_ongoing_requests=128, ray_actor_options={"num_cpus": 0.1})
+@serve.deployment
 class GraphBuilder:
     def __init__(self) -> None:
         configure()
         self.stage = GraphStage()
 
-    def prepare(self, request: AllocateRequest, trace: dict[str, str] | None = None) -> PreparedState:
+    def prepare(self, request: AllocateRequest,
+                trace: dict[str, str] | None = None) -> PreparedState:
         return self.stage.prepare(request, trace)
 
     def prepare_many(self, requests: list[AllocateRequest],

@@ -5,11 +5,12 @@ from __future__ import annotations
 
 from ray.serve import metrics
 
+from edge_allocator.service.observe import DecisionCounts
+
 #: Sub-millisecond buckets: the model itself takes tens of microseconds.
 LATENCY_BOUNDARIES_MS = [0.1, 0.25, 0.5, 1, 2, 3, 5, 7.5, 10, 15, 20, 30, 50, 75, 100, 200,
                          500, 1000]
 BATCH_BOUNDARIES = [1, 2, 4, 8, 16, 32, 64, 128, 256, 512]
-NODE_TYPES = ("gateway", "edge", "cloud")
 
 
 class IngressMetrics:
@@ -39,6 +40,33 @@ class IngressMetrics:
             description="Realised completion time reported as feedback, ms",
             boundaries=[10, 50, 100, 250, 500, 1000, 2000, 5000, 10000],
         )
+
+
+class RayObserver:
+    """The service's ``Observer``: its reports as Ray Serve metrics (bounded tags only)."""
+
+    def __init__(self) -> None:
+        self.m = IngressMetrics()
+
+    def decisions(self, counts: DecisionCounts) -> None:
+        for (model, version, backend, node_type, cached), n in counts.items():
+            self.m.decisions.inc(n, tags={"model": model, "version": version,
+                                          "backend": backend, "node_type": node_type,
+                                          "cached": str(cached).lower()})
+
+    def latency(self, model: str, route: str, elapsed_ms: float) -> None:
+        self.m.latency_ms.observe(elapsed_ms, tags={"model": model, "route": route})
+
+    def cache_lookup(self, hit: bool) -> None:
+        self.m.cache.inc(tags={"result": "hit" if hit else "miss"})
+
+    def error(self, status: int, route: str) -> None:
+        self.m.errors.inc(tags={"status": str(status), "route": route})
+
+    def feedback(self, success: bool, completion_ms: float | None) -> None:
+        self.m.feedback.inc(tags={"success": str(success).lower()})
+        if completion_ms is not None:
+            self.m.feedback_completion_ms.observe(completion_ms)
 
 
 class InferenceMetrics:

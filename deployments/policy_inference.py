@@ -1,15 +1,14 @@
 """PolicyInference: dynamic batching over the loaded model versions.
 
-``BatchedPolicy`` holds the logic; ``PolicyInference`` is it as its own deployment (own
-replicas, fractional GPUs). With ``inline_inference`` the ingress runs a
-``BatchedPolicy`` in-process instead, saving a hop per request (measured in
-benchmarks/serve_bench.py).
+``BatchedPolicy`` holds the logic and is a ``PolicyPort``; ``PolicyInference`` is it as
+its own deployment (own replicas, fractional GPUs). With ``inline_inference`` the
+ingress runs a ``BatchedPolicy`` in-process instead, saving a hop per request.
 
-Batch size and wait come from ``user_config`` and change live through ``reconfigure``;
-so do the backend and the model versions (hot swap: new versions are loaded and
-verified before they replace the old ones, so no request sees a half-loaded model).
-A batch may hold requests for several models; each model gets its own call, so no
-model call ever mixes models.
+Batch size and wait come from ``user_config`` (``PolicyConfig``) and change live through
+``reconfigure``; so do the backend and the model versions (hot swap: new versions are
+loaded and verified before they replace the old ones, so no request sees a half-loaded
+model). A batch may hold requests for several models; each model gets its own call, so
+no model call ever mixes models.
 """
 
 from __future__ import annotations
@@ -18,126 +17,106 @@ import asyncio
 import resource
 import time
 from collections import defaultdict
-from pathlib import Path
+from collections.abc import Sequence
 from typing import Any
 
-import numpy as np
 import ray
-from pydantic import BaseModel, ConfigDict, Field
 from ray import serve
 
 from deployments.metrics import InferenceMetrics
-from edge_allocator.constants import MODELS_DIR
-from edge_allocator.graph import GraphInputs, default_edges, normalized_adjacency
-from edge_allocator.service.config import ModelSpec
+from edge_allocator.config import PolicyConfig
+from edge_allocator.responses import BatchConfig, ModelInfo
 from edge_allocator.service.routing import ModelRouter
-from edge_allocator.service.stages import ModelKey, PolicyStage, PreparedState
+from edge_allocator.service.stages import (
+    ModelKey,
+    PolicyStage,
+    PreparedState,
+    ScoredBatch,
+    ScoredOne,
+)
 from edge_allocator.tracing import configure
-
-
-class InferenceConfig(BaseModel):
-    model_config = ConfigDict(extra="forbid")
-
-    max_batch_size: int = Field(default=64, ge=1)
-    batch_wait_timeout_s: float = Field(default=0.002, ge=0)
-    backend: str = "onnx"
-    device: str = "auto"
-    models_dir: Path = MODELS_DIR
-    default_model: str = "hybrid"
-    models: dict[str, ModelSpec] = Field(
-        default_factory=lambda: {"hybrid": ModelSpec(), "dqn": ModelSpec(), "ppo": ModelSpec()}
-    )
-
-
-def _probe_graph(n: int = 4) -> GraphInputs:
-    """A tiny valid graph used by health checks: proves the model answers."""
-    types = np.array([0, 1, 1, 2][:n])
-    x = np.zeros((n, 14), np.float32)
-    x[:, 6] = types
-    x[:, 4] = 100.0
-    return GraphInputs(x, normalized_adjacency(n, default_edges(types)), np.ones(n, bool))
 
 
 class BatchedPolicy:
     def __init__(self) -> None:
         self.stage: PolicyStage | None = None
-        self.config = InferenceConfig()
+        self.config = PolicyConfig()
         self.metrics = InferenceMetrics()
         self.node_id = ray.get_runtime_context().get_node_id()[:16]
         configure()
 
-    def reconfigure(self, user_config: dict[str, Any]) -> None:
-        cfg = InferenceConfig.model_validate(user_config)
-        models_dir = cfg.models_dir if cfg.models_dir.is_absolute() else MODELS_DIR.parent / cfg.models_dir
+    def reconfigure(self, user_config: dict[str, Any] | PolicyConfig) -> None:
+        cfg = PolicyConfig.model_validate(user_config)
+        inf = cfg.inference
         stage = self.stage
-        if stage is None or stage.backend_name != cfg.backend or stage.device != cfg.device \
-                or stage.models_dir != models_dir:
-            stage = PolicyStage(models_dir, cfg.backend, cfg.device)
-        router = ModelRouter(models_dir, cfg.models, cfg.default_model)
+        if stage is None or stage.backend_name != inf.backend or stage.device != inf.device \
+                or stage.models_dir != cfg.models_dir:
+            stage = PolicyStage(cfg.models_dir, inf.backend, inf.device)
+        router = ModelRouter(cfg.models_dir, cfg.models, cfg.default_model)
         stage.load([ModelKey(*k) for k in router.versions_in_use()])
         self.stage, self.config = stage, cfg
-        self.infer_one.set_max_batch_size(cfg.max_batch_size)
-        self.infer_one.set_batch_wait_timeout_s(cfg.batch_wait_timeout_s)
+        self._infer_batch.set_max_batch_size(inf.max_batch_size)
+        self._infer_batch.set_batch_wait_timeout_s(inf.batch_wait_timeout_s)
+
+    def _stage(self) -> PolicyStage:
+        if self.stage is None:
+            raise RuntimeError("PolicyInference has no models loaded yet (no reconfigure)")
+        return self.stage
+
+    async def infer_one(self, key: ModelKey, state: PreparedState,
+                        trace: dict[str, str] | None = None) -> ScoredOne:
+        """One state; rides in a dynamic batch with other requests' states."""
+        result: ScoredOne = await self._infer_batch(ModelKey(*key), state, trace)
+        return result
 
     @serve.batch(max_batch_size=64, batch_wait_timeout_s=0.002)
-    async def infer_one(
-        self, keys: list[ModelKey], states: list[PreparedState],
-        traces: list[dict[str, str] | None],
-    ) -> list[tuple[np.ndarray, int, str]]:
-        """One state per request; returns (scores [N], size of the batch it rode in,
-        the Ray node that ran it).
-        The batch's span is a child of its first request's trace."""
-        assert self.stage is not None
+    async def _infer_batch(self, keys: list[ModelKey], states: list[PreparedState],
+                           traces: list[dict[str, str] | None]) -> list[ScoredOne]:
+        """The batch's span is a child of its first request's trace."""
+        stage = self._stage()
         groups: dict[ModelKey, list[int]] = defaultdict(list)
         for i, k in enumerate(keys):
             groups[ModelKey(*k)].append(i)
-        out: list[tuple[np.ndarray, int, str] | None] = [None] * len(keys)
+        out: list[ScoredOne | None] = [None] * len(keys)
         for key, idx in groups.items():
             t0 = time.perf_counter()
-            scores = self.stage.run(key, [states[i].graph for i in idx], traces[idx[0]])
-            self._observe(key, len(idx), t0)
+            scores = stage.run(key, [states[i].graph for i in idx], traces[idx[0]])
+            backend = stage.backend_of(key)
+            self._observe(key, backend, len(idx), t0)
             for i, s in zip(idx, scores):
-                out[i] = (s, len(idx), self.node_id)
-        return out  # type: ignore[return-value]
+                out[i] = ScoredOne(s, len(idx), backend, self.node_id)
+        return [o for o in out if o is not None]
 
-    async def infer_many(self, key: ModelKey, states: list[PreparedState],
-                         trace: dict[str, str] | None = None) -> list[np.ndarray]:
+    async def infer_many(self, key: ModelKey, states: Sequence[PreparedState],
+                         trace: dict[str, str] | None = None) -> ScoredBatch:
         """Many states of one request in one vectorised call (no per-state batching)."""
-        assert self.stage is not None
+        stage = self._stage()
         key = ModelKey(*key)
         t0 = time.perf_counter()
-        scores = self.stage.run(key, [s.graph for s in states], trace)
-        self._observe(key, len(states), t0)
-        return scores
+        scores = stage.run(key, [s.graph for s in states], trace)
+        backend = stage.backend_of(key)
+        self._observe(key, backend, len(states), t0)
+        return ScoredBatch(scores, backend, self.node_id)
 
-    def _observe(self, key: ModelKey, n: int, t0: float) -> None:
-        tags = {"model": key.name}
-        self.metrics.batch_size.observe(n, tags=tags)
+    def _observe(self, key: ModelKey, backend: str, n: int, t0: float) -> None:
+        self.metrics.batch_size.observe(n, tags={"model": key.name})
         self.metrics.model_ms.observe((time.perf_counter() - t0) * 1000,
-                                      tags={**tags, "backend": self.config.backend})
+                                      tags={"model": key.name, "backend": backend})
 
-    async def describe(self) -> list[dict[str, Any]]:
-        assert self.stage is not None
-        return self.stage.describe()
+    async def describe(self) -> list[ModelInfo]:
+        return self._stage().describe()
 
     async def failures(self) -> dict[str, str]:
         """Versions that failed to load, and why (e.g. a checksum mismatch)."""
-        assert self.stage is not None
-        return {f"{k.name} v{k.version}": why for k, why in self.stage.failures.items()}
+        return {f"{k.name} v{k.version}": why for k, why in self._stage().failures.items()}
 
-    async def batch_config(self) -> dict[str, Any]:
-        return {"max_batch_size": self.config.max_batch_size,
-                "batch_wait_timeout_s": self.config.batch_wait_timeout_s}
+    async def batch_config(self) -> BatchConfig:
+        inf = self.config.inference
+        return BatchConfig(inf.max_batch_size, inf.batch_wait_timeout_s)
 
     async def check_health(self) -> None:
         """Healthy means every loaded model still answers a probe with finite scores."""
-        if self.stage is None:
-            raise RuntimeError("PolicyInference has no models loaded yet")
-        probe = _probe_graph()
-        for key in list(self.stage.models):
-            scores = await asyncio.to_thread(self.stage.run, key, [probe])
-            if not np.isfinite(scores[0]).all():
-                raise RuntimeError(f"model {key.name} v{key.version} returned non-finite scores")
+        await asyncio.to_thread(self._stage().check)
         rss = resource.getrusage(resource.RUSAGE_SELF).ru_maxrss * 1024
         self.metrics.model_memory.set(rss)
 

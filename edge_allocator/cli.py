@@ -1,4 +1,7 @@
-"""``edge-allocator``: train, evaluate, export, predict, sample, report."""
+"""``edge-allocator``: train, evaluate, sample, predict, report.
+
+There is no separate export step: ``train`` writes each model it trains as a versioned
+artifact (PyTorch weights, ONNX graph, manifest)."""
 
 from __future__ import annotations
 
@@ -76,8 +79,8 @@ def _evaluate(args: argparse.Namespace) -> None:
 
     from edge_allocator.runtime.artifacts import load_artifact, model_names
     from edge_allocator.runtime.torch_backend import load_module
+    from edge_allocator.train.agents import baseline_agents, model_agents
     from edge_allocator.train.evaluate import default_scenarios, evaluate, write_report
-    from edge_allocator.train.pipeline import baseline_agents, model_agents
 
     torch.set_num_threads(1)
     models_dir = Path(args.models_dir)
@@ -86,7 +89,8 @@ def _evaluate(args: argparse.Namespace) -> None:
         art = load_artifact(models_dir, name)
         modules[f"{name}-v{art.version}"] = (load_module(art), art.kind)
     agents = {**baseline_agents(), **model_agents(modules)}
-    scenarios = [s for s in default_scenarios(args.tasks) if not args.scenarios or s.name in args.scenarios]
+    scenarios = [s for s in default_scenarios(args.tasks)
+                 if not args.scenarios or s.name in args.scenarios]
     results = evaluate(agents, scenarios, episodes=args.episodes)
     write_report(results, Path(args.out_dir))
     print((Path(args.out_dir) / "evaluation.md").read_text())
@@ -103,17 +107,18 @@ def _sample(args: argparse.Namespace) -> None:
 
 
 def _predict(args: argparse.Namespace) -> None:
-    from edge_allocator.service import AllocatorService, ServiceConfig
+    from edge_allocator.config import InferenceConfig, ServiceConfig
+    from edge_allocator.service import AllocatorService
 
     payload = json.loads(Path(args.file).read_text() if args.file != "-" else sys.stdin.read())
-    svc = AllocatorService(ServiceConfig(models_dir=Path(args.models_dir), backend=args.backend))
-    print(json.dumps(svc.allocate_one(payload, args.model), indent=2))
+    svc = AllocatorService(ServiceConfig(  # a one-off answer: no cache, not logged
+        models_dir=Path(args.models_dir), inference=InferenceConfig(backend=args.backend),
+        cache="none", database_url=None))
+    print(json.dumps(svc.allocate_one(payload, args.model).to_dict(), indent=2))
 
 
 def _report(args: argparse.Namespace) -> None:
     from edge_allocator.store import DecisionLog, format_report
-
-    import tempfile
 
     # its own spool: the running service holds the lock on the service's one
     log = DecisionLog(args.db, spool_path=Path(tempfile.mkdtemp()) / "report.jsonl")

@@ -110,26 +110,6 @@ class BatchAllocateRequest(_Strictish):
     model: str | None = Field(default=None, max_length=64)
 
 
-class ModelRef(BaseModel):
-    name: str
-    version: str
-    backend: str
-
-
-class AllocateResponse(BaseModel):
-    decision_id: str
-    node_id: str
-    node_index: int
-    confidence: float
-    scores: dict[str, float]
-    ranking: list[str]
-    model: ModelRef
-    cached: bool
-    latency_ms: float
-    batch_size: int = Field(description="How many states shared the model call (0: cache hit)")
-    inference_node: str | None = Field(default=None, description="Ray node that ran the model")
-
-
 class FeedbackRequest(_Strictish):
     """POST /v1/feedback: what actually happened to a decision."""
 
@@ -171,6 +151,18 @@ class RequestError(ValueError):
 
     def to_json(self) -> dict[str, Any]:
         return {"error": self.message, "status": self.status, "details": self.details}
+
+
+class ServiceUnavailable(RequestError):
+    """503 with Retry-After: overloaded, or a replica was lost mid-request. The message
+    says which; the client may retry either."""
+
+    def __init__(self, message: str, retry_after_s: int = 1):
+        super().__init__(503, message)
+        self.retry_after_s = retry_after_s
+
+    def __reduce__(self) -> tuple[Any, ...]:
+        return (ServiceUnavailable, (self.message, self.retry_after_s))
 
 
 def validation_error(exc: ValidationError) -> RequestError:

@@ -10,9 +10,8 @@ import yaml
 from ray.serve.config import AutoscalingConfig
 
 from deployments.app import DEPLOYMENTS, AppArgs, load_config
-from deployments.policy_inference import InferenceConfig
 from edge_allocator.constants import PROJECT_ROOT
-from edge_allocator.service.config import ServiceConfig
+from edge_allocator.config import PolicyConfig, ServiceConfig
 
 CONFIG = PROJECT_ROOT / "serve_config.yaml"
 MACHINE_CPUS = 2
@@ -48,7 +47,7 @@ def test_autoscaling_configs_are_valid_and_sane():
 
 def test_every_stage_admits_a_full_batch():
     ds = _deployments()
-    batch = ds["PolicyInference"].user_config["max_batch_size"]
+    batch = ds["PolicyInference"].user_config["inference"]["max_batch_size"]
     for name, d in ds.items():
         assert d.max_ongoing_requests >= batch, f"{name} caps batches below {batch}"
 
@@ -62,7 +61,7 @@ def test_fractional_cpus_fit_a_two_cpu_machine_at_max_scale():
 def test_user_configs_parse_into_the_typed_settings():
     ds = _deployments()
     ServiceConfig.model_validate(ds["Ingress"].user_config)
-    InferenceConfig.model_validate(ds["PolicyInference"].user_config)
+    PolicyConfig.model_validate(ds["PolicyInference"].user_config)
     assert ds["PolicyInference"].ray_actor_options.num_gpus == 0
 
 
@@ -77,7 +76,7 @@ def test_gpu_variant_shares_one_gpu_between_four_replicas():
     pi = gpu["PolicyInference"]
     assert pi.ray_actor_options.num_gpus == 0.25
     assert AutoscalingConfig(**pi.autoscaling_config).max_replicas * 0.25 <= 1.0
-    assert InferenceConfig.model_validate(pi.user_config).device == "cuda"
+    assert PolicyConfig.model_validate(pi.user_config).inference.device == "cuda"
 
 
 # Each Serve config states its machine in its header ("Sizing for a 2-CPU machine", "... a

@@ -11,8 +11,12 @@ import pytest
 from edge_allocator.policies import build_policy
 from edge_allocator.runtime.export import save_artifact
 from edge_allocator.schema import AllocateRequest, RequestError, parse
-from edge_allocator.service import AllocatorService, ModelSpec, ServiceConfig
-from edge_allocator.service.http import TokenAuth, legacy_prediction, openapi_document, parse_json
+from edge_allocator.config import InferenceConfig, ModelSpec, ServiceConfig
+from edge_allocator.service import AllocatorService
+from edge_allocator.service.auth import TokenAuth
+from edge_allocator.service.http import parse_json
+from edge_allocator.service.legacy import legacy_prediction
+from edge_allocator.service.openapi import openapi_document
 from edge_allocator.service.routing import ModelRouter
 from edge_allocator.service.stages import GraphStage, ModelKey, PolicyStage
 from tests.conftest import node
@@ -37,16 +41,17 @@ def test_inline_service_decides_and_respects_the_mask(models, small_state):
     svc = _svc(models)
     small_state["nodes"][1]["bandwidth"] = 0
     d = svc.allocate_one(small_state)
-    assert d["model"] == {"name": "hybrid", "version": "2", "backend": "onnx"}
-    assert d["node_id"] != "g1" and "g1" not in d["ranking"]
-    assert abs(sum(d["probabilities"].values()) - 1) < 1e-6
-    assert d["confidence"] == max(d["probabilities"].values())
+    assert d.to_dict()["model"] == {"name": "hybrid", "version": "2", "backend": "onnx"}
+    assert d.node_id != "g1" and "g1" not in d.ranking
+    assert abs(sum(d.probabilities.values()) - 1) < 1e-6
+    assert d.confidence == max(d.probabilities.values())
 
 
 def test_backends_agree_on_decisions(models, small_state):
     a = _svc(models).allocate_one(small_state)
-    b = _svc(models, backend="torch").allocate_one(small_state)
-    assert a["ranking"] == b["ranking"]
+    b = _svc(models, inference=InferenceConfig(backend="torch")).allocate_one(small_state)
+    assert a.ranking == b.ranking
+    assert (a.model.backend, b.model.backend) == ("onnx", "torch")  # what actually ran
 
 
 def test_batches_of_mixed_sizes_equal_single_calls(models):
@@ -126,9 +131,9 @@ def test_legacy_shape(models, small_state):
         n.pop("node_id")
     d = _svc(models).allocate_one(small_state, "dqn")
     p = legacy_prediction(d, "dqn", 5)
-    assert p["selected_node"] == d["node_index"] and len(p["q_values"]) == 5
-    assert set(p["node_scores"]) == {"0", "1", "2", "3", "4"}
-    assert legacy_prediction(d, "hybrid", 5)["q_values"] is None
+    assert p.selected_node == d.node_index and p.q_values is not None and len(p.q_values) == 5
+    assert set(p.node_scores) == {"0", "1", "2", "3", "4"}
+    assert legacy_prediction(d, "hybrid", 5).q_values is None
 
 
 def test_openapi_document_lists_every_route():

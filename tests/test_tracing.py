@@ -16,6 +16,8 @@ from edge_allocator.service.stages import (
     ModelKey,
     PolicyStage,
     ResponseStage,
+    ScoredBatch,
+    ScoredOne,
 )
 
 
@@ -37,15 +39,15 @@ def test_one_trace_through_every_stage(exporter, small_state, tmp_path):
         tc = orjson.loads(orjson.dumps(tracing.carrier()))  # as it crosses processes
         state = graphs.prepare(req, tc)
         scores = policy.run(ModelKey("hybrid", "1"), [state.graph], tc)
-        meta = AssembleMeta(ModelKey("hybrid", "1"), "onnx", 1, 0.0, ("ab" * 16,), tc)
-        resp = assembler.assemble(state, scores[0], meta)
+        meta = AssembleMeta(ModelKey("hybrid", "1"), 1, 0.0, ("ab" * 16,), tc)
+        resp = assembler.assemble(state, ScoredOne(scores[0], 1, "onnx", "here"), meta)
     spans = {s.name: s for s in exporter.get_finished_spans()}
     assert set(spans) == {"ingress.allocate", "graph.prepare", "policy.infer", "response.assemble"}
     root = spans["ingress.allocate"]
     for name in ("graph.prepare", "policy.infer", "response.assemble"):
         assert spans[name].context.trace_id == root.context.trace_id
         assert spans[name].parent.span_id == root.context.span_id
-    assert spans["response.assemble"].attributes["decision_id"] == resp["decision_id"] == "ab" * 16
+    assert spans["response.assemble"].attributes["decision_id"] == resp.decision_id == "ab" * 16
     assert spans["policy.infer"].attributes["batch_size"] == 1
 
 
@@ -61,14 +63,14 @@ def test_a_batch_is_one_span_per_stage_carrying_every_decision_id(exporter, smal
         tc = tracing.carrier()
         states = graphs.prepare_many(reqs, tc)
         scores = policy.run(ModelKey("hybrid", "1"), [st.graph for st in states], tc)
-        meta = AssembleMeta(ModelKey("hybrid", "1"), "onnx", 3, 0.0, ids, tc)
-        out = assembler.assemble_many(states, scores, meta)
+        meta = AssembleMeta(ModelKey("hybrid", "1"), 3, 0.0, ids, tc)
+        out = assembler.assemble_many(states, ScoredBatch(scores, "onnx", "here"), meta)
     names = [s.name for s in exporter.get_finished_spans()]
     assert sorted(names) == ["graph.prepare_many", "ingress.allocate_batch", "policy.infer",
                              "response.assemble_many"]  # not one span per state
     spans = {s.name: s for s in exporter.get_finished_spans()}
     assert tuple(spans["response.assemble_many"].attributes["decision_ids"]) == ids
-    assert [r["decision_id"] for r in out] == list(ids)
+    assert [r.decision_id for r in out] == list(ids)
     assert spans["graph.prepare_many"].attributes["states"] == 3
 
 

@@ -1,31 +1,46 @@
-"""HTTP-facing helpers with no web framework in them: body parsing, auth, the legacy
-response shapes and the OpenAPI document. The Ray Serve ingress is a thin router over
-these, so they are tested without a cluster."""
+"""HTTP without a web framework: body parsing, routing, status codes, serialisation.
+
+``FrontDoor.handle`` takes what a request is (method, path, headers, query, body) and
+returns what the response is (status, headers, bytes). The Ray Serve ingress only
+converts Starlette's request into that call and its result back, so every route, status
+and error body is tested without a cluster.
+"""
 
 from __future__ import annotations
 
-import hmac
-import os
-from pathlib import Path
-from typing import Any
+import gzip
+import logging
+from collections.abc import Awaitable, Callable, Mapping
+from typing import Any, NamedTuple
 
 import orjson
 
-from edge_allocator.schema import (
-    AllocateRequest,
-    AllocateResponse,
-    BatchAllocateRequest,
-    FeedbackRequest,
-    LegacyBatchRequest,
-    LegacyPredictRequest,
-    RequestError,
-)
+from edge_allocator import __version__
+from edge_allocator.responses import ErrorBody, ErrorDetail, Liveness
+from edge_allocator.schema import RequestError, ServiceUnavailable
+from edge_allocator.service.api import AllocatorApi
+from edge_allocator.service.legacy import LegacyApi
+from edge_allocator.service.observe import UNMATCHED_ROUTE
+from edge_allocator.service.openapi import openapi_document
+from edge_allocator.service.sample import sample_state
 
-MASKED_SCORE = -1e9  # what infeasible nodes score in q_values (as in the models)
+log = logging.getLogger(__name__)
+GZIP_MIN_BYTES = 1024
+#: Seconds a client should wait before retrying a 503 of a not-ready replica.
+RETRY_AFTER_S = 1
+
+PostHandler = Callable[[dict[str, Any]], Awaitable[Any]]
+GetHandler = Callable[[Mapping[str, str]], Awaitable[Any]]
 
 
-def parse_json(body: bytes, content_type: str | None, max_bytes: int) -> Any:
-    """Bytes -> JSON value, or a RequestError: 413 too large, 415 not JSON, 400 malformed."""
+class HttpResponse(NamedTuple):
+    status: int
+    body: bytes
+    headers: dict[str, str]
+
+
+def parse_json(body: bytes, content_type: str | None, max_bytes: int) -> dict[str, Any]:
+    """Bytes -> JSON object, or a RequestError: 413 too large, 415 not JSON, 400 malformed."""
     if len(body) > max_bytes:
         raise RequestError(413, f"body of {len(body)} bytes exceeds the limit of {max_bytes}")
     ctype = (content_type or "application/json").split(";")[0].strip().lower()
@@ -43,105 +58,99 @@ def parse_json(body: bytes, content_type: str | None, max_bytes: int) -> Any:
     return data
 
 
-class TokenAuth:
-    """Optional bearer-token auth. Tokens come from an environment variable (comma
-    separated) and/or a secret file (one per line); none configured means open. Tokens
-    are compared in constant time and never logged or echoed."""
-
-    def __init__(self, env_var: str | None = None, token_file: Path | None = None):
-        tokens: list[str] = []
-        if env_var and os.environ.get(env_var):
-            tokens += [t.strip() for t in os.environ[env_var].split(",") if t.strip()]
-        if token_file is not None:
-            tokens += [t.strip() for t in Path(token_file).read_text().splitlines() if t.strip()]
-        self._tokens = [t.encode() for t in tokens]
-
-    @property
-    def enabled(self) -> bool:
-        return bool(self._tokens)
-
-    def check(self, authorization: str | None) -> None:
-        if not self._tokens:
-            return
-        scheme, _, token = (authorization or "").partition(" ")
-        given = token.strip().encode()
-        ok = False
-        for t in self._tokens:  # no early exit: timing does not reveal which token matched
-            ok |= hmac.compare_digest(given, t)
-        if scheme.lower() != "bearer" or not ok:
-            raise RequestError(401, "missing or invalid bearer token")
+def _encode(obj: Any, status: int, accept_encoding: str,
+            headers: dict[str, str] | None = None) -> HttpResponse:
+    body = orjson.dumps(obj, option=orjson.OPT_SERIALIZE_NUMPY)
+    hdrs = {"content-type": "application/json", **(headers or {})}
+    if len(body) >= GZIP_MIN_BYTES and "gzip" in accept_encoding:
+        body = gzip.compress(body, compresslevel=1)
+        hdrs["content-encoding"] = "gzip"
+        hdrs["vary"] = "accept-encoding"
+    return HttpResponse(status, body, hdrs)
 
 
-def legacy_prediction(resp: dict[str, Any], kind: str, n_nodes: int) -> dict[str, Any]:
-    """A v1 decision in the original AI Edge Allocator's /predict shape. Legacy nodes are
-    identified by index, so v1 node ids are the index strings here."""
-    node_scores = {str(i): 0.0 for i in range(n_nodes)}
-    node_scores.update(resp["probabilities"])
-    q_values = None
-    if kind == "dqn":  # Q-values in reward units; infeasible nodes carry MASKED_SCORE
-        q = [MASKED_SCORE] * n_nodes
-        for nid, v in resp["scores"].items():
-            q[int(nid)] = v
-        q_values = q
-    return {
-        "selected_node": resp["node_index"],
-        "confidence": resp["confidence"],
-        "q_values": q_values,
-        "node_scores": node_scores,
-        "processing_time_ms": resp["latency_ms"],
-        "model_version": resp["model"]["version"],
-        "decision_id": resp["decision_id"],
-    }
+class FrontDoor:
+    """Routes of the v1 API and the original API over ``AllocatorApi``."""
 
+    def __init__(self, api: AllocatorApi) -> None:
+        self.api = api
+        self.legacy = LegacyApi(api)
+        self.posts: dict[str, PostHandler] = {
+            "/v1/allocate": api.allocate,
+            "/v1/allocate/batch": api.allocate_batch,
+            "/v1/feedback": api.feedback,
+            "/predict": self.legacy.predict,
+            "/batch-predict": self.legacy.batch_predict,
+        }
+        self.gets: dict[str, GetHandler] = {
+            "/v1/models": lambda q: api.models(),
+            "/v1/batch-config": lambda q: api.chain.policy.batch_config(),
+            "/v1/sample": self._sample,
+            "/healthz": self._liveness,
+            "/openapi.json": self._openapi,
+            "/health": lambda q: self.legacy.health(),
+            "/models": lambda q: self.legacy.models(),
+        }
 
-def legacy_to_v1(state: Any, model_type: str) -> dict[str, Any]:
-    """An original-API network state as a v1 request (node ids dropped: index ids)."""
-    nodes = [{k: v for k, v in n.model_dump().items() if k != "node_id"} for n in state.nodes]
-    return {"nodes": nodes, "edges": state.edges, "model": model_type}
+    @staticmethod
+    async def _liveness(query: Mapping[str, str]) -> Liveness:
+        return Liveness()
 
+    @staticmethod
+    async def _sample(query: Mapping[str, str]) -> dict[str, Any]:
+        import asyncio
 
-def openapi_document(version: str) -> dict[str, Any]:
-    """OpenAPI 3.1 built from the same pydantic models that validate requests."""
-    schemas: dict[str, Any] = {}
+        return await asyncio.to_thread(sample_state, query)
 
-    def ref(model: Any) -> dict[str, str]:
-        js = model.model_json_schema(ref_template="#/components/schemas/{model}")
-        for name, sub in js.pop("$defs", {}).items():
-            schemas[name] = sub
-        schemas[model.__name__] = js
-        return {"$ref": f"#/components/schemas/{model.__name__}"}
+    @staticmethod
+    async def _openapi(query: Mapping[str, str]) -> dict[str, Any]:
+        return openapi_document(__version__)
 
-    error = {"description": "client error", "content": {"application/json": {"schema": {
-        "type": "object", "properties": {"error": {"type": "string"}, "status": {"type": "integer"},
-                                          "details": {"type": "array"}}}}}}
+    def route_of(self, method: str, path: str) -> str:
+        """The route template a request matched, for metric tags (bounded)."""
+        if path in self.posts or path in self.gets or path == "/readyz":
+            return path
+        if method == "GET" and path.startswith("/models/"):
+            return "/models/{name}"
+        return UNMATCHED_ROUTE
 
-    def post(req: Any, resp: dict[str, Any], summary: str) -> dict[str, Any]:
-        return {"post": {
-            "summary": summary,
-            "requestBody": {"required": True, "content": {"application/json": {"schema": ref(req)}}},
-            "responses": {"200": {"description": "ok", "content": {"application/json": {"schema": resp}}},
-                          "400": error, "401": error, "404": error, "413": error, "415": error,
-                          "422": error, "503": error},
-        }}
+    async def handle(self, method: str, path: str, headers: Mapping[str, str],
+                     query: Mapping[str, str], body: Callable[[], Awaitable[bytes]]
+                     ) -> HttpResponse:
+        """``path`` is relative to the app's route prefix; ``body`` is read only for
+        POST routes (after auth, so an unauthenticated client cannot make us read it)."""
+        path = path.rstrip("/") or "/"
+        accept = headers.get("accept-encoding", "")
+        try:
+            self.api.auth.check(headers.get("authorization"))
+            if method == "POST" and path in self.posts:
+                data = parse_json(await body(), headers.get("content-type"),
+                                  self.api.cfg.max_body_bytes)
+                return _encode(await self.posts[path](data), 200, accept)
+            if method == "GET" and path == "/readyz":
+                ready = await self.api.readiness()
+                if ready.status == "ready":
+                    return _encode(ready, 200, accept)
+                return _encode(ready, 503, accept, {"retry-after": str(RETRY_AFTER_S)})
+            if method == "GET" and path in self.gets:
+                return _encode(await self.gets[path](query), 200, accept)
+            if method == "GET" and path.startswith("/models/"):
+                return _encode(self.legacy.model(path.removeprefix("/models/")), 200, accept)
+            allowed = sorted(m for m, table in (("POST", self.posts), ("GET", self.gets))
+                             if path in table)
+            if allowed:
+                raise RequestError(405, f"{method} not allowed on {path}; use {allowed}")
+            raise RequestError(404, f"no route {method} {path}")
+        except RequestError as err:
+            return self._error(err, method, path, accept)
+        except Exception as exc:
+            log.exception("internal error on %s %s", method, path)
+            return self._error(RequestError(500, f"internal error ({type(exc).__name__})"),
+                               method, path, accept)
 
-    def get(summary: str) -> dict[str, Any]:
-        return {"get": {"summary": summary, "responses": {"200": {"description": "ok"}}}}
-
-    decision = ref(AllocateResponse)
-    paths = {
-        "/v1/allocate": post(AllocateRequest, decision, "Place one task"),
-        "/v1/allocate/batch": post(BatchAllocateRequest, {"type": "object", "properties": {
-            "decisions": {"type": "array", "items": decision}}}, "Place many tasks in one pass"),
-        "/v1/feedback": post(FeedbackRequest, {"type": "object"}, "Report a decision's outcome"),
-        "/predict": post(LegacyPredictRequest, {"type": "object"}, "Original API: one decision"),
-        "/batch-predict": post(LegacyBatchRequest, {"type": "object"}, "Original API: many"),
-        "/v1/models": get("Served models and versions"),
-        "/v1/sample": get("A realistic network state from the simulator"),
-        "/healthz": get("Liveness"),
-        "/readyz": get("Readiness: models loaded and answering"),
-        "/health": get("Original API health"),
-        "/models": get("Original API model list"),
-        "/models/{name}": get("Original API model info"),
-    }
-    return {"openapi": "3.1.0", "info": {"title": "Edge Allocator", "version": version},
-            "paths": paths, "components": {"schemas": schemas}}
+    def _error(self, err: RequestError, method: str, path: str, accept: str) -> HttpResponse:
+        self.api.observer.error(err.status, self.route_of(method, path))
+        headers = ({"retry-after": str(err.retry_after_s)}
+                   if isinstance(err, ServiceUnavailable) else None)
+        details = [ErrorDetail(str(d.get("loc", "")), str(d.get("msg", ""))) for d in err.details]
+        return _encode(ErrorBody(err.message, err.status, details), err.status, accept, headers)

@@ -2,12 +2,13 @@
 
 from __future__ import annotations
 
+import json
 import random
 from pathlib import Path
 
-from edge_allocator.runtime.artifacts import versions
+from edge_allocator.config import ModelSpec
+from edge_allocator.runtime.artifacts import MANIFEST, versions
 from edge_allocator.schema import RequestError
-from edge_allocator.service.config import ModelSpec
 
 
 class ModelRouter:
@@ -18,6 +19,7 @@ class ModelRouter:
         self.default_model = default_model
         self._rng = rng or random.Random()
         self._choices: dict[str, tuple[list[str], list[float]]] = {}
+        self._kinds: dict[tuple[str, str], str] = {}
         for name, spec in specs.items():
             have = versions(models_dir, name)
             if spec.ab:
@@ -33,9 +35,17 @@ class ModelRouter:
                 self._choices[name] = ([have[-1]], [1.0])
             else:
                 raise ValueError(f"models.{name}: no versions under {models_dir / name}")
+        for name, version in self.versions_in_use():  # read once, not per request
+            try:
+                self._kinds[(name, version)] = kind_of(models_dir, name, version)
+            except (OSError, ValueError, KeyError):
+                pass  # unreadable manifest: the policy refuses to load it and says why
 
     def kind(self, name: str, version: str) -> str:
-        return kind_of(self.models_dir, name, version)
+        """The kind ('dqn', 'ppo', 'hybrid') of a version; read from disk only for a
+        version this router does not route (a decision that raced a hot swap)."""
+        kind = self._kinds.get((name, version))
+        return kind if kind is not None else kind_of(self.models_dir, name, version)
 
     def names(self) -> list[str]:
         return list(self._choices)
@@ -55,8 +65,4 @@ class ModelRouter:
 
 def kind_of(models_dir: Path, name: str, version: str) -> str:
     """The model kind ('dqn', 'ppo', 'hybrid') from its manifest, without loading it."""
-    import json
-
-    from edge_allocator.runtime.artifacts import MANIFEST
-
     return str(json.loads((models_dir / name / version / MANIFEST).read_text())["kind"])

@@ -1,5 +1,6 @@
 """The three serving stages as plain classes: graph building, policy running, response
-assembly. Ray Serve deployments wrap them one to one; the inline service chains them."""
+assembly, and the typed values that pass between them. Ray Serve deployments wrap them
+one to one; ``chain.StagesHere`` runs graph building and assembly in-process."""
 
 from __future__ import annotations
 
@@ -9,11 +10,18 @@ import time
 import uuid
 from collections.abc import Sequence
 from pathlib import Path
-from typing import Any, NamedTuple
+from typing import NamedTuple
 
 import numpy as np
 
-from edge_allocator.graph import GraphInputs, TopologyCache, build_graph, collate
+from edge_allocator.graph import (
+    GraphInputs,
+    TopologyCache,
+    build_graph,
+    collate,
+    probe_graph,
+)
+from edge_allocator.responses import Decision, ModelInfo, ModelRef
 from edge_allocator.runtime.artifacts import Artifact, ArtifactError, load_artifact
 from edge_allocator.runtime.backends import Backend, make_backend
 from edge_allocator.schema import AllocateRequest, RequestError
@@ -34,6 +42,23 @@ class PreparedState(NamedTuple):
 class ModelKey(NamedTuple):
     name: str
     version: str
+
+
+class ScoredOne(NamedTuple):
+    """The policy's answer for one state that rode in a dynamic batch."""
+
+    scores: np.ndarray  # [N] float32, unpadded
+    batch_size: int  # states that shared the model call
+    backend: str  # the backend that actually ran
+    node: str  # the Ray node (or process) that ran it
+
+
+class ScoredBatch(NamedTuple):
+    """The policy's answer for the states of one batch request, in order."""
+
+    scores: list[np.ndarray]
+    backend: str
+    node: str
 
 
 class GraphStage:
@@ -64,7 +89,6 @@ class GraphStage:
                 [{"loc": "nodes", "msg": "no feasible node"}],
             )
         return PreparedState(graph, request.node_ids())
-
 
 
 class LoadedModel(NamedTuple):
@@ -112,6 +136,17 @@ class PolicyStage:
                                f"{self.failures.get(key, 'not loaded')}")
         return model
 
+    def backend_of(self, key: ModelKey) -> str:
+        """The backend that runs ``key`` (what responses report)."""
+        return self.get(key).backend_name
+
+    def check(self) -> None:
+        """Healthy means every loaded model still answers a probe with finite scores."""
+        probe = probe_graph()
+        for key in list(self.models):
+            if not np.isfinite(self._run(key, [probe])[0]).all():
+                raise RuntimeError(f"model {key.name} v{key.version} returned non-finite scores")
+
     def run(self, key: ModelKey, graphs: Sequence[GraphInputs],
             trace: dict[str, str] | None = None) -> list[np.ndarray]:
         """Scores per graph ([N] each, unpadded), in input order."""
@@ -144,12 +179,11 @@ class PolicyStage:
                 out[i] = scores[j, : sizes[i]]
         return out  # type: ignore[return-value]
 
-    def describe(self) -> list[dict[str, Any]]:
+    def describe(self) -> list[ModelInfo]:
         return [
-            {"name": k.name, "version": k.version, "kind": m.artifact.kind,
-             "backend": m.backend_name, "max_nodes": m.artifact.max_nodes,
-             "torch_loaded": "torch" in sys.modules,  # ONNX replicas must stay torch-free
-             "evaluation": m.artifact.manifest.get("evaluation", [])}
+            ModelInfo(k.name, k.version, m.artifact.kind, m.backend_name, m.artifact.max_nodes,
+                      "torch" in sys.modules,  # ONNX replicas must stay torch-free
+                      list(m.artifact.manifest.get("evaluation", [])))
             for k, m in self.models.items()
         ]
 
@@ -164,7 +198,6 @@ class AssembleMeta(NamedTuple):
     """What the assembler needs besides the scores."""
 
     model: ModelKey
-    backend: str
     batch_size: int
     started_at: float  # time.perf_counter() at the ingress
     decision_ids: tuple[str, ...] = ()  # made at the ingress so every span can carry them
@@ -174,14 +207,23 @@ class AssembleMeta(NamedTuple):
 class ResponseStage:
     """Scores -> decision: mask, pick, confidence, ranking, decision id."""
 
-    def assemble(self, state: PreparedState, scores: np.ndarray, meta: AssembleMeta,
-                 decision_id: str | None = None) -> dict[str, Any]:
-        decision_id = decision_id or (meta.decision_ids[0] if meta.decision_ids else uuid.uuid4().hex)
+    def assemble(self, state: PreparedState, scored: ScoredOne, meta: AssembleMeta) -> Decision:
+        decision_id = meta.decision_ids[0] if meta.decision_ids else uuid.uuid4().hex
         with span("response.assemble", meta.trace, decision_id=decision_id):
-            return self._assemble(state, scores, meta, decision_id)
+            return self._assemble(state, scored.scores, meta, decision_id, scored.batch_size,
+                                  scored.backend, scored.node)
 
-    def _assemble(self, state: PreparedState, scores: np.ndarray, meta: AssembleMeta,
-                  decision_id: str) -> dict[str, Any]:
+    def assemble_many(self, states: Sequence[PreparedState], scored: ScoredBatch,
+                      meta: AssembleMeta) -> list[Decision]:
+        ids = meta.decision_ids or tuple(uuid.uuid4().hex for _ in states)
+        with span("response.assemble_many", meta.trace, states=len(states),
+                  decision_ids=list(ids)):  # one span per batch, as in prepare_many
+            return [self._assemble(st, sc, meta, did, len(states), scored.backend, scored.node)
+                    for st, sc, did in zip(states, scored.scores, ids)]
+
+    @staticmethod
+    def _assemble(state: PreparedState, scores: np.ndarray, meta: AssembleMeta,
+                  decision_id: str, batch_size: int, backend: str, node: str) -> Decision:
         mask = state.graph.mask
         feasible = np.flatnonzero(mask)
         s = scores[feasible].astype(np.float64)
@@ -189,24 +231,17 @@ class ResponseStage:
         order = np.argsort(-s, kind="stable")
         best = int(feasible[order[0]])
         ids = state.node_ids
-        return {
-            "decision_id": decision_id,
-            "node_id": ids[best],
-            "node_index": best,
-            "confidence": float(probs[order[0]]),
-            "scores": {ids[int(i)]: float(v) for i, v in zip(feasible, s)},
-            "ranking": [ids[int(feasible[k])] for k in order],
-            "probabilities": {ids[int(i)]: float(p) for i, p in zip(feasible, probs)},
-            "model": {"name": meta.model.name, "version": meta.model.version,
-                      "backend": meta.backend},
-            "cached": False,
-            "latency_ms": (time.perf_counter() - meta.started_at) * 1000.0,
-            "batch_size": meta.batch_size,
-        }
-
-    def assemble_many(self, states: Sequence[PreparedState], scores: Sequence[np.ndarray],
-                      meta: AssembleMeta) -> list[dict[str, Any]]:
-        ids = meta.decision_ids or tuple(uuid.uuid4().hex for _ in states)
-        with span("response.assemble_many", meta.trace, states=len(states),
-                  decision_ids=list(ids)):  # one span per batch, as in prepare_many
-            return [self._assemble(st, sc, meta, did) for st, sc, did in zip(states, scores, ids)]
+        return Decision(
+            decision_id=decision_id,
+            node_id=ids[best],
+            node_index=best,
+            confidence=float(probs[order[0]]),
+            scores={ids[int(i)]: float(v) for i, v in zip(feasible, s)},
+            ranking=[ids[int(feasible[k])] for k in order],
+            probabilities={ids[int(i)]: float(p) for i, p in zip(feasible, probs)},
+            model=ModelRef(meta.model.name, meta.model.version, backend),
+            cached=False,
+            latency_ms=(time.perf_counter() - meta.started_at) * 1000.0,
+            batch_size=batch_size,
+            inference_node=node,
+        )

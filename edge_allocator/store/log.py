@@ -33,6 +33,7 @@ from edge_allocator.store.engine import (
     make_engine,
     safe_url,
 )
+from edge_allocator.constants import DATABASE_URL, SPOOL_PATH
 from edge_allocator.store.inserts import insert_records
 from edge_allocator.store.records import HEX_ID_CHARS, DecisionRecord, utc_now
 from edge_allocator.store.report import ReportRow, build_report
@@ -41,8 +42,9 @@ from edge_allocator.store.tables import feedback, predictions
 
 log = logging.getLogger(__name__)
 
-DEFAULT_DB_URL = "sqlite:///edge_allocator.db"
-DEFAULT_SPOOL_PATH = Path("spool") / "decisions.jsonl"
+#: The service's defaults (``constants``, overridable by environment), not a second set.
+DEFAULT_DB_URL = DATABASE_URL
+DEFAULT_SPOOL_PATH = SPOOL_PATH
 #: How long flush() waits by default for the queue to reach the database or the spool.
 FLUSH_TIMEOUT_S = 10.0
 #: How long close() waits for the final flush before giving up (and saying how many

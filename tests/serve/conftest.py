@@ -68,19 +68,22 @@ def app_options(test_models: Path, db_path: Path, *, mode: str = "shipped",
 
     ``mode``: 'shipped' (the file's own args), 'separate' (every stage its own
     deployment) or 'single' (the ingress runs the policy too)."""
-    from deployments.app import AppArgs, config_options
+    from deployments.app import config_options
+    from edge_allocator.config import InferenceConfig
 
     args, options = config_options(SERVE_CONFIG)
     if mode == "separate":
-        args = AppArgs(separate_stages=True)
+        args = args.model_copy(update={"separate_stages": True, "inline_inference": False})
     elif mode == "single":
-        args = AppArgs(separate_stages=False, inline_inference=True)
+        args = args.model_copy(update={"separate_stages": False, "inline_inference": True})
     inf = copy.deepcopy(options["PolicyInference"]["user_config"])
     inf.update(models_dir=str(test_models))
-    inf.update(inference or {})
+    for k, v in (inference or {}).items():  # batching/backend keys go under "inference"
+        (inf["inference"] if k in InferenceConfig.model_fields else inf)[k] = v
     ing = copy.deepcopy(options["Ingress"]["user_config"])
     ing.update(models_dir=str(test_models), database_url=f"sqlite:///{db_path}",
-               spool_path=str(db_path.parent / "spool" / "decisions.jsonl"), inference=inf)
+               spool_path=str(db_path.parent / "spool" / "decisions.jsonl"),
+               inference=inf["inference"])
     ing.update(ingress or {})
     options["Ingress"]["user_config"] = ing
     options["PolicyInference"]["user_config"] = inf

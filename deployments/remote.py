@@ -1,0 +1,118 @@
+"""Stages on other deployments, behind the same interfaces as the in-process ones.
+
+``RemotePolicy`` is a ``PolicyPort`` over a PolicyInference handle; ``SeparateStages`` is
+a ``Chain`` whose three stages are each their own deployment: it passes
+``DeploymentResponse``s from stage to stage without awaiting them, so tensors travel
+through the object store and the ingress awaits once.
+
+Failures are classified by type: Serve's backpressure is "overloaded"; a replica that
+died or became unreachable mid-request is "lost"; both are a 503 with Retry-After (the
+client may retry either), with a message that says which. A client error raised by a
+stage crosses the process boundary intact (``RequestError`` pickles itself).
+"""
+
+from __future__ import annotations
+
+from collections.abc import Awaitable, Sequence
+from typing import TypeVar
+
+from ray.exceptions import ActorDiedError, ActorUnavailableError, RayActorError, RayTaskError
+from ray.serve.exceptions import (
+    BackPressureError,
+    DeploymentUnavailableError,
+    ReplicaUnavailableError,
+)
+from ray.serve.handle import DeploymentHandle
+
+from edge_allocator.responses import BatchConfig, Decision, ModelInfo
+from edge_allocator.schema import AllocateRequest, RequestError, ServiceUnavailable
+from edge_allocator.service.chain import PolicyPort
+from edge_allocator.service.stages import (
+    AssembleMeta,
+    ModelKey,
+    PreparedState,
+    ScoredBatch,
+    ScoredOne,
+)
+
+T = TypeVar("T")
+#: A replica that is gone or cannot be reached: the request may succeed on another.
+LOST_REPLICA = (ActorDiedError, ActorUnavailableError, RayActorError, ReplicaUnavailableError,
+                DeploymentUnavailableError)
+
+
+async def call(response: Awaitable[T]) -> T:
+    """Await a stage; client errors pass through, overload and lost replicas become 503s."""
+    try:
+        return await response
+    except BackPressureError as exc:
+        raise ServiceUnavailable(f"overloaded: {exc}; retry later") from None
+    except LOST_REPLICA as exc:
+        raise ServiceUnavailable(
+            f"a replica was lost mid-request ({type(exc).__name__}); retry") from None
+    except RayTaskError as exc:  # a stage raised: unwrap a client error it carried
+        if isinstance(exc.cause, RequestError):
+            raise exc.cause from None
+        raise
+
+
+class RemotePolicy:
+    """PolicyInference on its own replicas."""
+
+    def __init__(self, handle: DeploymentHandle) -> None:
+        self.handle = handle
+
+    async def infer_one(self, key: ModelKey, state: PreparedState,
+                        trace: dict[str, str] | None) -> ScoredOne:
+        result: ScoredOne = await call(self.handle.infer_one.remote(key, state, trace))
+        return result
+
+    async def infer_many(self, key: ModelKey, states: Sequence[PreparedState],
+                         trace: dict[str, str] | None) -> ScoredBatch:
+        result: ScoredBatch = await call(self.handle.infer_many.remote(key, list(states),
+                                                                       trace))
+        return result
+
+    async def describe(self) -> list[ModelInfo]:
+        result: list[ModelInfo] = await call(self.handle.describe.remote())
+        return result
+
+    async def failures(self) -> dict[str, str]:
+        result: dict[str, str] = await call(self.handle.failures.remote())
+        return result
+
+    async def batch_config(self) -> BatchConfig:
+        result: BatchConfig = await call(self.handle.batch_config.remote())
+        return result
+
+    async def check_health(self) -> None:
+        """PolicyInference runs its own health checks; nothing to do from here."""
+
+
+class SeparateStages:
+    """GraphBuilder -> PolicyInference -> ResponseAssembler, chained without awaiting."""
+
+    def __init__(self, graph: DeploymentHandle, policy: DeploymentHandle,
+                 assembler: DeploymentHandle) -> None:
+        self.graph = graph
+        self.policy_handle = policy
+        self.assembler = assembler
+        self._policy = RemotePolicy(policy)
+
+    @property
+    def policy(self) -> PolicyPort:
+        return self._policy
+
+    async def decide_one(self, request: AllocateRequest, meta: AssembleMeta) -> Decision:
+        state = self.graph.prepare.remote(request, meta.trace)
+        scored = self.policy_handle.infer_one.remote(meta.model, state, meta.trace)
+        result: Decision = await call(self.assembler.assemble.remote(state, scored, meta))
+        return result
+
+    async def decide_many(self, requests: Sequence[AllocateRequest],
+                          meta: AssembleMeta) -> list[Decision]:
+        states = self.graph.prepare_many.remote(list(requests), meta.trace)
+        scored = self.policy_handle.infer_many.remote(meta.model, states, meta.trace)
+        result: list[Decision] = await call(
+            self.assembler.assemble_many.remote(states, scored, meta))
+        return result

@@ -1,0 +1,156 @@
+"""Every setting of the service, typed, in one module.
+
+serve_config.yaml's ``user_config`` blocks validate into these models when the app is
+deployed (and again on every live ``reconfigure``); the CLI and the store take their
+defaults from them too. Each default is written once: values that an environment
+variable may override come from ``constants`` (which reads the environment, and nothing
+else does), the rest are written here. Every model forbids unknown keys, so a misspelt
+option fails the deployment with the key's name instead of being silently ignored.
+"""
+
+from __future__ import annotations
+
+from pathlib import Path
+from typing import Literal
+
+from pydantic import BaseModel, ConfigDict, Field, field_validator, model_validator
+
+from edge_allocator.constants import (
+    DATABASE_URL,
+    DECISION_CACHE_TTL_S,
+    MAX_BODY_BYTES,
+    MODELS_DIR,
+    PROJECT_ROOT,
+    SPOOL_PATH,
+)
+from edge_allocator.runtime.backends import BACKENDS
+
+#: The models served when ``models`` is not given: every shipped kind, newest version.
+DEFAULT_MODEL_NAMES: tuple[str, ...] = ("hybrid", "dqn", "ppo")
+DEFAULT_MODEL = "hybrid"
+CacheKind = Literal["none", "local", "redis"]
+Device = Literal["auto", "cpu", "cuda", "mps"]
+
+
+def project_path(path: Path) -> Path:
+    """Relative paths resolve against the project, whatever the Ray worker's cwd."""
+    return path if path.is_absolute() else PROJECT_ROOT / path
+
+
+def project_database_url(url: str | None) -> str | None:
+    """``sqlite:///var/x.db`` means <project>/var/x.db, whatever the worker's cwd."""
+    if url and url.startswith("sqlite:///") and not url.startswith("sqlite:////"):
+        path = Path(url.removeprefix("sqlite:///"))
+        if not path.is_absolute():
+            return f"sqlite:///{PROJECT_ROOT / path}"
+    return url
+
+
+class _Settings(BaseModel):
+    model_config = ConfigDict(extra="forbid", frozen=True)
+
+
+class ModelSpec(_Settings):
+    """How one model name is served."""
+
+    version: str | None = Field(default=None, description="Pinned version; None = newest")
+    ab: dict[str, float] | None = Field(
+        default=None, description="A/B split: version -> weight (weights need not sum to 1)"
+    )
+
+    @field_validator("ab")
+    @classmethod
+    def _weights(cls, v: dict[str, float] | None) -> dict[str, float] | None:
+        if v is not None and (not v or any(w < 0 for w in v.values()) or sum(v.values()) <= 0):
+            raise ValueError(f"ab: weights must be >= 0 and sum to > 0, got {v}")
+        return v
+
+
+def _default_models() -> dict[str, ModelSpec]:
+    return {name: ModelSpec() for name in DEFAULT_MODEL_NAMES}
+
+
+class InferenceConfig(_Settings):
+    """How the policy runs: dynamic batching, backend, device."""
+
+    max_batch_size: int = Field(default=64, ge=1, description="States per model call, at most")
+    batch_wait_timeout_s: float = Field(
+        default=0.002, ge=0, description="How long a partial batch waits for more states")
+    backend: str = Field(default="onnx", description=f"One of {BACKENDS}")
+    device: Device = Field(default="auto", description="auto = CUDA, then MPS, then CPU")
+
+    @field_validator("backend")
+    @classmethod
+    def _backend(cls, v: str) -> str:
+        if v not in BACKENDS:
+            raise ValueError(f"backend={v!r} is unknown; use one of {BACKENDS}")
+        return v
+
+
+class RoutingConfig(_Settings):
+    """Which model versions are served, and which answers a request."""
+
+    models_dir: Path = Field(default=MODELS_DIR, description="models/<name>/<version>/")
+    default_model: str = Field(default=DEFAULT_MODEL, description="For requests naming none")
+    models: dict[str, ModelSpec] = Field(default_factory=_default_models)
+
+    @field_validator("models_dir")
+    @classmethod
+    def _models_dir(cls, v: Path) -> Path:
+        return project_path(v)
+
+
+class PolicyConfig(RoutingConfig):
+    """PolicyInference's ``user_config``: the versions to load and how to run them."""
+
+    inference: InferenceConfig = Field(default_factory=InferenceConfig)
+
+
+class ServiceConfig(RoutingConfig):
+    """The Ingress's ``user_config``; ``inference`` is used when it runs the policy
+    in-process (``inline_inference``)."""
+
+    inference: InferenceConfig = Field(default_factory=InferenceConfig)
+    cache: CacheKind = "local"
+    cache_ttl_s: float = Field(default=DECISION_CACHE_TTL_S, gt=0)
+    cache_entries: int = Field(default=100_000, gt=0)
+    redis_url: str | None = None
+    database_url: str | None = Field(
+        default=DATABASE_URL, description="SQLAlchemy URL of the decision log; null: no log")
+    db_pool_size: int = Field(default=5, gt=0)
+    spool_path: Path = Field(default=SPOOL_PATH,
+                             description="Where log records wait while the database is down")
+    auth_token_env: str = Field(default="EDGE_ALLOCATOR_TOKENS",
+                                description="Env var holding comma-separated bearer tokens")
+    auth_token_file: Path | None = None
+    max_body_bytes: int = Field(default=MAX_BODY_BYTES, gt=0)
+
+    @field_validator("spool_path")
+    @classmethod
+    def _spool(cls, v: Path) -> Path:
+        return project_path(v)
+
+    @field_validator("auth_token_file")
+    @classmethod
+    def _token_file(cls, v: Path | None) -> Path | None:
+        return None if v is None else project_path(v)
+
+    @field_validator("database_url")
+    @classmethod
+    def _database_url(cls, v: str | None) -> str | None:
+        return project_database_url(v)
+
+    @model_validator(mode="after")
+    def _redis_needs_url(self) -> ServiceConfig:
+        if self.cache == "redis" and not self.redis_url:
+            raise ValueError("cache: 'redis' needs redis_url (e.g. redis://127.0.0.1:6379/0)")
+        return self
+
+    def routing(self) -> RoutingConfig:
+        return RoutingConfig(models_dir=self.models_dir, default_model=self.default_model,
+                             models=self.models)
+
+    def policy(self) -> PolicyConfig:
+        """The settings an in-process policy runs with (``inline_inference``)."""
+        return PolicyConfig(models_dir=self.models_dir, default_model=self.default_model,
+                            models=self.models, inference=self.inference)

@@ -1,0 +1,186 @@
+"""What every endpoint returns, as typed objects.
+
+Plain dataclasses: the stages build them on the hot path (no validation cost) and
+orjson serialises them as they are, in field order. The OpenAPI document derives its
+response schemas from these same classes (``edge_allocator.service.openapi``), and a
+test validates real responses of every endpoint against the served document, so the
+published shapes cannot drift from the returned ones.
+"""
+
+from __future__ import annotations
+
+from dataclasses import dataclass, field
+from typing import Annotated, Any, Literal
+
+import orjson
+from pydantic import Field
+
+
+@dataclass(slots=True)
+class ModelRef:
+    """The model version that made a decision, and the backend that actually ran it."""
+
+    name: str
+    version: str
+    backend: str
+
+
+@dataclass(slots=True)
+class Decision:
+    """One decision. ``scores`` and ``probabilities`` cover feasible nodes only;
+    ``ranking`` lists them best first."""
+
+    decision_id: str
+    node_id: str
+    node_index: int
+    confidence: Annotated[float, Field(description="Softmax probability of the chosen node")]
+    scores: Annotated[dict[str, float], Field(description="Policy score per feasible node")]
+    ranking: Annotated[list[str], Field(description="Feasible node ids, best first")]
+    probabilities: Annotated[dict[str, float],
+                             Field(description="Softmax of the scores over feasible nodes")]
+    model: ModelRef
+    cached: Annotated[bool, Field(description="Answered from the decision cache")]
+    latency_ms: Annotated[float, Field(description="From request parsed to decision ready")]
+    batch_size: Annotated[int,
+                          Field(description="States that shared the model call (0: cache hit)")]
+    inference_node: Annotated[str | None,
+                              Field(description="Ray node that ran the model")] = None
+
+    def to_dict(self) -> dict[str, Any]:
+        """The JSON object, for stores that keep plain JSON (the decision cache)."""
+        out: dict[str, Any] = orjson.loads(orjson.dumps(self))
+        return out
+
+    @classmethod
+    def from_dict(cls, data: dict[str, Any]) -> Decision:
+        return cls(**{**data, "model": ModelRef(**data["model"])})
+
+
+@dataclass(slots=True)
+class BatchDecisions:
+    """POST /v1/allocate/batch: one decision per state, in order."""
+
+    decisions: list[Decision]
+
+
+@dataclass(slots=True)
+class FeedbackReceipt:
+    """POST /v1/feedback."""
+
+    decision_id: str
+    recorded: bool
+
+
+@dataclass(slots=True)
+class ModelInfo:
+    """One loaded model version, as the replica that runs it reports it."""
+
+    name: str
+    version: str
+    kind: str
+    backend: str
+    max_nodes: Annotated[int | None, Field(description="Fixed input size; null = any N")]
+    torch_loaded: Annotated[bool, Field(description="ONNX replicas never import torch")]
+    evaluation: list[dict[str, Any]] = field(default_factory=list)
+
+
+@dataclass(slots=True)
+class ModelsOverview:
+    """GET /v1/models."""
+
+    default_model: str
+    routing: dict[str, dict[str, Any]]
+    models: list[ModelInfo]
+
+
+@dataclass(slots=True)
+class BatchConfig:
+    """GET /v1/batch-config: the dynamic-batching settings in force."""
+
+    max_batch_size: int
+    batch_wait_timeout_s: float
+
+
+@dataclass(slots=True)
+class Liveness:
+    status: Literal["ok"] = "ok"
+
+
+@dataclass(slots=True)
+class Readiness:
+    """GET /readyz: 200 with the loaded models, or 503 with the reason."""
+
+    status: Literal["ready", "not ready"]
+    models: list[ModelInfo] | None = None
+    reason: str | None = None
+
+
+@dataclass(slots=True)
+class ErrorDetail:
+    loc: str
+    msg: str
+
+
+@dataclass(slots=True)
+class ErrorBody:
+    """Every 4xx/5xx: the message names the field path at fault first."""
+
+    error: str
+    status: int
+    details: list[ErrorDetail]
+
+
+# --- the original AI Edge Allocator API -----------------------------------------------------
+
+
+@dataclass(slots=True)
+class LegacyPrediction:
+    """POST /predict. Nodes are identified by index."""
+
+    selected_node: int
+    confidence: float
+    q_values: Annotated[list[float] | None,
+                        Field(description="DQN only: Q-values, infeasible nodes at -1e9")]
+    node_scores: Annotated[dict[str, float], Field(description="Probability per node index")]
+    processing_time_ms: float
+    model_version: str
+    decision_id: str
+
+
+@dataclass(slots=True)
+class LegacyBatchPrediction:
+    """POST /batch-predict."""
+
+    predictions: list[LegacyPrediction]
+    total_processing_time_ms: float
+
+
+@dataclass(slots=True)
+class LegacyHealth:
+    """GET /health: what actually loaded; ``degraded`` when a routed model did not."""
+
+    status: Literal["healthy", "degraded"]
+    version: str
+    models_loaded: dict[str, bool]
+    uptime_seconds: float
+
+
+@dataclass(slots=True)
+class LegacyModelSummary:
+    """One entry of GET /models."""
+
+    name: str
+    versions: list[str]
+    type: str
+    backend: str
+    max_nodes: int | None
+
+
+@dataclass(slots=True)
+class LegacyModelInfo:
+    """GET /models/{name}."""
+
+    name: str
+    versions: list[str]
+    type: str
+    default: bool

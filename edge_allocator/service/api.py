@@ -1,0 +1,215 @@
+"""The v1 API as a plain class: validation, model routing, the decision cache, the chain
+of stages, the decision log and feedback. The Ray Serve ingress routes HTTP requests
+here; the CLI and the tests call it in-process with ``DirectPolicy``. Both therefore
+behave identically (the golden test holds the served app to it)."""
+
+from __future__ import annotations
+
+import asyncio
+import logging
+import time
+import uuid
+from collections.abc import Sequence
+from pathlib import Path
+from typing import Any
+
+from edge_allocator.cache import DecisionCache, make_cache, request_key
+from edge_allocator.config import ServiceConfig
+from edge_allocator.responses import (
+    BatchDecisions,
+    Decision,
+    FeedbackReceipt,
+    ModelsOverview,
+    Readiness,
+)
+from edge_allocator.schema import (
+    NODE_FIELDS,
+    AllocateRequest,
+    BatchAllocateRequest,
+    FeedbackRequest,
+    RequestError,
+    parse,
+)
+from edge_allocator.service.auth import TokenAuth
+from edge_allocator.service.chain import Chain
+from edge_allocator.service.observe import (
+    NODE_TYPE_NAMES,
+    DecisionCounts,
+    NullObserver,
+    Observer,
+)
+from edge_allocator.service.routing import ModelRouter
+from edge_allocator.service.stages import AssembleMeta, ModelKey
+from edge_allocator.store import DecisionLog, DecisionRecord, UnknownDecision, utc_now
+from edge_allocator.tracing import carrier, span
+
+log = logging.getLogger(__name__)
+#: How long readiness waits for the policy to describe itself.
+READINESS_TIMEOUT_S = 5.0
+
+
+def _make_cache(cfg: ServiceConfig) -> DecisionCache:
+    if cfg.cache == "redis":
+        return make_cache("redis", url=cfg.redis_url, ttl_s=cfg.cache_ttl_s)
+    if cfg.cache == "local":
+        return make_cache("local", max_entries=cfg.cache_entries, ttl_s=cfg.cache_ttl_s)
+    return make_cache("none")
+
+
+def _make_log(cfg: ServiceConfig, replica_tag: str) -> DecisionLog | None:
+    if not cfg.database_url:
+        return None
+    if cfg.database_url.startswith("sqlite:///"):
+        Path(cfg.database_url.removeprefix("sqlite:///")).parent.mkdir(parents=True,
+                                                                       exist_ok=True)
+    spool = cfg.spool_path.with_name(
+        f"{cfg.spool_path.stem}.{replica_tag}{cfg.spool_path.suffix}")
+    return DecisionLog(cfg.database_url, pool_size=cfg.db_pool_size, spool_path=spool)
+
+
+class AllocatorApi:
+    """Every v1 endpoint; ``chain`` turns validated requests into decisions."""
+
+    def __init__(self, cfg: ServiceConfig, chain: Chain, observer: Observer | None = None,
+                 replica_tag: str = "main") -> None:
+        self.cfg = cfg
+        self.chain = chain
+        self.observer: Observer = observer or NullObserver()
+        self.started_at = time.time()
+        self.auth = TokenAuth(cfg.auth_token_env, cfg.auth_token_file)
+        self.router = ModelRouter(cfg.models_dir, cfg.models, cfg.default_model)
+        self.cache = _make_cache(cfg)
+        self.decision_log = _make_log(cfg, replica_tag)
+
+    def reconfigure(self, cfg: ServiceConfig) -> None:
+        """Swap routing (model versions, A/B) atomically. Cache keys carry the model
+        version, so an old version's answers are never served for the new one; the
+        cache is cleared to free them. Store settings need a new replica."""
+        self.router = ModelRouter(cfg.models_dir, cfg.models, cfg.default_model)
+        self.cfg = cfg
+        self.cache.clear()
+
+    # --- decisions ------------------------------------------------------------------------
+    async def allocate(self, data: dict[str, Any]) -> Decision:
+        req = parse(AllocateRequest, data)
+        return await self.decide(req, data, None, "/v1/allocate")
+
+    async def allocate_batch(self, data: dict[str, Any]) -> BatchDecisions:
+        req = parse(BatchAllocateRequest, data)
+        return BatchDecisions(await self.decide_many(req.states, data["states"], req.model,
+                                                     "/v1/allocate/batch"))
+
+    async def decide(self, req: AllocateRequest, payload: dict[str, Any], model: str | None,
+                     route: str) -> Decision:
+        """One state. ``payload`` is the state as sent: the cache and log key it."""
+        t0 = time.perf_counter()
+        key = ModelKey(*self.router.pick(model or req.model))
+        ckey = request_key(payload, key.name, key.version)
+        hit = self.cache.get(ckey)
+        self.observer.cache_lookup(hit is not None)
+        if hit is not None:  # a new decision (own id, logged) that reuses the answer
+            decision = Decision.from_dict(hit)
+            decision.cached = True
+            decision.decision_id = uuid.uuid4().hex
+            decision.batch_size = 0  # no model call was made for it
+            decision.latency_ms = (time.perf_counter() - t0) * 1000
+        else:
+            decision_id = uuid.uuid4().hex
+            with span("ingress.allocate", decision_id=decision_id, model=key.name,
+                      version=key.version):
+                meta = AssembleMeta(key, 1, t0, (decision_id,), carrier())
+                decision = await self.chain.decide_one(req, meta)
+            decision.latency_ms = (time.perf_counter() - t0) * 1000
+            self.cache.set(ckey, decision.to_dict())
+        self._record(decision, req, ckey)
+        self._observe([decision], [req], route, t0)
+        return decision
+
+    async def decide_many(self, states: Sequence[AllocateRequest],
+                          payloads: Sequence[dict[str, Any]], model: str | None,
+                          route: str) -> list[Decision]:
+        """Many states in one model call. ``payloads``: each state as sent, keyed for the
+        log exactly as a single request keys it (not re-serialised from the model)."""
+        t0 = time.perf_counter()
+        key = ModelKey(*self.router.pick(model or states[0].model))
+        ids = tuple(uuid.uuid4().hex for _ in states)
+        with span("ingress.allocate_batch", model=key.name, version=key.version,
+                  states=len(states)):
+            meta = AssembleMeta(key, len(states), t0, ids, carrier())
+            out = await self.chain.decide_many(states, meta)
+        elapsed = (time.perf_counter() - t0) * 1000
+        for decision, req, payload in zip(out, states, payloads):
+            decision.latency_ms = elapsed
+            if self.decision_log is not None:  # the request hash is only for the log
+                self._record(decision, req, request_key(payload, key.name, key.version))
+        self._observe(out, states, route, t0)
+        return out
+
+    def _observe(self, decisions: Sequence[Decision], requests: Sequence[AllocateRequest],
+                 route: str, t0: float) -> None:
+        counts = DecisionCounts()
+        for d, req in zip(decisions, requests):
+            node_type = NODE_TYPE_NAMES[req.nodes[d.node_index].node_type]
+            counts[(d.model.name, d.model.version, d.model.backend, node_type, d.cached)] += 1
+        self.observer.decisions(counts)
+        self.observer.latency(decisions[0].model.name, route,
+                              (time.perf_counter() - t0) * 1000)
+
+    def _record(self, d: Decision, request: AllocateRequest, ckey: str) -> None:
+        if self.decision_log is None:
+            return
+        nodes = [{"node_id": nid, **{f: getattr(n, f) for f in NODE_FIELDS}}
+                 for nid, n in zip(request.node_ids(), request.nodes)]
+        self.decision_log.record(DecisionRecord(
+            decision_id=d.decision_id, created_at=utc_now(), model_name=d.model.name,
+            model_version=d.model.version, backend=d.model.backend, node_id=d.node_id,
+            node_index=d.node_index, confidence=d.confidence, scores=d.scores,
+            latency_ms=d.latency_ms, request_hash=ckey, cached=d.cached, nodes=nodes,
+        ))
+
+    # --- feedback -------------------------------------------------------------------------
+    async def feedback(self, data: dict[str, Any]) -> FeedbackReceipt:
+        fb = parse(FeedbackRequest, data)
+        receipt = await asyncio.to_thread(self._feedback, fb)
+        self.observer.feedback(fb.success, fb.completion_ms)
+        return receipt
+
+    def _feedback(self, fb: FeedbackRequest) -> FeedbackReceipt:
+        if self.decision_log is None:
+            raise RequestError(503, "feedback needs a decision log (database_url is not set)")
+        try:
+            self.decision_log.record_feedback(fb.decision_id, fb.completion_ms, fb.success,
+                                              fb.energy_j)
+        except UnknownDecision:
+            raise RequestError(404, f"decision_id {fb.decision_id!r} is unknown",
+                               [{"loc": "decision_id", "msg": "unknown decision"}]) from None
+        return FeedbackReceipt(fb.decision_id, True)
+
+    # --- operations -----------------------------------------------------------------------
+    async def models(self) -> ModelsOverview:
+        return ModelsOverview(
+            self.cfg.default_model,
+            {n: self.cfg.models[n].model_dump() for n in self.router.names()},
+            await self.chain.policy.describe())
+
+    async def readiness(self) -> Readiness:
+        """Ready when every routed version is loaded and none failed to load."""
+        try:
+            described = await asyncio.wait_for(self.chain.policy.describe(),
+                                               READINESS_TIMEOUT_S)
+            failures = await asyncio.wait_for(self.chain.policy.failures(),
+                                              READINESS_TIMEOUT_S)
+        except Exception as exc:  # noqa: BLE001 - readiness says why, whatever it is
+            why = exc.message if isinstance(exc, RequestError) else f"{type(exc).__name__}: {exc}"
+            return Readiness("not ready", reason=why[:2000])
+        loaded = {(d.name, d.version) for d in described}
+        missing = [f"{n} v{v}" for n, v in self.router.versions_in_use()
+                   if (n, v) not in loaded]
+        if failures or missing:
+            why = "; ".join(f"{k}: {v}" for k, v in failures.items())
+            return Readiness("not ready", reason=f"models not loaded: {missing}. {why}"[:2000])
+        return Readiness("ready", models=described)
+
+    def close(self) -> None:
+        if self.decision_log is not None:
+            self.decision_log.close()

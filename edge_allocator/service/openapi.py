@@ -1,0 +1,103 @@
+"""The OpenAPI 3.1 document, built from the pydantic models that validate requests and
+the dataclasses that every endpoint returns (``edge_allocator.responses``)."""
+
+from __future__ import annotations
+
+from typing import Any
+
+from pydantic import TypeAdapter
+
+from edge_allocator.responses import (
+    BatchConfig,
+    BatchDecisions,
+    Decision,
+    ErrorBody,
+    FeedbackReceipt,
+    LegacyBatchPrediction,
+    LegacyHealth,
+    LegacyModelInfo,
+    LegacyModelSummary,
+    LegacyPrediction,
+    Liveness,
+    ModelsOverview,
+    Readiness,
+)
+from edge_allocator.schema import (
+    AllocateRequest,
+    BatchAllocateRequest,
+    FeedbackRequest,
+    LegacyBatchRequest,
+    LegacyPredictRequest,
+)
+
+REF = "#/components/schemas/{model}"
+CLIENT_ERRORS = ("400", "401", "404", "413", "415", "422", "503")
+
+
+def openapi_document(version: str) -> dict[str, Any]:
+    schemas: dict[str, Any] = {}
+
+    def ref(tp: Any, mode: str) -> dict[str, Any]:
+        js: dict[str, Any] = TypeAdapter(tp).json_schema(ref_template=REF, mode=mode)  # type: ignore[arg-type]
+        for name, sub in js.pop("$defs", {}).items():
+            schemas[name] = sub
+        name = getattr(tp, "__name__", None)
+        if name is None or "properties" not in js:
+            return js
+        schemas[name] = js
+        return {"$ref": REF.format(model=name)}
+
+    def body(tp: Any) -> dict[str, Any]:
+        return {"content": {"application/json": {"schema": ref(tp, "serialization")}}}
+
+    error = {"description": "error; `error` names the field path at fault", **body(ErrorBody)}
+
+    def post(req: Any, resp: Any, summary: str) -> dict[str, Any]:
+        return {"post": {
+            "summary": summary,
+            "requestBody": {"required": True, "content": {"application/json": {
+                "schema": ref(req, "validation")}}},
+            "responses": {"200": {"description": "ok", **body(resp)},
+                          **{code: error for code in CLIENT_ERRORS}},
+        }}
+
+    def get(resp: Any, summary: str, *, extra: dict[str, Any] | None = None,
+            params: list[dict[str, Any]] | None = None) -> dict[str, Any]:
+        op: dict[str, Any] = {"summary": summary,
+                              "responses": {"200": {"description": "ok", **body(resp)},
+                                            "401": error, **(extra or {})}}
+        if params:
+            op["parameters"] = params
+        return {"get": op}
+
+    def query(name: str, schema: dict[str, Any]) -> dict[str, Any]:
+        return {"name": name, "in": "query", "required": False, "schema": schema}
+
+    paths = {
+        "/v1/allocate": post(AllocateRequest, Decision, "Place one task"),
+        "/v1/allocate/batch": post(BatchAllocateRequest, BatchDecisions,
+                                   "Place many tasks in one pass"),
+        "/v1/feedback": post(FeedbackRequest, FeedbackReceipt, "Report a decision's outcome"),
+        "/predict": post(LegacyPredictRequest, LegacyPrediction, "Original API: one decision"),
+        "/batch-predict": post(LegacyBatchRequest, LegacyBatchPrediction,
+                               "Original API: many decisions"),
+        "/v1/models": get(ModelsOverview, "Served models and versions"),
+        "/v1/batch-config": get(BatchConfig, "Dynamic batching settings in force"),
+        "/v1/sample": get(AllocateRequest, "A realistic network state from the simulator",
+                          extra={"422": error}, params=[
+                              query("scenario", {"enum": ["synthetic", "melbourne"]}),
+                              query("nodes", {"type": "integer", "minimum": 5,
+                                              "maximum": 1000}),
+                              query("seed", {"type": "integer"})]),
+        "/healthz": get(Liveness, "Liveness"),
+        "/readyz": get(Readiness, "Readiness: models loaded and answering",
+                       extra={"503": {"description": "not ready", **body(Readiness)}}),
+        "/health": get(LegacyHealth, "Original API health"),
+        "/models": get(dict[str, LegacyModelSummary], "Original API model list"),
+        "/models/{name}": get(LegacyModelInfo, "Original API model info",
+                              extra={"404": error}),
+    }
+    paths["/models/{name}"]["get"]["parameters"] = [
+        {"name": "name", "in": "path", "required": True, "schema": {"type": "string"}}]
+    return {"openapi": "3.1.0", "info": {"title": "Edge Allocator", "version": version},
+            "paths": paths, "components": {"schemas": schemas}}
