@@ -194,12 +194,24 @@ def _number(x: Fraction) -> str:
     return str(int(x)) if x.denominator == 1 else f"{float(x):g}"
 
 
-def _get(node: yaml.Node, key: str) -> yaml.Node | None:
+def _get(node: yaml.Node | None, key: str) -> yaml.Node | None:
+    """The value node under ``key`` of a composed mapping node (None if absent)."""
     if isinstance(node, yaml.MappingNode):
         for k, v in node.value:
             if isinstance(k, yaml.ScalarNode) and k.value == key:
-                return v
+                found: yaml.Node = v
+                return found
     return None
+
+
+def _items(node: yaml.Node | None) -> list[yaml.Node]:
+    """The item nodes of a composed sequence node (none if it is not one)."""
+    return list(node.value) if isinstance(node, yaml.SequenceNode) else []
+
+
+def _is_named(node: yaml.Node, name: str) -> bool:
+    value = _get(node, "name")
+    return isinstance(value, yaml.ScalarNode) and value.value == name
 
 
 def _line_end(text: str, index: int) -> int:
@@ -244,11 +256,14 @@ def gpu_serve_config_text(text: str) -> str:
     GPU_MACHINE_CPUS CPUs and GPU_MACHINE_GPUS GPUs."""
     source = yaml.safe_load(text)
     want = gpu_serve_config(source)
-    root = yaml.compose(text, Loader=yaml.SafeLoader)
-    deployment = next(d for app in _get(root, "applications").value  # type: ignore[union-attr]
-                      for d in _get(app, "deployments").value  # type: ignore[union-attr]
-                      if _get(d, "name").value == GPU_DEPLOYMENT)  # type: ignore[union-attr]
     (src,) = _gpu_deployments(source)
+    root = yaml.compose(text, Loader=yaml.SafeLoader)
+    found = [d for app in _items(_get(root, "applications"))
+             for d in _items(_get(app, "deployments")) if _is_named(d, GPU_DEPLOYMENT)]
+    if root is None or len(found) != 1:
+        raise ValueError(f"cannot find the {GPU_DEPLOYMENT} deployment in serve_config.yaml's "
+                         "text; adjust gpu_serve_config_text in k8s/generate.py")
+    (deployment,) = found
     edits: dict[int, tuple[int, str]] = {}
     changes = []
     for path, value in gpu_overrides(source):
