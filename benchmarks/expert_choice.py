@@ -31,9 +31,9 @@ def main() -> None:
     import torch
 
     from edge_allocator.policies import build_policy
+    from edge_allocator.train.agents import baseline_agents, model_agents
     from edge_allocator.train.bc import BCConfig, train_bc
     from edge_allocator.train.distributed import collect_on_ray, evaluate_on_ray
-    from edge_allocator.train.agents import baseline_agents, model_agents
     from edge_allocator.train.evaluate import default_scenarios, mean_ci
     from edge_allocator.train.finetune import env_config
 
