@@ -18,7 +18,15 @@ from edge_allocator.constants import PROJECT_ROOT
 from edge_allocator.policies import build_policy
 from edge_allocator.runtime.artifacts import load_artifact
 from edge_allocator.runtime.torch_backend import load_module
-from edge_allocator.train.sweep import SweepConfig, run_sweep  # imports no Ray
+from edge_allocator.train.finetune import RLConfig
+from edge_allocator.train.pipeline import TrainConfig
+from edge_allocator.train.sweep import (  # imports no Ray
+    ROW_KEYS,
+    SweepConfig,
+    SweepResult,
+    SweepRow,
+    run_sweep,
+)
 
 pytest.importorskip("ray.tune")
 
@@ -54,16 +62,16 @@ def test_tiny_dqn_sweep(ray_local, tmp_path) -> None:
     res = run_sweep(start_state, architecture, cfg)
 
     assert len(res.rows) == 2
-    assert sorted(r["seed"] for r in res.rows) == [0, 1]
+    assert sorted(r.seed for r in res.rows) == [0, 1]
     for r in res.rows:
-        assert r["rl_lr"] == 1e-4
-        for key in ("start_reward", "validation_reward"):
-            assert math.isfinite(r[key]) and r[key] < 0  # rewards are negative costs
-        assert r["gain"] == pytest.approx(r["validation_reward"] - r["start_reward"])
-        assert r["rl_seconds"] > 0
+        assert r.rl_lr == 1e-4
+        for reward in (r.start_reward, r.validation_reward):
+            assert math.isfinite(reward) and reward < 0  # rewards are negative costs
+        assert r.gain == pytest.approx(r.validation_reward - r.start_reward)
+        assert r.rl_seconds > 0
     # same start weights, same validation seeds: the start score cannot depend on the trial
-    assert res.rows[0]["start_reward"] == pytest.approx(res.rows[1]["start_reward"])
-    assert res.best["validation_reward"] == max(r["validation_reward"] for r in res.rows)
+    assert res.rows[0].start_reward == pytest.approx(res.rows[1].start_reward)
+    assert res.best.validation_reward == max(r.validation_reward for r in res.rows)
 
     fresh = build_policy("dqn", architecture)
     fresh.load_state_dict(res.best_state)  # strict
@@ -73,7 +81,9 @@ def test_tiny_dqn_sweep(ray_local, tmp_path) -> None:
     assert md[0].startswith("| rl_lr | seed |") and md[1].startswith("|---")
     assert sum(line.startswith("| 1e-04 |") for line in md) == 2
     assert any("mean ± std" in line for line in md)
-    assert res.to_json()["best"] == res.best
+    js = res.to_json()
+    assert js["best"] == res.best._asdict()
+    assert list(js["rows"][0]) == list(ROW_KEYS)  # the manifest's keys, in order
 
     out = res.plot(tmp_path / "sweep.png")
     assert out.is_file() and out.stat().st_size > 0
@@ -89,3 +99,30 @@ def test_failed_trial_raises_naming_it(ray_local, tmp_path) -> None:
         # weights of width 256 into width 64; the start reward is given, so the mismatch
         # first surfaces inside the trial (run_sweep would otherwise validate the start)
         run_sweep(start_state, {"hidden": 64}, cfg, start_reward=-500.0)
+
+
+def test_result_tables_from_typed_rows() -> None:
+    """per_lr, to_json and to_markdown from rows alone (no Ray): the JSON keeps the
+    manifest's row keys; one seed has no spread (nan in Python, null in JSON)."""
+    rows = [SweepRow(0, 1e-4, -100.0, -90.0, 10.0, 1.0),
+            SweepRow(1, 1e-4, -100.0, -94.0, 6.0, 1.0),
+            SweepRow(0, 3e-4, -100.0, -120.0, -20.0, 1.0)]
+    res = SweepResult("dqn", rows, rows[0], {}, "/nowhere")
+    per_lr = res.per_lr()
+    assert per_lr[1e-4].mean == pytest.approx(-92.0) and per_lr[1e-4].n == 2
+    assert per_lr[1e-4].std == pytest.approx(2 ** 0.5 * 2)
+    assert math.isnan(per_lr[3e-4].std)
+    js = res.to_json()
+    assert js["rows"][1] == dict(zip(ROW_KEYS, rows[1]))
+    assert js["best"]["seed"] == 0 and js["per_lr"]["0.0003"]["std"] is None
+    assert res.to_markdown().splitlines()[2].startswith("| 1e-04 | 0 | -100.0 | -90.0 | +10.0")
+
+
+def test_rl_defaults_are_the_pipelines() -> None:
+    """RLConfig's defaults are what the pipeline's RL stage used when they were written
+    inline; TrainConfig passes its own steps, lr, gamma and seed."""
+    assert TrainConfig().rl_config() == RLConfig()
+    cfg = TrainConfig(seed=3, rl_steps=64, rl_lr=3e-5, gamma=0.5).rl_config()
+    assert (cfg.steps, cfg.lr, cfg.gamma, cfg.seed) == (64, 3e-5, 0.5, 3)
+    assert (RLConfig().dqn_buffer_size, RLConfig().dqn_learning_starts,
+            RLConfig().ppo_n_steps, RLConfig().ppo_clip_range) == (20_000, 500, 1024, 0.1)

@@ -21,3 +21,10 @@ def build_policy(kind: str, config: dict[str, object] | None = None) -> nn.Modul
     if kind in ("dqn", "ppo"):
         return FlatMLPPolicy(MLPConfig(**cfg), kind=kind)  # type: ignore[arg-type]
     raise ValueError(f"build_policy: kind={kind!r} is unknown; use one of {MODEL_KINDS}")
+
+
+def architecture(module: nn.Module) -> dict[str, object]:
+    """The config dict :func:`build_policy` rebuilds ``module`` from (what manifests
+    record)."""
+    config: HybridConfig | MLPConfig = module.config  # type: ignore[assignment]
+    return config.to_dict()

@@ -1,8 +1,10 @@
 """Agents: anything that scores the nodes of one decision, so heuristics, learned models
-and the planner all run through the same evaluation loop."""
+and the planner all run through the same evaluation loop; and the factories that build
+them for evaluation (:func:`baseline_agents`, :func:`model_agents`)."""
 
 from __future__ import annotations
 
+from collections.abc import Callable
 from typing import Protocol
 
 import numpy as np
@@ -10,7 +12,11 @@ import torch
 from torch import nn
 
 from edge_allocator.graph import GraphInputs, collate
+from edge_allocator.policies.heuristics import all_heuristics
 from edge_allocator.sim.env import EdgeAllocationEnv
+
+#: Input size (nodes) of the flat models the pipeline trains; Melbourne's 127 fit.
+FLAT_PAD = 128
 
 
 class Agent(Protocol):
@@ -32,7 +38,8 @@ class TorchAgent:
     @torch.inference_mode()
     def scores(self, graph: GraphInputs) -> np.ndarray:
         b = collate([graph], pad_to=self.pad_to)
-        out = self.module(torch.from_numpy(b.x), torch.from_numpy(b.adj), torch.from_numpy(b.mask))
+        out: torch.Tensor = self.module(torch.from_numpy(b.x), torch.from_numpy(b.adj),
+                                        torch.from_numpy(b.mask))
         return out[0, : graph.x.shape[0]].numpy()
 
 
@@ -47,3 +54,32 @@ class OracleAgent:
 
     def scores(self, graph: GraphInputs) -> np.ndarray:
         return self.env.oracle_rewards().astype(np.float32)
+
+
+#: Builds an agent for one scenario: gets (the scenario's env, its largest network size)
+#: and returns None where the agent cannot run (a flat model on a larger network).
+AgentFactory = Callable[[EdgeAllocationEnv, int], "Agent | None"]
+
+
+def pad_for(kind: str) -> int | None:
+    """The fixed input size of a ``kind`` model: None for the hybrid GNN (any N)."""
+    return None if kind == "hybrid" else FLAT_PAD
+
+
+def model_agents(modules: dict[str, tuple[nn.Module, str]]) -> dict[str, AgentFactory]:
+    """Evaluation factories for learned modules (name -> (module, kind)); flat ones sit
+    out networks too large for their input."""
+    def factory(name: str, module: nn.Module, pad: int | None) -> AgentFactory:
+        return lambda env, n: None if pad and n > pad else TorchAgent(name, module, pad)
+
+    return {name: factory(name, m, pad_for(kind)) for name, (m, kind) in modules.items()}
+
+
+def baseline_agents() -> dict[str, AgentFactory]:
+    """Evaluation factories for every heuristic and the one-step oracle."""
+    def factory(index: int) -> AgentFactory:
+        return lambda env, n: all_heuristics()[index]  # fresh state (round-robin, rng) per run
+
+    agents = {h.name: factory(i) for i, h in enumerate(all_heuristics())}
+    agents["oracle_greedy"] = lambda env, n: OracleAgent(env)
+    return agents

@@ -15,7 +15,7 @@ from __future__ import annotations
 from collections.abc import Callable, Iterable
 from dataclasses import dataclass
 from pathlib import Path
-from typing import Any
+from typing import Any, cast
 
 import numpy as np
 import torch
@@ -26,6 +26,7 @@ from tqdm import tqdm
 
 from edge_allocator.constants import MASKED_SCORE
 from edge_allocator.graph import collate
+from edge_allocator.policies.normalizer import FeatureNormalizer
 from edge_allocator.train.demos import Demonstrations
 
 PRECISIONS = ("fp32", "bf16", "fp16")
@@ -87,7 +88,7 @@ class BCConfig:
                              "policy has none")
 
 
-class DemoBatches(Dataset):
+class DemoBatches(Dataset[Batch]):
     """Mini-batches of similar graph size (so padding stays small), collated on demand,
     which lets DataLoader workers do the padding. Item k is a whole mini-batch."""
 
@@ -113,13 +114,13 @@ class DemoBatches(Dataset):
 
 
 def make_loader(demos: Demonstrations, cfg: BCConfig, rank: int = 0,
-                world_size: int = 1) -> tuple[DataLoader, DistributedSampler]:
+                world_size: int = 1) -> tuple[DataLoader[Batch], DistributedSampler[Batch]]:
     """The sampler shuffles from (seed, epoch), so a resumed run replays the same order
     without saving RNG state, and with ``world_size`` > 1 every rank gets an equal,
     disjoint share (equal counts keep DDP's collective calls in step)."""
     data = DemoBatches(demos, cfg.batch_size, cfg.pad_to, cfg.seed)
-    sampler = DistributedSampler(data, num_replicas=world_size, rank=rank, shuffle=True,
-                                 seed=cfg.seed)
+    sampler: DistributedSampler[Batch] = DistributedSampler(
+        data, num_replicas=world_size, rank=rank, shuffle=True, seed=cfg.seed)
     workers = cfg.num_workers
     loader = DataLoader(data, batch_size=None, sampler=sampler, num_workers=workers,
                         pin_memory=cfg.pin_memory and torch.cuda.is_available(),
@@ -131,7 +132,7 @@ def make_loader(demos: Demonstrations, cfg: BCConfig, rank: int = 0,
 def fit_normalizer(module: nn.Module, demos: Demonstrations) -> None:
     """Normalisation statistics from the feasible nodes of the demonstrations."""
     feats = np.concatenate([x[m] for x, m in zip(demos.x, demos.mask)])
-    module.normalizer.fit(feats)  # type: ignore[union-attr]
+    cast(FeatureNormalizer, module.normalizer).fit(feats)
 
 
 def loss_fn(kind: str, temperature: float, imitation_weight: float = 0.0
@@ -177,7 +178,8 @@ class Trainer:
 
     def run_epoch(self, batches: Iterable[Batch]) -> float:
         """One pass; returns the mean loss per decision."""
-        cfg, dtype = self.cfg, {"bf16": torch.bfloat16, "fp16": torch.float16}.get(self.cfg.precision)
+        cfg = self.cfg
+        dtype = {"bf16": torch.bfloat16, "fp16": torch.float16}.get(cfg.precision)
         total, count, k = 0.0, 0, 0
         self.opt.zero_grad()
         for k, batch in enumerate(batches, start=1):
@@ -185,7 +187,7 @@ class Trainer:
             with torch.autocast(self.device.type, dtype=dtype, enabled=dtype is not None):
                 scores = self.module(x, adj, mask)
             loss = self.loss_of(scores.float(), mask, r, a)
-            self.scaler.scale(loss / cfg.grad_accum).backward()
+            self.scaler.scale(loss / cfg.grad_accum).backward()  # type: ignore[no-untyped-call]
             if k % cfg.grad_accum == 0:
                 self._step()
             total += float(loss.detach()) * x.shape[0]
@@ -244,7 +246,7 @@ def unwrap(module: nn.Module) -> nn.Module:
 
 def set_gradient_checkpointing(module: nn.Module, enabled: bool) -> None:
     if hasattr(module, "gradient_checkpointing"):
-        module.gradient_checkpointing = enabled
+        module.gradient_checkpointing = enabled  # type: ignore[assignment]
 
 
 def train_bc(module: nn.Module, kind: str, demos: Demonstrations, cfg: BCConfig,

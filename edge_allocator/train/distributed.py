@@ -12,14 +12,17 @@ from __future__ import annotations
 
 import dataclasses
 import tempfile
+from collections.abc import Sequence
 from dataclasses import dataclass
 from pathlib import Path
-from typing import Any
+from typing import Any, NamedTuple
 
 import torch
 from torch import nn
 
-from edge_allocator.policies import build_policy
+from edge_allocator.policies import architecture, build_policy
+from edge_allocator.sim.env import EdgeAllocationEnv, EnvConfig
+from edge_allocator.train.agents import AgentFactory, TorchAgent
 from edge_allocator.train.bc import (
     BCConfig,
     Trainer,
@@ -27,8 +30,15 @@ from edge_allocator.train.bc import (
     make_loader,
     set_gradient_checkpointing,
 )
-from edge_allocator.sim.env import EnvConfig
 from edge_allocator.train.demos import Demonstrations, collect
+from edge_allocator.train.evaluate import (
+    EVAL_SEED_BASE,
+    AgentResult,
+    EpisodeMetrics,
+    EvalScenario,
+    run_episode,
+    summarise,
+)
 
 STRATEGIES = ("ddp", "fsdp")
 STATE_FILE = "state.pt"
@@ -53,7 +63,8 @@ class DistributedConfig:
 
     def validate(self) -> None:
         if self.strategy not in STRATEGIES:
-            raise ValueError(f"DistributedConfig.strategy={self.strategy!r}; use one of {STRATEGIES}")
+            raise ValueError(f"DistributedConfig.strategy={self.strategy!r}; "
+                             f"use one of {STRATEGIES}")
         if self.strategy == "fsdp" and not self.use_gpu:
             raise ValueError("DistributedConfig.strategy='fsdp' needs use_gpu=True (Ray Train "
                              "wraps FSDP on GPUs only); use 'ddp' on CPUs")
@@ -61,14 +72,38 @@ class DistributedConfig:
             raise ValueError(f"DistributedConfig.num_workers={self.num_workers}; use 1 or more")
 
 
+class LearnerSpec(NamedTuple):
+    """A policy as plain data, to rebuild in a Ray task (see :func:`collect_on_ray`)."""
+
+    kind: str
+    architecture: dict[str, object]
+    """What :func:`edge_allocator.policies.build_policy` takes."""
+    state: dict[str, torch.Tensor]
+    """CPU weights."""
+
+    @classmethod
+    def of(cls, kind: str, module: nn.Module) -> LearnerSpec:
+        return cls(kind, architecture(module),
+                   {k: v.detach().cpu() for k, v in module.state_dict().items()})
+
+
+class RayEvaluation(NamedTuple):
+    """What :func:`evaluate_on_ray` returns."""
+
+    results: list[AgentResult]
+    """As :func:`edge_allocator.train.evaluate.evaluate` returns them."""
+    cpu_s_per_decision: dict[tuple[str, str], float]
+    """(scenario, agent) -> mean CPU seconds per decision, measured inside the tasks."""
+
+
 def collect_on_ray(config: EnvConfig, episodes: int, seed: int, *, expert: str = "oracle",
-                   parts: int = 2, learner: tuple[str, dict[str, Any], dict[str, Any]] | None = None,
+                   parts: int = 2, learner: LearnerSpec | None = None,
                    pad_to: int | None = None, cpus_per_part: float = 1.0,
                    expert_share: float = 0.5) -> Demonstrations:
     """:func:`demos.collect` split into ``parts`` Ray tasks of consecutive episodes (the
-    lookahead expert costs tens of ms a decision). ``learner`` is (kind, architecture,
-    state_dict) for a DAgger round. Deterministic for a given ``parts``; the episodes'
-    seeds are the same as a serial ``collect`` with the same ``seed``."""
+    lookahead expert costs tens of ms a decision). ``learner``: the policy that acts in
+    a DAgger round. Deterministic for a given ``parts``; the episodes' seeds are the same
+    as a serial ``collect`` with the same ``seed``."""
     import ray
 
     @ray.remote(num_cpus=cpus_per_part)
@@ -76,10 +111,8 @@ def collect_on_ray(config: EnvConfig, episodes: int, seed: int, *, expert: str =
         torch.set_num_threads(1)
         agent = None
         if learner is not None:
-            from edge_allocator.train.agents import TorchAgent
-
-            kind, architecture, state = learner
-            module = build_policy(kind, architecture)
+            kind, arch, state = learner
+            module = build_policy(kind, arch)
             module.load_state_dict(state)
             agent = TorchAgent(kind, module, pad_to)
         return collect(config, count, seed + first, learner=agent, expert=expert,
@@ -121,7 +154,7 @@ def train_bc_distributed(module: nn.Module, kind: str, demos: Demonstrations, cf
     fit_normalizer(module, demos)  # once, on all the data; workers start from these weights
     loop_config = {
         "kind": kind,
-        "architecture": module.config.to_dict(),  # type: ignore[attr-defined]
+        "architecture": architecture(module),
         "initial_state": {k: v.cpu() for k, v in module.state_dict().items()},
         "demos": ray.put(demos),  # once in the object store, not copied per worker
         "bc": dataclasses.replace(cfg, checkpoint=None),
@@ -173,7 +206,8 @@ def _train_loop(config: dict[str, Any]) -> None:
     loader, sampler = make_loader(demos, cfg, rank=rank, world_size=world)
     trainer = Trainer.create(model, config["kind"], cfg, len(loader),
                              ray.train.torch.get_device())
-    start, curve = 0, []
+    start = 0
+    curve: list[float] = []
     checkpoint = ray.train.get_checkpoint()
     if checkpoint is not None:  # a restarted worker, or a rerun of the same run name
         with checkpoint.as_directory() as d:
@@ -196,22 +230,20 @@ def _train_loop(config: dict[str, Any]) -> None:
             ray.train.report(metrics)
 
 
-def evaluate_on_ray(agents: dict[str, Any], scenarios: list[Any], episodes: int,
-                    parts: int = 2, seed_base: int | None = None,
-                    cpus_per_part: float = 1.0) -> tuple[list[Any], dict[tuple[str, str], float]]:
+def evaluate_on_ray(agents: dict[str, AgentFactory], scenarios: Sequence[EvalScenario],
+                    episodes: int, parts: int = 2, seed_base: int | None = None,
+                    cpus_per_part: float = 1.0) -> RayEvaluation:
     """:func:`evaluate.evaluate` with each (scenario, agent)'s episodes split over
     ``parts`` Ray tasks: the same seeds, so the same numbers, in less wall time for slow
     agents such as the lookahead planner. Also returns the mean CPU seconds per decision
     of each (scenario, agent), measured inside the tasks."""
     import ray
 
-    from edge_allocator.sim.env import EdgeAllocationEnv
-    from edge_allocator.train.evaluate import EVAL_SEED_BASE, run_episode, summarise
-
     base = EVAL_SEED_BASE if seed_base is None else seed_base
 
     @ray.remote(num_cpus=cpus_per_part)
-    def run(sc: Any, factory: Any, seeds: list[int]) -> tuple[list[dict[str, float]], float, int]:
+    def run(sc: EvalScenario, factory: AgentFactory,
+            seeds: list[int]) -> tuple[list[EpisodeMetrics], float, int]:
         import time
 
         torch.set_num_threads(1)
@@ -223,13 +255,14 @@ def evaluate_on_ray(agents: dict[str, Any], scenarios: list[Any], episodes: int,
         rows = [run_episode(env, agent, s) for s in seeds]
         return rows, time.process_time() - t0, len(seeds) * sc.config.tasks_per_episode
 
-    jobs: list[tuple[Any, str, list[Any]]] = []
+    jobs: list[tuple[EvalScenario, str, list[Any]]] = []
     for sc in scenarios:
         for name, factory in agents.items():
             refs = [run.remote(sc, factory, list(range(base + lo, base + hi)))
                     for lo, hi in _split(episodes, parts)]
             jobs.append((sc, name, refs))
-    results, cost = [], {}
+    results: list[AgentResult] = []
+    cost: dict[tuple[str, str], float] = {}
     from tqdm import tqdm
 
     for sc, name, refs in tqdm(jobs, desc="evaluate on Ray"):
@@ -241,7 +274,7 @@ def evaluate_on_ray(agents: dict[str, Any], scenarios: list[Any], episodes: int,
         decisions = sum(p[2] for p in parts_out)
         cost[(sc.name, name)] = cpu / decisions
         results.append(summarise(sc.name, name, rows))
-    return results, cost
+    return RayEvaluation(results, cost)
 
 
 def _split(n: int, parts: int) -> list[tuple[int, int]]:

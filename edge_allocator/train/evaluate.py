@@ -7,20 +7,21 @@ from __future__ import annotations
 
 import json
 import math
-from collections.abc import Callable, Sequence
+from collections.abc import Sequence
 from dataclasses import dataclass
 from pathlib import Path
-from typing import NamedTuple
+from typing import Literal, NamedTuple, TypedDict
 
 import numpy as np
 from scipy import stats
 from tqdm import tqdm
 
 from edge_allocator.sim.env import EdgeAllocationEnv, EnvConfig
-from edge_allocator.train.agents import Agent
+from edge_allocator.train.agents import Agent, AgentFactory
 
 EVAL_SEED_BASE = 1_000_000
-METRICS = ("episode_reward", "completion_ms", "miss_rate", "energy_j")
+Metric = Literal["episode_reward", "completion_ms", "miss_rate", "energy_j"]
+METRICS: tuple[Metric, ...] = ("episode_reward", "completion_ms", "miss_rate", "energy_j")
 
 
 @dataclass(frozen=True)
@@ -58,7 +59,19 @@ class AgentResult(NamedTuple):
     episode_rewards: tuple[float, ...] = ()  # per seed, in seed order: paired comparisons
 
 
-def _ci(values: Sequence[float]) -> MetricCI:
+class EpisodeMetrics(TypedDict):
+    """One episode's numbers (the keys are ``METRICS``)."""
+
+    episode_reward: float
+    completion_ms: float
+    """Mean over completed tasks (nan when none completed)."""
+    miss_rate: float
+    energy_j: float
+    """Mean over completed tasks (nan when none completed)."""
+
+
+def mean_ci(values: Sequence[float]) -> MetricCI:
+    """Mean and the half-width of its 95% Student-t confidence interval (nan for n < 2)."""
     a = np.asarray(values, dtype=np.float64)
     if len(a) < 2:
         return MetricCI(float(a.mean()), math.nan)
@@ -66,7 +79,7 @@ def _ci(values: Sequence[float]) -> MetricCI:
     return MetricCI(float(a.mean()), float(half))
 
 
-def run_episode(env: EdgeAllocationEnv, agent: Agent, seed: int) -> dict[str, float]:
+def run_episode(env: EdgeAllocationEnv, agent: Agent, seed: int) -> EpisodeMetrics:
     env.reset(seed=seed)
     total = 0.0
     while True:
@@ -78,15 +91,12 @@ def run_episode(env: EdgeAllocationEnv, agent: Agent, seed: int) -> dict[str, fl
             break
     o = env.outcomes
     done = [x for x in o if not x.dropped]
-    return {
-        "episode_reward": total,
-        "completion_ms": float(np.mean([x.completion_ms for x in done])) if done else math.nan,
-        "miss_rate": float(np.mean([x.missed for x in o])),
-        "energy_j": float(np.mean([x.energy_j for x in done])) if done else math.nan,
-    }
-
-
-AgentFactory = Callable[[EdgeAllocationEnv, int], "Agent | None"]
+    return EpisodeMetrics(
+        episode_reward=total,
+        completion_ms=float(np.mean([x.completion_ms for x in done])) if done else math.nan,
+        miss_rate=float(np.mean([x.missed for x in o])),
+        energy_j=float(np.mean([x.energy_j for x in done])) if done else math.nan,
+    )
 
 
 def evaluate(
@@ -116,10 +126,10 @@ def evaluate(
     return results
 
 
-def summarise(scenario: str, agent: str, rows: Sequence[dict[str, float]]) -> AgentResult:
+def summarise(scenario: str, agent: str, rows: Sequence[EpisodeMetrics]) -> AgentResult:
     """Per-episode metrics (in seed order) -> means with 95% CIs."""
     return AgentResult(scenario, agent, len(rows),
-                       {m: _ci([r[m] for r in rows]) for m in METRICS},
+                       {m: mean_ci([r[m] for r in rows]) for m in METRICS},
                        tuple(r["episode_reward"] for r in rows))
 
 
@@ -164,7 +174,7 @@ def paired_gaps(results: Sequence[AgentResult], baselines: Sequence[str]) -> str
         for r in rows:
             if r.agent in baselines or r.agent == "oracle_greedy" or not r.episode_rewards:
                 continue
-            d = _ci([a - b for a, b in zip(r.episode_rewards, best.episode_rewards)])
+            d = mean_ci([a - b for a, b in zip(r.episode_rewards, best.episode_rewards)])
             rel = d.mean / abs(best.metrics["episode_reward"].mean) * 100
             lines.append(f"| {sc} | {r.agent} | {best.agent} | {d.mean:+.1f} ± {d.ci95:.1f} | "
                          f"{rel:+.1f}% |")

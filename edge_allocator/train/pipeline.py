@@ -18,16 +18,15 @@ import json
 import time
 from dataclasses import asdict, dataclass, field
 from pathlib import Path
-from typing import Any
+from typing import TYPE_CHECKING, Any, NamedTuple
 
-import numpy as np
 import torch
 from torch import nn
 
-from edge_allocator.policies import build_policy
-from edge_allocator.policies.heuristics import all_heuristics
-from edge_allocator.sim.env import EdgeAllocationEnv, EnvConfig
-from edge_allocator.train.agents import OracleAgent, TorchAgent
+from edge_allocator.policies import architecture, build_policy
+from edge_allocator.runtime.export import save_artifact
+from edge_allocator.sim.env import EnvConfig
+from edge_allocator.train.agents import TorchAgent, baseline_agents, model_agents, pad_for
 from edge_allocator.train.bc import BCConfig, train_bc
 from edge_allocator.train.demos import Demonstrations, collect
 from edge_allocator.train.evaluate import (
@@ -37,11 +36,12 @@ from edge_allocator.train.evaluate import (
     evaluate,
     to_json,
     to_markdown,
+    write_report,
 )
-from edge_allocator.runtime.export import save_artifact
+from edge_allocator.train.finetune import RLConfig, env_config, rl_finetune, validation_reward
 
-VALIDATION_SEED_BASE = 500_000
-FLAT_PAD = 128
+if TYPE_CHECKING:
+    from edge_allocator.train.sweep import SweepResult
 
 
 @dataclass
@@ -64,7 +64,7 @@ class TrainConfig:
     rl_lr: float = 1e-4
     """RL learning rate: small, so fine-tuning refines rather than forgets."""
     gamma: float = 0.9
-    """Discount over decisions."""
+    """Discount over decisions (RL)."""
     validation_episodes: int = 6
     """Episodes per validation scenario used to choose cloned vs fine-tuned weights."""
     eval_episodes: int = 10
@@ -80,6 +80,11 @@ class TrainConfig:
     Train checkpoints every epoch regardless.)"""
     models_dir: Path = Path("models")
     out_dir: Path = Path("runs")
+
+    def rl_config(self) -> RLConfig:
+        """The RL stage's hyperparameters: this config's steps, lr, gamma and seed, and
+        :class:`RLConfig`'s defaults for the rest."""
+        return RLConfig(steps=self.rl_steps, lr=self.rl_lr, gamma=self.gamma, seed=self.seed)
 
 
 @dataclass
@@ -98,13 +103,17 @@ class RayScale:
     sweep_lrs: list[float] = field(default_factory=lambda: [3e-5, 1e-4])
 
 
-def env_config(kind: str) -> EnvConfig:
-    """Training distribution: synthetic 10-50 nodes mixed with Melbourne."""
-    return EnvConfig("mixed", pad_to=FLAT_PAD, include_adjacency=(kind == "hybrid"))
+class Finetuned(NamedTuple):
+    """The RL stage's outcome."""
 
-
-def _pad(kind: str) -> int | None:
-    return None if kind == "hybrid" else FLAT_PAD
+    module: nn.Module
+    """The fine-tuned copy (the cloned module is left as it was)."""
+    reward: float
+    """Its validation reward."""
+    seconds: float
+    """Wall time of RL (the best trial's, on Ray)."""
+    sweep: SweepResult | None
+    """The Ray Tune sweep's results; None when RL ran in this process."""
 
 
 def _run_name(cfg: TrainConfig, stage: str) -> str:
@@ -112,54 +121,6 @@ def _run_name(cfg: TrainConfig, stage: str) -> str:
     checkpoints, while changed settings never resume someone else's."""
     digest = hashlib.sha256(json.dumps(asdict(cfg), default=str, sort_keys=True).encode())
     return f"{cfg.kind}-seed{cfg.seed}-{stage}-{digest.hexdigest()[:8]}"
-
-
-def _rl_finetune(module: nn.Module, cfg: TrainConfig,
-                 progress: bool = True) -> tuple[nn.Module, float]:
-    """``progress=False`` silences SB3's progress bar (Tune trials log to files, where a
-    redrawn bar is only noise)."""
-    from edge_allocator.train.sb3_adapter import make_dqn, make_ppo, trained_module
-
-    env = EdgeAllocationEnv(env_config(cfg.kind))
-    start = time.perf_counter()
-    if cfg.kind == "dqn":
-        model = make_dqn(
-            module, env, learning_rate=cfg.rl_lr, buffer_size=20_000, learning_starts=500,
-            gamma=cfg.gamma, exploration_initial_eps=0.1, exploration_final_eps=0.02,
-            exploration_fraction=0.5, target_update_interval=1000, batch_size=64, seed=cfg.seed,
-        )
-    else:
-        model = make_ppo(
-            module, env, learning_rate=cfg.rl_lr, n_steps=1024, batch_size=128, n_epochs=4,
-            gamma=cfg.gamma, ent_coef=0.001, clip_range=0.1, seed=cfg.seed,
-        )
-    model.learn(cfg.rl_steps, progress_bar=progress)
-    return trained_module(model).eval(), time.perf_counter() - start
-
-
-def _validate(module: nn.Module, kind: str, episodes: int) -> float:
-    """Mean episode reward over validation seeds of synthetic and Melbourne."""
-    scen = [s for s in default_scenarios() if s.name in ("synthetic-10to50", "melbourne")]
-    res = evaluate({"m": lambda e, n: TorchAgent("m", module, _pad(kind))}, scen,
-                   episodes=episodes, seed_base=VALIDATION_SEED_BASE, progress=False)
-    return float(np.mean([r.metrics["episode_reward"].mean for r in res]))
-
-
-def model_agents(modules: dict[str, tuple[nn.Module, str]]) -> dict[str, Any]:
-    """Evaluation factories for learned modules; flat ones sit out networks too large."""
-    def factory(name: str, module: nn.Module, pad: int | None) -> Any:
-        return lambda env, n: None if pad and n > pad else TorchAgent(name, module, pad)
-
-    return {name: factory(name, m, _pad(kind)) for name, (m, kind) in modules.items()}
-
-
-def baseline_agents() -> dict[str, Any]:
-    def factory(index: int) -> Any:
-        return lambda env, n: all_heuristics()[index]  # fresh state (round-robin, rng) per run
-
-    agents: dict[str, Any] = {h.name: factory(i) for i, h in enumerate(all_heuristics())}
-    agents["oracle_greedy"] = lambda env, n: OracleAgent(env)
-    return agents
 
 
 def train(cfg: TrainConfig, scenarios: list[EvalScenario] | None = None,
@@ -171,7 +132,7 @@ def train(cfg: TrainConfig, scenarios: list[EvalScenario] | None = None,
     t0 = time.perf_counter()
     env_cfg = env_config(cfg.kind)
     module = build_policy(cfg.kind, cfg.architecture)
-    bc_cfg = dataclasses.replace(cfg.bc, pad_to=_pad(cfg.kind), seed=cfg.seed)
+    bc_cfg = dataclasses.replace(cfg.bc, pad_to=pad_for(cfg.kind), seed=cfg.seed)
     ckpt = cfg.out_dir / "checkpoints" / f"{cfg.kind}-seed{cfg.seed}" if cfg.resumable else None
     stages = _Stages(cfg, scale)
     demos = stages.collect(env_cfg, cfg.demo_episodes, cfg.seed * 10_000, None)
@@ -182,14 +143,14 @@ def train(cfg: TrainConfig, scenarios: list[EvalScenario] | None = None,
         demos.extend(more)
         curve += stages.clone(module, demos, dataclasses.replace(
             bc_cfg, checkpoint=ckpt / "dagger.pt" if ckpt else None), "dagger")
-    bc_score = _validate(module, cfg.kind, cfg.validation_episodes)
+    bc_score = validation_reward(module, cfg.kind, cfg.validation_episodes)
     chosen, rl_score, rl_seconds, sweep = "bc", None, 0.0, None
     if cfg.rl_steps:
         tuned, rl_score, rl_seconds, sweep = stages.finetune(module, bc_score)
         if rl_score > bc_score:
             module, chosen = tuned, "bc+rl"
             if sweep is not None:
-                chosen += f" (seed {sweep.best['seed']}, lr {sweep.best['rl_lr']:g})"
+                chosen += f" (seed {sweep.best.seed}, lr {sweep.best.rl_lr:g})"
     rl_text = "not run" if rl_score is None else f"{rl_score:.1f}"
     print(f"{cfg.kind}: validation reward bc={bc_score:.1f} bc+rl={rl_text} -> keep {chosen}")
     evaluation: list[AgentResult] = []
@@ -197,7 +158,7 @@ def train(cfg: TrainConfig, scenarios: list[EvalScenario] | None = None,
         agents = {**baseline_agents(), **model_agents({cfg.kind: (module, cfg.kind)})}
         evaluation = evaluate(agents, scenarios or default_scenarios(), cfg.eval_episodes)
         print(to_markdown(evaluation))
-    arch = {**module.config.to_dict()}  # type: ignore[attr-defined]
+    arch = architecture(module)
     training = {
         "pipeline": f"demonstrations({cfg.expert}) -> behaviour cloning -> DAgger -> RL "
                     f"fine-tune" + (" (Ray tasks, Ray Train, Ray Tune)" if scale else ""),
@@ -219,8 +180,6 @@ def train(cfg: TrainConfig, scenarios: list[EvalScenario] | None = None,
         (run_dir / "rl_sweep.md").write_text(sweep.to_markdown())
         print(sweep.to_markdown())
     if evaluation:
-        from edge_allocator.train.evaluate import write_report
-
         write_report(evaluation, run_dir)
     print(f"wrote {path} (plots and tables in {run_dir})")
     return path
@@ -229,21 +188,18 @@ def train(cfg: TrainConfig, scenarios: list[EvalScenario] | None = None,
 class _Stages:
     """The three stages that change place with ``scale``: in this process, or on Ray."""
 
-    def __init__(self, cfg: TrainConfig, scale: RayScale | None):
+    def __init__(self, cfg: TrainConfig, scale: RayScale | None) -> None:
         self.cfg, self.scale = cfg, scale
 
     def collect(self, env_cfg: EnvConfig, episodes: int, seed: int,
                 learner: nn.Module | None) -> Demonstrations:
-        kind, pad = self.cfg.kind, _pad(self.cfg.kind)
+        kind, pad = self.cfg.kind, pad_for(self.cfg.kind)
         if self.scale is None:
             agent = TorchAgent(kind, learner, pad) if learner is not None else None
             return collect(env_cfg, episodes, seed=seed, learner=agent, expert=self.cfg.expert)
-        from edge_allocator.train.distributed import collect_on_ray
+        from edge_allocator.train.distributed import LearnerSpec, collect_on_ray
 
-        spec = None
-        if learner is not None:
-            spec = (kind, learner.config.to_dict(),  # type: ignore[attr-defined]
-                    {k: v.detach().cpu() for k, v in learner.state_dict().items()})
+        spec = LearnerSpec.of(kind, learner) if learner is not None else None
         return collect_on_ray(env_cfg, episodes, seed, expert=self.cfg.expert,
                               parts=self.scale.workers, learner=spec, pad_to=pad,
                               cpus_per_part=self.scale.cpus_per_worker)
@@ -260,18 +216,17 @@ class _Stages:
             storage_path=self.cfg.out_dir / "ray-train", name=_run_name(self.cfg, stage))
         return train_bc_distributed(module, self.cfg.kind, demos, bc_cfg, dist)
 
-    def finetune(self, module: nn.Module, start_reward: float
-                 ) -> tuple[nn.Module, float, float, Any]:
-        """RL from the cloned weights: (fine-tuned copy, its validation reward, RL
-        seconds, the sweep's results or None). One run here; on Ray a Tune grid whose
-        best trial is returned."""
+    def finetune(self, module: nn.Module, start_reward: float) -> Finetuned:
+        """RL from the cloned weights. One run here; on Ray a Tune grid whose best trial
+        is returned."""
         cfg = self.cfg
         if self.scale is None:
-            tuned, seconds = _rl_finetune(copy.deepcopy(module), cfg)
-            return tuned, _validate(tuned, cfg.kind, cfg.validation_episodes), seconds, None
+            tuned, seconds = rl_finetune(copy.deepcopy(module), cfg.kind, cfg.rl_config())
+            reward = validation_reward(tuned, cfg.kind, cfg.validation_episodes)
+            return Finetuned(tuned, reward, seconds, None)
         from edge_allocator.train.sweep import SweepConfig, run_sweep
 
-        sweep = run_sweep(module.state_dict(), module.config.to_dict(),  # type: ignore[attr-defined]
+        sweep = run_sweep(module.state_dict(), architecture(module),
                           SweepConfig(kind=cfg.kind, seeds=self.scale.sweep_seeds,
                                       rl_lrs=self.scale.sweep_lrs, rl_steps=cfg.rl_steps,
                                       validation_episodes=cfg.validation_episodes,
@@ -281,7 +236,7 @@ class _Stages:
                           start_reward=start_reward)
         tuned = copy.deepcopy(module)
         tuned.load_state_dict(sweep.best_state)
-        return tuned, sweep.best["validation_reward"], sweep.best["rl_seconds"], sweep
+        return Finetuned(tuned, sweep.best.validation_reward, sweep.best.rl_seconds, sweep)
 
 
 def _plot_curve(curve: list[float], cfg: TrainConfig, artifact: Path) -> Path:

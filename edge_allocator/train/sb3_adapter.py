@@ -17,6 +17,7 @@ import torch
 from sb3_contrib import MaskablePPO
 from sb3_contrib.common.maskable.policies import MaskableActorCriticPolicy
 from stable_baselines3 import DQN
+from stable_baselines3.common.noise import ActionNoise
 from stable_baselines3.common.torch_layers import BaseFeaturesExtractor
 from stable_baselines3.dqn.policies import DQNPolicy, QNetwork
 from torch import nn
@@ -32,7 +33,7 @@ class ScoresExtractor(BaseFeaturesExtractor):
     """Runs a scoring module; features are ``[scores (P), value (1)]`` or just scores."""
 
     def __init__(self, observation_space: gym.spaces.Dict, module: nn.Module, with_value: bool):
-        pad = observation_space["mask"].shape[0]
+        pad = observation_space["mask"].shape[0]  # type: ignore[index]
         super().__init__(observation_space, features_dim=pad + int(with_value))
         self.module = copy.deepcopy(module)  # DQN builds two (online, target): never share
         self.with_value = with_value
@@ -40,8 +41,9 @@ class ScoresExtractor(BaseFeaturesExtractor):
     def forward(self, obs: dict[str, torch.Tensor]) -> torch.Tensor:
         x, adj, mask = _inputs(obs)
         if not self.with_value:
-            return self.module(x, adj, mask)
-        scores, value = self.module.scores_and_value(x, adj, mask)
+            scores: torch.Tensor = self.module(x, adj, mask)
+            return scores
+        scores, value = self.module.scores_and_value(x, adj, mask)  # type: ignore[operator]
         return torch.cat([scores, value.unsqueeze(-1)], dim=-1)
 
 
@@ -61,9 +63,9 @@ class ScoringActorCritic(MaskableActorCriticPolicy):
         super()._build(lr_schedule)
         pad = self.action_space.n  # type: ignore[attr-defined]
         self.action_net = _Slice(0, pad)
-        self.value_net = _Slice(pad, pad + 1)
+        self.value_net = _Slice(pad, pad + 1)  # type: ignore[assignment]
         self.optimizer = self.optimizer_class(
-            self.parameters(), lr=lr_schedule(1), **self.optimizer_kwargs
+            self.parameters(), lr=lr_schedule(1), **self.optimizer_kwargs  # type: ignore[call-arg]
         )
 
 
@@ -72,7 +74,7 @@ class ScoringQPolicy(DQNPolicy):
 
     def make_q_net(self) -> QNetwork:
         net = super().make_q_net()
-        net.q_net = nn.Identity()
+        net.q_net = nn.Identity()  # type: ignore[assignment]
         return net
 
 
@@ -84,12 +86,19 @@ class MaskedDQN(DQN):
         masks = np.atleast_2d(observation["mask"]) > 0.5
         return np.array([np.random.choice(np.flatnonzero(m)) for m in masks])
 
-    def predict(self, observation, state=None, episode_start=None, deterministic=False):  # type: ignore[override]
+    def predict(
+        self,
+        observation: np.ndarray | dict[str, np.ndarray],
+        state: tuple[np.ndarray, ...] | None = None,
+        episode_start: np.ndarray | None = None,
+        deterministic: bool = False,
+    ) -> tuple[np.ndarray, tuple[np.ndarray, ...] | None]:
         if not deterministic and np.random.rand() < self.exploration_rate:
-            return self._random_feasible(observation), state
+            return self._random_feasible(observation), state  # type: ignore[arg-type]
         return self.policy.predict(observation, state, episode_start, deterministic)
 
-    def _sample_action(self, learning_starts, action_noise=None, n_envs=1):  # type: ignore[override]
+    def _sample_action(self, learning_starts: int, action_noise: ActionNoise | None = None,
+                       n_envs: int = 1) -> tuple[np.ndarray, np.ndarray]:
         if self.num_timesteps < learning_starts:
             action = self._random_feasible(self._last_obs)  # type: ignore[arg-type]
             return action, action

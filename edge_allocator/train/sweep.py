@@ -19,16 +19,43 @@ import math
 import tempfile
 from dataclasses import dataclass, field
 from pathlib import Path
-from typing import Any
+from typing import Any, NamedTuple
 
 import numpy as np
 import torch
 
 from edge_allocator.policies import MODEL_KINDS, build_policy
-from edge_allocator.train.pipeline import TrainConfig, _rl_finetune, _validate
+from edge_allocator.train.finetune import RLConfig, rl_finetune, validation_reward
 
-ROW_KEYS = ("seed", "rl_lr", "start_reward", "validation_reward", "gain", "rl_seconds")
 CHECKPOINT_FILE = "model.pt"
+
+
+class SweepRow(NamedTuple):
+    """One trial's numbers."""
+
+    seed: int
+    rl_lr: float
+    start_reward: float
+    """Validation reward of the common start (the same in every row)."""
+    validation_reward: float
+    """Validation reward after RL."""
+    gain: float
+    """validation_reward - start_reward (paired: same seeds)."""
+    rl_seconds: float
+
+
+#: The metrics a trial reports, by name (the fields after seed and rl_lr).
+ROW_KEYS = SweepRow._fields
+METRIC_KEYS = ROW_KEYS[2:]
+
+
+class LrSummary(NamedTuple):
+    """Validation reward of one learning rate over the seeds."""
+
+    mean: float
+    std: float
+    """Sample std (ddof=1); nan with one seed."""
+    n: int
 
 
 @dataclass
@@ -63,20 +90,20 @@ class SweepResult:
     """The trials' own numbers, one row per (seed, lr), and the best trial's weights."""
 
     kind: str
-    rows: list[dict[str, Any]]
-    best: dict[str, Any]
+    rows: list[SweepRow]
+    best: SweepRow
     best_state: dict[str, torch.Tensor]
     experiment_path: str
 
-    def per_lr(self) -> dict[float, tuple[float, float, int]]:
+    def per_lr(self) -> dict[float, LrSummary]:
         """lr -> (mean, std, n) of validation reward over seeds. Sample std (ddof=1):
         with a handful of seeds the population formula understates the spread; one seed
         has no spread at all (nan), not a spread of zero."""
-        out: dict[float, tuple[float, float, int]] = {}
-        for lr in dict.fromkeys(r["rl_lr"] for r in self.rows):
-            vals = np.array([r["validation_reward"] for r in self.rows if r["rl_lr"] == lr])
+        out: dict[float, LrSummary] = {}
+        for lr in dict.fromkeys(r.rl_lr for r in self.rows):
+            vals = np.array([r.validation_reward for r in self.rows if r.rl_lr == lr])
             std = float(vals.std(ddof=1)) if len(vals) > 1 else math.nan
-            out[lr] = (float(vals.mean()), std, len(vals))
+            out[lr] = LrSummary(float(vals.mean()), std, len(vals))
         return out
 
     def to_markdown(self) -> str:
@@ -84,10 +111,10 @@ class SweepResult:
             "| rl_lr | seed | start reward | validation reward | gain | rl seconds |",
             "|---|---|---|---|---|---|",
         ]
-        for r in sorted(self.rows, key=lambda r: r["validation_reward"], reverse=True):
+        for r in sorted(self.rows, key=lambda r: r.validation_reward, reverse=True):
             lines.append(
-                f"| {r['rl_lr']:.0e} | {r['seed']} | {r['start_reward']:.1f} | "
-                f"{r['validation_reward']:.1f} | {r['gain']:+.1f} | {r['rl_seconds']:.1f} |"
+                f"| {r.rl_lr:.0e} | {r.seed} | {r.start_reward:.1f} | "
+                f"{r.validation_reward:.1f} | {r.gain:+.1f} | {r.rl_seconds:.1f} |"
             )
         summary = "; ".join(f"lr {lr:.0e}: {m:.1f} ± {s:.1f} (n={n})" if n > 1
                             else f"lr {lr:.0e}: {m:.1f} (n=1, no spread)"
@@ -100,8 +127,8 @@ class SweepResult:
         return {
             "kind": self.kind,
             "experiment_path": self.experiment_path,
-            "rows": self.rows,
-            "best": self.best,
+            "rows": [r._asdict() for r in self.rows],
+            "best": self.best._asdict(),
             "per_lr": {str(lr): {"mean": m, "std": None if math.isnan(s) else s, "n": n}
                        for lr, (m, s, n) in self.per_lr().items()},
         }
@@ -117,18 +144,18 @@ class SweepResult:
 
         path = Path(path)
         path.parent.mkdir(parents=True, exist_ok=True)
-        rows = sorted(self.rows, key=lambda r: (r["rl_lr"], r["seed"]))
-        lrs = list(dict.fromkeys(r["rl_lr"] for r in rows))
+        rows = sorted(self.rows, key=lambda r: (r.rl_lr, r.seed))
+        lrs = list(dict.fromkeys(r.rl_lr for r in rows))
         colours = plt.rcParams["axes.prop_cycle"].by_key()["color"]
         fig, ax = plt.subplots(figsize=(max(4.0, 0.8 * len(rows) + 2), 3.4))
         for lr in lrs:
-            idx = [i for i, r in enumerate(rows) if r["rl_lr"] == lr]
-            ax.plot(idx, [rows[i]["validation_reward"] for i in idx], "o", markersize=8,
+            idx = [i for i, r in enumerate(rows) if r.rl_lr == lr]
+            ax.plot(idx, [rows[i].validation_reward for i in idx], "o", markersize=8,
                     color=colours[lrs.index(lr) % len(colours)], label=f"lr {lr:.0e}")
-        start = float(np.mean([r["start_reward"] for r in rows]))
+        start = float(np.mean([r.start_reward for r in rows]))
         ax.axhline(start, color="black", linestyle="--", label=f"start {start:.1f}")
         ax.set_xticks(range(len(rows)),
-                      [f"lr {r['rl_lr']:.0e}\nseed {r['seed']}" for r in rows], fontsize=8)
+                      [f"lr {r.rl_lr:.0e}\nseed {r.seed}" for r in rows], fontsize=8)
         ax.set_ylabel("validation episode reward")
         ax.set_title(f"{self.kind}: RL fine-tuning sweep")
         ax.margins(x=0.2, y=0.2)
@@ -149,10 +176,9 @@ def _trial(config: dict[str, Any], *, start_state: dict[str, torch.Tensor],
     module = build_policy(kind, architecture)
     module.load_state_dict(start_state)
     module.eval()
-    cfg = TrainConfig(kind=kind, seed=int(config["seed"]), rl_lr=float(config["rl_lr"]),
-                      rl_steps=rl_steps, architecture=architecture)
-    tuned, rl_seconds = _rl_finetune(module, cfg, progress=False)  # trains a copy
-    reward = _validate(tuned, kind, validation_episodes)
+    cfg = RLConfig(steps=rl_steps, lr=float(config["rl_lr"]), seed=int(config["seed"]))
+    tuned, rl_seconds = rl_finetune(module, kind, cfg, progress=False)  # trains a copy
+    reward = validation_reward(tuned, kind, validation_episodes)
     metrics = {"validation_reward": reward, "start_reward": start_reward,
                "gain": reward - start_reward, "rl_seconds": rl_seconds}
     with tempfile.TemporaryDirectory() as d:
@@ -167,6 +193,12 @@ def _describe(error: BaseException) -> str:
     traceback with terminal colour codes)."""
     cause = getattr(error, "cause", None) or error
     return f"{type(cause).__name__}: {cause}"
+
+
+def _row(config: dict[str, Any], metrics: dict[str, Any]) -> SweepRow:
+    """A finished trial's (seed, lr) and reported numbers."""
+    return SweepRow(int(config["seed"]), float(config["rl_lr"]),
+                    *(float(metrics[k]) for k in METRIC_KEYS))
 
 
 def run_sweep(start_state: dict[str, torch.Tensor], architecture: dict[str, Any],
@@ -191,7 +223,7 @@ def run_sweep(start_state: dict[str, torch.Tensor], architecture: dict[str, Any]
     if start_reward is None:
         start = build_policy(cfg.kind, architecture)
         start.load_state_dict(state)
-        start_reward = _validate(start.eval(), cfg.kind, cfg.validation_episodes)
+        start_reward = validation_reward(start.eval(), cfg.kind, cfg.validation_episodes)
     trainable = tune.with_resources(
         tune.with_parameters(_trial, start_state=state, start_reward=float(start_reward),
                              architecture=dict(architecture),
@@ -207,25 +239,27 @@ def run_sweep(start_state: dict[str, torch.Tensor], architecture: dict[str, Any]
         run_config=tune.RunConfig(storage_path=str(cfg.storage_path.resolve()), name=cfg.name),
     )
     grid = tuner.fit()
-    failed = [f"trial {Path(r.path).name} (seed={r.config.get('seed')}, "
-              f"rl_lr={r.config.get('rl_lr')}): {_describe(r.error)} "
-              f"[traceback: {r.path}/error.txt]" for r in grid if r.error]
+    results = [grid[i] for i in range(len(grid))]
+    failed = [f"trial {Path(r.path).name} (seed={(r.config or {}).get('seed')}, "
+              f"rl_lr={(r.config or {}).get('rl_lr')}): {_describe(r.error)} "
+              f"[traceback: {r.path}/error.txt]" for r in results if r.error]
     failed += [f"trial {Path(r.path).name}: finished without reporting validation_reward"
-               for r in grid if not r.error and "validation_reward" not in (r.metrics or {})]
+               for r in results if not r.error and "validation_reward" not in (r.metrics or {})]
     if failed:
         raise RuntimeError(f"run_sweep: {len(failed)} of {len(grid)} trials failed "
                            f"(see {grid.experiment_path}):\n" + "\n".join(failed))
-    rows = [{"seed": int(r.config["seed"]), "rl_lr": float(r.config["rl_lr"]),
-             **{k: float(r.metrics[k]) for k in ROW_KEYS[2:]}} for r in grid]
+    rows = [_row(r.config or {}, r.metrics or {}) for r in results]
     for row in rows:
-        if not all(math.isfinite(row[k]) for k in ROW_KEYS[2:]):
-            raise RuntimeError(f"run_sweep: trial seed={row['seed']} rl_lr={row['rl_lr']} "
-                               f"reported a non-finite number: {row}")
+        if not all(math.isfinite(v) for v in row[2:]):
+            raise RuntimeError(f"run_sweep: trial seed={row.seed} rl_lr={row.rl_lr} "
+                               f"reported a non-finite number: {row._asdict()}")
     best_result = grid.get_best_result()  # metric/mode from TuneConfig
-    best = next(row for row in rows if row["seed"] == int(best_result.config["seed"])
-                and row["rl_lr"] == float(best_result.config["rl_lr"]))
+    best_config = best_result.config or {}
+    best = next(row for row in rows if row.seed == int(best_config["seed"])
+                and row.rl_lr == float(best_config["rl_lr"]))
     if best_result.checkpoint is None:
-        raise RuntimeError(f"run_sweep: best trial {Path(best_result.path).name} has no checkpoint")
+        raise RuntimeError(f"run_sweep: best trial {Path(best_result.path).name} "
+                           "has no checkpoint")
     with best_result.checkpoint.as_directory() as d:
         best_state = torch.load(Path(d) / CHECKPOINT_FILE, map_location="cpu", weights_only=True)
     return SweepResult(cfg.kind, rows, best, best_state, str(grid.experiment_path))

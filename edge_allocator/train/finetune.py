@@ -1,0 +1,118 @@
+"""RL fine-tuning of a cloned policy, and the validation score that decides whether the
+fine-tuned weights are kept.
+
+Used by the pipeline (one run in this process) and by the Ray Tune sweep (one run per
+trial). SB3 and sb3-contrib are imported inside :func:`rl_finetune`, so importing this
+module stays cheap.
+"""
+
+from __future__ import annotations
+
+import time
+from dataclasses import dataclass
+from typing import NamedTuple
+
+import numpy as np
+from torch import nn
+
+from edge_allocator.sim.env import EdgeAllocationEnv, EnvConfig
+from edge_allocator.train.agents import FLAT_PAD, TorchAgent, pad_for
+from edge_allocator.train.evaluate import default_scenarios, evaluate
+
+#: Validation episodes use seeds from here up: above training's, below evaluation's.
+VALIDATION_SEED_BASE = 500_000
+#: The scenarios validation averages over.
+VALIDATION_SCENARIOS = ("synthetic-10to50", "melbourne")
+
+
+def env_config(kind: str) -> EnvConfig:
+    """Training distribution: synthetic 10-50 nodes mixed with Melbourne."""
+    return EnvConfig("mixed", pad_to=FLAT_PAD, include_adjacency=(kind == "hybrid"))
+
+
+@dataclass(frozen=True)
+class RLConfig:
+    """Hyperparameters of one RL fine-tuning run: SB3 DQN for 'dqn', sb3-contrib
+    MaskablePPO for 'ppo' and 'hybrid'. The defaults are the pipeline's."""
+
+    steps: int = 8192
+    """Environment steps (decisions) of RL."""
+    lr: float = 1e-4
+    """Learning rate: small, so fine-tuning refines rather than forgets."""
+    gamma: float = 0.9
+    """Discount over decisions."""
+    seed: int = 0
+    """Seeds SB3 (exploration, minibatch order) and the environment."""
+    dqn_buffer_size: int = 20_000
+    """DQN: replay buffer capacity (transitions)."""
+    dqn_learning_starts: int = 500
+    """DQN: steps of feasible-random actions before the first gradient step."""
+    dqn_batch_size: int = 64
+    """DQN: transitions per gradient step."""
+    dqn_exploration_initial_eps: float = 0.1
+    """DQN: starting epsilon (low: the cloned policy is already good)."""
+    dqn_exploration_final_eps: float = 0.02
+    """DQN: epsilon after the decay."""
+    dqn_exploration_fraction: float = 0.5
+    """DQN: share of ``steps`` over which epsilon decays linearly."""
+    dqn_target_update_interval: int = 1000
+    """DQN: steps between copies of the online network into the target network."""
+    ppo_n_steps: int = 1024
+    """PPO: rollout length (steps) per update."""
+    ppo_batch_size: int = 128
+    """PPO: minibatch size."""
+    ppo_n_epochs: int = 4
+    """PPO: passes over each rollout."""
+    ppo_ent_coef: float = 0.001
+    """PPO: entropy bonus."""
+    ppo_clip_range: float = 0.1
+    """PPO: clip range of the policy ratio (tight: stay near the cloned policy)."""
+
+
+class FinetuneResult(NamedTuple):
+    """What :func:`rl_finetune` returns."""
+
+    module: nn.Module
+    """The fine-tuned copy, in eval mode."""
+    seconds: float
+    """Wall time of RL."""
+
+
+def rl_finetune(module: nn.Module, kind: str, cfg: RLConfig,
+                progress: bool = True) -> FinetuneResult:
+    """Fine-tune ``module`` (a ``kind`` policy) with RL on the training distribution.
+    SB3 trains a copy: ``module`` itself is left as it was. ``progress=False`` silences
+    SB3's progress bar (Tune trials log to files, where a redrawn bar is only noise)."""
+    from edge_allocator.train.sb3_adapter import make_dqn, make_ppo, trained_module
+
+    env = EdgeAllocationEnv(env_config(kind))
+    start = time.perf_counter()
+    if kind == "dqn":
+        dqn = make_dqn(
+            module, env, learning_rate=cfg.lr, buffer_size=cfg.dqn_buffer_size,
+            learning_starts=cfg.dqn_learning_starts, gamma=cfg.gamma,
+            exploration_initial_eps=cfg.dqn_exploration_initial_eps,
+            exploration_final_eps=cfg.dqn_exploration_final_eps,
+            exploration_fraction=cfg.dqn_exploration_fraction,
+            target_update_interval=cfg.dqn_target_update_interval,
+            batch_size=cfg.dqn_batch_size, seed=cfg.seed,
+        )
+        dqn.learn(cfg.steps, progress_bar=progress)
+        tuned = trained_module(dqn)
+    else:
+        ppo = make_ppo(
+            module, env, learning_rate=cfg.lr, n_steps=cfg.ppo_n_steps,
+            batch_size=cfg.ppo_batch_size, n_epochs=cfg.ppo_n_epochs, gamma=cfg.gamma,
+            ent_coef=cfg.ppo_ent_coef, clip_range=cfg.ppo_clip_range, seed=cfg.seed,
+        )
+        ppo.learn(cfg.steps, progress_bar=progress)
+        tuned = trained_module(ppo)
+    return FinetuneResult(tuned.eval(), time.perf_counter() - start)
+
+
+def validation_reward(module: nn.Module, kind: str, episodes: int) -> float:
+    """Mean episode reward over validation seeds of synthetic and Melbourne."""
+    scen = [s for s in default_scenarios() if s.name in VALIDATION_SCENARIOS]
+    res = evaluate({"m": lambda e, n: TorchAgent("m", module, pad_for(kind))}, scen,
+                   episodes=episodes, seed_base=VALIDATION_SEED_BASE, progress=False)
+    return float(np.mean([r.metrics["episode_reward"].mean for r in res]))
