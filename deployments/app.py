@@ -9,11 +9,11 @@ the ingress (one hop less; better on small machines). Both give the same respons
 from __future__ import annotations
 
 from pathlib import Path
-from typing import Any, Literal
+from typing import Any, Literal, cast
 
 import yaml
 from pydantic import BaseModel, ConfigDict, Field, model_validator
-from ray.serve import Application
+from ray.serve import Application, Deployment
 from ray.serve.schema import ServeDeploySchema
 
 from deployments.graph_builder import GraphBuilder
@@ -21,7 +21,10 @@ from deployments.ingress import Ingress
 from deployments.policy_inference import PolicyInference
 from deployments.response_assembler import ResponseAssembler
 
-DEPLOYMENTS = {d.name: d for d in (Ingress, GraphBuilder, PolicyInference, ResponseAssembler)}
+#: ``@serve.deployment`` turns each class into a ``Deployment`` (its stubs say otherwise).
+DEPLOYMENTS: dict[str, Deployment] = {
+    d.name: d for d in cast(tuple[Deployment, ...],
+                            (Ingress, GraphBuilder, PolicyInference, ResponseAssembler))}
 
 
 class StageSizing(BaseModel):
@@ -62,7 +65,7 @@ def build_app(args: AppArgs, options: dict[str, dict[str, Any]] | None = None) -
     file's ``deployments:`` list does under ``serve run``)."""
     opts = options or {}
 
-    def dep(name: str) -> Any:
+    def dep(name: str) -> Deployment:
         d = DEPLOYMENTS[name]
         sizing = args.stage_sizing.get(name)  # type: ignore[call-overload]
         if sizing is not None:
@@ -70,13 +73,17 @@ def build_app(args: AppArgs, options: dict[str, dict[str, Any]] | None = None) -
                           ray_actor_options={"num_cpus": sizing.num_cpus})
         return d.options(**opts[name]) if name in opts else d
 
+    app: Application
     if args.inline_inference:
-        return dep("Ingress").bind(None)
+        app = dep("Ingress").bind(None)
+        return app
     policy = dep("PolicyInference").bind()
     if args.separate_stages:
-        return dep("Ingress").bind(policy, dep("GraphBuilder").bind(),
-                                   dep("ResponseAssembler").bind())
-    return dep("Ingress").bind(policy)
+        app = dep("Ingress").bind(policy, dep("GraphBuilder").bind(),
+                                  dep("ResponseAssembler").bind())
+    else:
+        app = dep("Ingress").bind(policy)
+    return app
 
 
 def app_builder(args: dict[str, Any] | None = None) -> Application:

@@ -32,8 +32,8 @@ from edge_allocator.tracing import configure
 
 @serve.deployment
 class Ingress:
-    def __init__(self, policy: DeploymentHandle | None, graph: DeploymentHandle | None = None,
-                 assembler: DeploymentHandle | None = None) -> None:
+    def __init__(self, policy: DeploymentHandle[Any] | None, graph: DeploymentHandle[Any] | None = None,
+                 assembler: DeploymentHandle[Any] | None = None) -> None:
         configure()
         self.local_policy = BatchedPolicy() if policy is None else None
         self.chain: Chain

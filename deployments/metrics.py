@@ -3,6 +3,8 @@ with a ``ray_`` prefix, e.g. ``ray_edge_allocator_decisions_total``)."""
 
 from __future__ import annotations
 
+from typing import cast
+
 from ray.serve import metrics
 
 from edge_allocator.service.observe import DecisionCounts
@@ -10,35 +12,40 @@ from edge_allocator.service.observe import DecisionCounts
 #: Sub-millisecond buckets: the model itself takes tens of microseconds.
 LATENCY_BOUNDARIES_MS = [0.1, 0.25, 0.5, 1, 2, 3, 5, 7.5, 10, 15, 20, 30, 50, 75, 100, 200,
                          500, 1000]
-BATCH_BOUNDARIES = [1, 2, 4, 8, 16, 32, 64, 128, 256, 512]
+BATCH_BOUNDARIES = [1.0, 2, 4, 8, 16, 32, 64, 128, 256, 512]
+
+
+def _tag_keys(*names: str) -> tuple[str]:
+    """Ray annotates ``tag_keys`` as a 1-tuple; it takes any number of keys."""
+    return cast("tuple[str]", names)
 
 
 class IngressMetrics:
     def __init__(self) -> None:
         self.decisions = metrics.Counter(
             "edge_allocator_decisions", description="Decisions made",
-            tag_keys=("model", "version", "backend", "node_type", "cached"),
+            tag_keys=_tag_keys("model", "version", "backend", "node_type", "cached"),
         )
         self.latency_ms = metrics.Histogram(
             "edge_allocator_decision_latency_ms",
             description="Time from request parsed to decision ready, ms",
-            boundaries=LATENCY_BOUNDARIES_MS, tag_keys=("model", "route"),
+            boundaries=LATENCY_BOUNDARIES_MS, tag_keys=_tag_keys("model", "route"),
         )
         self.cache = metrics.Counter(
             "edge_allocator_cache_lookups", description="Decision cache lookups",
-            tag_keys=("result",),
+            tag_keys=_tag_keys("result"),
         )
         self.errors = metrics.Counter(
             "edge_allocator_request_errors", description="Requests answered with an error",
-            tag_keys=("status", "route"),
+            tag_keys=_tag_keys("status", "route"),
         )
         self.feedback = metrics.Counter(
-            "edge_allocator_feedback", description="Feedback received", tag_keys=("success",),
+            "edge_allocator_feedback", description="Feedback received", tag_keys=_tag_keys("success"),
         )
         self.feedback_completion_ms = metrics.Histogram(
             "edge_allocator_feedback_completion_ms",
             description="Realised completion time reported as feedback, ms",
-            boundaries=[10, 50, 100, 250, 500, 1000, 2000, 5000, 10000],
+            boundaries=[10.0, 50, 100, 250, 500, 1000, 2000, 5000, 10000],
         )
 
 
@@ -73,11 +80,11 @@ class InferenceMetrics:
     def __init__(self) -> None:
         self.batch_size = metrics.Histogram(
             "edge_allocator_batch_size", description="States per model call",
-            boundaries=BATCH_BOUNDARIES, tag_keys=("model",),
+            boundaries=BATCH_BOUNDARIES, tag_keys=_tag_keys("model"),
         )
         self.model_ms = metrics.Histogram(
             "edge_allocator_model_latency_ms", description="Backend run time per model call, ms",
-            boundaries=LATENCY_BOUNDARIES_MS, tag_keys=("model", "backend"),
+            boundaries=LATENCY_BOUNDARIES_MS, tag_keys=_tag_keys("model", "backend"),
         )
         self.model_memory = metrics.Gauge(
             "edge_allocator_model_memory_bytes",

@@ -55,8 +55,9 @@ class BatchedPolicy:
         router = ModelRouter(cfg.models_dir, cfg.models, cfg.default_model)
         stage.load([ModelKey(*k) for k in router.versions_in_use()])
         self.stage, self.config = stage, cfg
-        self._infer_batch.set_max_batch_size(inf.max_batch_size)
-        self._infer_batch.set_batch_wait_timeout_s(inf.batch_wait_timeout_s)
+        batcher: Any = self._infer_batch  # type: ignore[misc]
+        batcher.set_max_batch_size(inf.max_batch_size)
+        batcher.set_batch_wait_timeout_s(inf.batch_wait_timeout_s)
 
     def _stage(self) -> PolicyStage:
         if self.stage is None:
@@ -66,13 +67,16 @@ class BatchedPolicy:
     async def infer_one(self, key: ModelKey, state: PreparedState,
                         trace: dict[str, str] | None = None) -> ScoredOne:
         """One state; rides in a dynamic batch with other requests' states."""
-        result: ScoredOne = await self._infer_batch(ModelKey(*key), state, trace)
+        batcher: Any = self._infer_batch  # type: ignore[misc]
+        result: ScoredOne = await batcher(ModelKey(*key), state, trace)
         return result
 
-    @serve.batch(max_batch_size=64, batch_wait_timeout_s=0.002)
-    async def _infer_batch(self, keys: list[ModelKey], states: list[PreparedState],
-                           traces: list[dict[str, str] | None]) -> list[ScoredOne]:
-        """The batch's span is a child of its first request's trace."""
+    # Serve's batching stubs cover only one-argument functions, hence the ignores.
+    @serve.batch(max_batch_size=64, batch_wait_timeout_s=0.002)  # type: ignore[arg-type]
+    async def _infer_batch(  # type: ignore[misc]
+            self, keys: list[ModelKey], states: list[PreparedState],
+            traces: list[dict[str, str] | None]) -> list[ScoredOne]:
+        """One dynamic batch. Its span is a child of its first request's trace."""
         stage = self._stage()
         groups: dict[ModelKey, list[int]] = defaultdict(list)
         for i, k in enumerate(keys):

@@ -14,7 +14,7 @@ stage crosses the process boundary intact (``RequestError`` pickles itself).
 from __future__ import annotations
 
 from collections.abc import Awaitable, Sequence
-from typing import TypeVar
+from typing import Any, TypeVar
 
 from ray.exceptions import ActorDiedError, ActorUnavailableError, RayActorError, RayTaskError
 from ray.serve.exceptions import (
@@ -59,7 +59,7 @@ async def call(response: Awaitable[T]) -> T:
 class RemotePolicy:
     """PolicyInference on its own replicas."""
 
-    def __init__(self, handle: DeploymentHandle) -> None:
+    def __init__(self, handle: DeploymentHandle[Any]) -> None:
         self.handle = handle
 
     async def infer_one(self, key: ModelKey, state: PreparedState,
@@ -92,8 +92,8 @@ class RemotePolicy:
 class SeparateStages:
     """GraphBuilder -> PolicyInference -> ResponseAssembler, chained without awaiting."""
 
-    def __init__(self, graph: DeploymentHandle, policy: DeploymentHandle,
-                 assembler: DeploymentHandle) -> None:
+    def __init__(self, graph: DeploymentHandle[Any], policy: DeploymentHandle[Any],
+                 assembler: DeploymentHandle[Any]) -> None:
         self.graph = graph
         self.policy_handle = policy
         self.assembler = assembler

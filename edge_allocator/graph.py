@@ -95,7 +95,8 @@ def feasible_mask(nodes: np.ndarray, task: np.ndarray) -> np.ndarray:
     """
     _, mem, _, _, bandwidth, queue, ntype = nodes.T
     need = task[1] / NOMINAL_MEMORY_MB[ntype.astype(np.int64)]
-    return (bandwidth > 0) & (queue < QUEUE_CAPACITY) & (mem + need <= 1.0)
+    ok: np.ndarray = (bandwidth > 0) & (queue < QUEUE_CAPACITY) & (mem + need <= 1.0)
+    return ok
 
 
 def default_edges(node_types: np.ndarray) -> np.ndarray:
@@ -141,7 +142,8 @@ def normalized_adjacency(n: int, edges: np.ndarray) -> np.ndarray:
     ei = edge_index(n, edges)
     a[ei[0], ei[1]] = 1.0
     dinv = 1.0 / np.sqrt(a.sum(axis=1))
-    return (dinv[:, None] * a * dinv[None, :]).astype(np.float32)
+    out: np.ndarray = (dinv[:, None] * a * dinv[None, :]).astype(np.float32)
+    return out
 
 
 class TopologyCache:

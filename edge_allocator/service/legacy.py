@@ -83,8 +83,7 @@ class LegacyApi:
         loaded = {name: True for name in self.api.router.names()}
         for name, version in self.api.router.versions_in_use():
             loaded[name] = loaded[name] and (name, version) in loaded_versions
-        status = "healthy" if all(loaded.values()) else "degraded"
-        return LegacyHealth(status, __version__, loaded, time.time() - self.api.started_at)
+        return LegacyHealth("healthy" if all(loaded.values()) else "degraded", __version__, loaded, time.time() - self.api.started_at)
 
     async def models(self) -> dict[str, LegacyModelSummary]:
         out: dict[str, LegacyModelSummary] = {}

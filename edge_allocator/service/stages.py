@@ -166,9 +166,9 @@ class PolicyStage:
                     422, f"nodes: model {key.name!r} takes at most {fixed} nodes, got "
                     f"{sizes[too_big[0]]}; use the 'hybrid' model for larger networks",
                     [{"loc": "nodes", "msg": f"at most {fixed} nodes for {key.name}"}])
-            buckets = {fixed: list(range(len(graphs)))}
+            buckets: dict[int, list[int]] = {fixed: list(range(len(graphs)))}
         else:
-            buckets: dict[int, list[int]] = {}
+            buckets = {}
             for i, n in enumerate(sizes):
                 b = max(_MIN_BUCKET, 1 << math.ceil(math.log2(max(n, 1))))
                 buckets.setdefault(b, []).append(i)
@@ -189,9 +189,9 @@ class PolicyStage:
 
 
 def softmax(scores: np.ndarray) -> np.ndarray:
-    z = scores - scores.max()
-    e = np.exp(z)
-    return e / e.sum()
+    e = np.exp(scores - scores.max())
+    out: np.ndarray = e / e.sum()
+    return out
 
 
 class AssembleMeta(NamedTuple):
