@@ -10,8 +10,8 @@ import yaml
 from ray.serve.config import AutoscalingConfig
 
 from deployments.app import DEPLOYMENTS, AppArgs, load_config
-from edge_allocator.constants import PROJECT_ROOT
 from edge_allocator.config import PolicyConfig, ServiceConfig
+from edge_allocator.constants import PROJECT_ROOT
 
 CONFIG = PROJECT_ROOT / "serve_config.yaml"
 MACHINE_CPUS = 2

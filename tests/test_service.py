@@ -8,10 +8,10 @@ import shutil
 import numpy as np
 import pytest
 
+from edge_allocator.config import InferenceConfig, ModelSpec, ServiceConfig
 from edge_allocator.policies import build_policy
 from edge_allocator.runtime.export import save_artifact
 from edge_allocator.schema import AllocateRequest, RequestError, parse
-from edge_allocator.config import InferenceConfig, ModelSpec, ServiceConfig
 from edge_allocator.service import AllocatorService
 from edge_allocator.service.auth import TokenAuth
 from edge_allocator.service.http import parse_json

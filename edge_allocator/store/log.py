@@ -26,6 +26,7 @@ from sqlalchemy import exc
 from sqlalchemy.engine import Engine
 from sqlalchemy.orm import Session
 
+from edge_allocator.constants import DATABASE_URL, SPOOL_PATH
 from edge_allocator.store.engine import (
     DATA_ERRORS,
     create_schema,
@@ -33,7 +34,6 @@ from edge_allocator.store.engine import (
     make_engine,
     safe_url,
 )
-from edge_allocator.constants import DATABASE_URL, SPOOL_PATH
 from edge_allocator.store.inserts import insert_records
 from edge_allocator.store.records import HEX_ID_CHARS, DecisionRecord, utc_now
 from edge_allocator.store.report import ReportRow, build_report
