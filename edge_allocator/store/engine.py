@@ -57,15 +57,13 @@ def make_engine(url: str, pool_size: int = 5) -> Engine:
                 f"DecisionLog url {url!r} is an in-memory SQLite database, which the writer "
                 "thread cannot share; use a file, e.g. sqlite:///edge_allocator.db"
             )
-        engine = sa.create_engine(
-            u, connect_args={"timeout": SQLITE_BUSY_TIMEOUT_S}, **common  # type: ignore[arg-type]
-        )
+        engine = sa.create_engine(u, connect_args={"timeout": SQLITE_BUSY_TIMEOUT_S}, **common)
         event.listen(engine, "connect", _sqlite_on_connect)
         return engine
     kwargs: dict[str, object] = {"pool_pre_ping": True, "pool_size": pool_size}
     if backend == "postgresql" and u.get_driver_name() in ("psycopg", "psycopg2"):
         kwargs["connect_args"] = {"connect_timeout": PG_CONNECT_TIMEOUT_S}
-    return sa.create_engine(u, **common, **kwargs)  # type: ignore[arg-type]
+    return sa.create_engine(u, **common, **kwargs)
 
 
 def _sqlite_on_connect(dbapi_conn: object, _record: object) -> None:

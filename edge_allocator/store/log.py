@@ -19,7 +19,7 @@ from collections.abc import Iterator
 from datetime import datetime
 from pathlib import Path
 from types import TracebackType
-from typing import NamedTuple
+from typing import Any, NamedTuple
 
 import sqlalchemy as sa
 from sqlalchemy import exc
@@ -326,7 +326,9 @@ class DecisionLog:
                 if conn.scalar(sa.select(col).where(col == row["decision_id"])) is None:
                     return None
                 result = conn.execute(sa.insert(feedback).values(row))
-                return int(result.inserted_primary_key[0])
+                # Typed Optional; always a Row after a single-row INSERT.
+                inserted: Any = result.inserted_primary_key
+                return int(inserted[0])
         except exc.SQLAlchemyError as err:
             raise StoreUnavailable(
                 f"cannot record feedback: {describe_error(self._engine, err)}"

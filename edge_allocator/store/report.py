@@ -10,7 +10,7 @@ from __future__ import annotations
 import math
 from collections import defaultdict
 from datetime import datetime
-from typing import NamedTuple
+from typing import Any, NamedTuple
 
 import sqlalchemy as sa
 from sqlalchemy.engine import Connection
@@ -81,7 +81,8 @@ def build_report(db: Session | Connection, since: datetime | None = None) -> lis
         outcome_cols.append(
             sa.func.percentile_cont(COMPLETION_PERCENTILE).within_group(f.c.completion_ms)
         )
-    outcomes = {
+    # (model_name, model_version) -> (feedback count, success rate, mean ms, p90 ms)
+    outcomes: dict[tuple[str, str], tuple[Any, ...]] = {
         (r[0], r[1]): r[2:]
         for r in db.execute(
             sa.select(*key, *outcome_cols).select_from(joined).where(*where).group_by(*key)

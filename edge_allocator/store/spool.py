@@ -22,6 +22,10 @@ try:
 except ImportError:  # pragma: no cover - Windows
     fcntl = None  # type: ignore[assignment]
 
+#: Whether advisory file locks exist here (not on Windows). A flag, because mypy, checking
+#: on POSIX where ``fcntl`` always imports, reads ``fcntl is None`` as never true.
+_HAVE_FCNTL: bool = fcntl is not None
+
 log = logging.getLogger(__name__)
 
 
@@ -68,7 +72,7 @@ class Spool:
     def _acquire(self) -> None:
         """Take an exclusive lock on ``<path>.lock``: two writers on one spool would
         interleave and truncate each other's records. Released by :meth:`release`."""
-        if fcntl is None:  # pragma: no cover - Windows: no advisory locks, trust config
+        if not _HAVE_FCNTL:  # pragma: no cover - Windows: no advisory locks, trust config
             return
         self.path.parent.mkdir(parents=True, exist_ok=True)
         lock_path = self.path.with_name(self.path.name + ".lock")
