@@ -45,7 +45,9 @@ DATABASE_URL = os.environ.get(
     "EDGE_ALLOCATOR_DATABASE_URL", f"sqlite:///{PROJECT_ROOT / 'var' / 'edge_allocator.db'}"
 )
 #: Where records wait while the database is unreachable.
-SPOOL_PATH = Path(os.environ.get("EDGE_ALLOCATOR_SPOOL", PROJECT_ROOT / "var" / "spool" / "decisions.jsonl"))
+SPOOL_PATH = Path(
+    os.environ.get("EDGE_ALLOCATOR_SPOOL", PROJECT_ROOT / "var" / "spool" / "decisions.jsonl")
+)
 #: Ray Serve's fast path, measured in benchmarks/serve_bench.py: HAProxy on the HTTP port
 #: forwarding straight to the ingress replicas' own HTTP servers (direct ingress), gRPC
 #: between deployments, user code on the replica's event loop. Process-level settings:
