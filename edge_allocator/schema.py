@@ -46,7 +46,9 @@ class Node(_Strictish):
     mem_util: Fraction = Field(description="Share of memory in use, 0..1")
     energy: FiniteNonNeg = Field(description="Joules to execute one giga-cycle")
     latency: FiniteNonNeg = Field(description="Network latency from the source, ms")
-    bandwidth: FiniteNonNeg = Field(description="Path bandwidth from the source, Mbps; 0 = unreachable")
+    bandwidth: FiniteNonNeg = Field(
+        description="Path bandwidth from the source, Mbps; 0 = unreachable"
+    )
     queue_len: Annotated[float, Field(ge=0.0, le=1e6, allow_inf_nan=False)] = Field(
         description="Tasks waiting on the node"
     )
