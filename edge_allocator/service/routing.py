@@ -25,11 +25,15 @@ class ModelRouter:
             if spec.ab:
                 missing = [v for v in spec.ab if v not in have]
                 if missing:
-                    raise ValueError(f"models.{name}.ab: versions {missing} not found (have {have})")
+                    raise ValueError(
+                        f"models.{name}.ab: versions {missing} not found (have {have})"
+                    )
                 self._choices[name] = (list(spec.ab), list(spec.ab.values()))
             elif spec.version is not None:
                 if spec.version not in have:
-                    raise ValueError(f"models.{name}.version={spec.version!r} not found (have {have})")
+                    raise ValueError(
+                        f"models.{name}.version={spec.version!r} not found (have {have})"
+                    )
                 self._choices[name] = ([spec.version], [1.0])
             elif have:
                 self._choices[name] = ([have[-1]], [1.0])
