@@ -68,7 +68,9 @@ class GraphStage:
     def __init__(self, topology_cache_entries: int = 4096):
         self.cache = TopologyCache(topology_cache_entries)
 
-    def prepare(self, request: AllocateRequest, trace: dict[str, str] | None = None) -> PreparedState:
+    def prepare(
+        self, request: AllocateRequest, trace: dict[str, str] | None = None
+    ) -> PreparedState:
         with span("graph.prepare", trace, nodes=len(request.nodes)):
             return self._prepare(request)
 
