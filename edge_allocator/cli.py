@@ -29,7 +29,10 @@ def _train(args: argparse.Namespace) -> None:
                          sweep_lrs=args.sweep_lrs)
     with _ray(args) if args.pipeline else _nothing():
         for kind in kinds:
-            arch = {"conv": args.conv} if kind == "hybrid" and args.conv else {}
+            arch: dict[str, object] = {}
+            if kind == "hybrid":
+                arch = {k: v for k, v in (("conv", args.conv), ("hidden", args.hidden),
+                                          ("layers", args.layers)) if v is not None}
             cfg = TrainConfig(
                 kind=kind, seed=args.seed, architecture=arch, demo_episodes=args.demo_episodes,
                 dagger_episodes=args.dagger_episodes, expert=args.expert,
@@ -38,7 +41,10 @@ def _train(args: argparse.Namespace) -> None:
                             num_workers=args.loader_workers, pin_memory=args.pin_memory,
                             prefetch_factor=args.prefetch,
                             grad_checkpointing=args.grad_checkpointing,
-                            imitation_weight=args.imitation_weight),
+                            imitation_weight=args.imitation_weight,
+                            distill_weight=args.distill_weight if args.distill_from else 0.0,
+                            distill_temperature=args.distill_temperature),
+                distill_from=Path(args.distill_from) if args.distill_from else None,
                 resumable=args.resumable,
                 rl_steps=args.rl_steps, eval_episodes=args.eval_episodes,
                 models_dir=Path(args.models_dir), out_dir=Path(args.out_dir),
@@ -135,6 +141,8 @@ def main(argv: list[str] | None = None) -> None:
     t = sub.add_parser("train", help="reproduce a shipped model from a seed")
     t.add_argument("--model", choices=["dqn", "ppo", "hybrid", "all"], default="hybrid")
     t.add_argument("--conv", choices=["gcn", "sage", "gat"], default=None)
+    t.add_argument("--hidden", type=int, default=None, help="hybrid: embedding width (64)")
+    t.add_argument("--layers", type=int, default=None, help="hybrid: graph layers (2)")
     t.add_argument("--seed", type=int, default=0)
     t.add_argument("--demo-episodes", type=int, default=120)
     t.add_argument("--dagger-episodes", type=int, default=40)
@@ -156,6 +164,14 @@ def main(argv: list[str] | None = None) -> None:
                    help="who labels demonstrations (lookahead: the planner, ~37 ms/decision)")
     t.add_argument("--imitation-weight", type=float, default=0.0,
                    help="weight of the expert's own choice in the behaviour-cloning target")
+    t.add_argument("--distill-from", default=None, metavar="ARTIFACT",
+                   help="knowledge distillation from a shipped model (e.g. models/hybrid/1): "
+                        "its logits label the demonstrations")
+    t.add_argument("--distill-weight", type=float, default=0.7,
+                   help="with --distill-from: weight of KL to the teacher (rest: CE to the "
+                        "expert's choice)")
+    t.add_argument("--distill-temperature", type=float, default=1.0,
+                   help="with --distill-from: softening of both softmaxes in the KL term")
     t.add_argument("--eval-episodes", type=int, default=10)
     ray_opts = t.add_argument_group("--pipeline: every stage on Ray")
     ray_opts.add_argument("--pipeline", action="store_true",

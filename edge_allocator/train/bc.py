@@ -2,7 +2,11 @@
 
 Losses: actor policies (hybrid, PPO) minimise cross-entropy between their masked
 softmax and ``softmax(expert rewards / temperature)``; the DQN regresses its Q-values
-onto the expert's one-step rewards (Huber), so its scores are in reward units.
+onto the expert's one-step rewards (Huber), so its scores are in reward units. With
+``distill_weight`` > 0 (knowledge distillation into a smaller student, the demonstrations
+carrying a teacher's logits) an actor instead minimises
+``w * T^2 * KL(softmax(teacher / T) || softmax(student / T)) + (1 - w) * CE(student,
+expert's choice)`` over the feasible nodes.
 
 One epoch loop (:func:`run_epoch`) serves both the single-process trainer here and the
 Ray Train workers in :mod:`edge_allocator.train.distributed`, so every switch below
@@ -30,7 +34,10 @@ from edge_allocator.policies.normalizer import FeatureNormalizer
 from edge_allocator.train.demos import Demonstrations
 
 PRECISIONS = ("fp32", "bf16", "fp16")
-Batch = tuple[torch.Tensor, torch.Tensor, torch.Tensor, torch.Tensor, torch.Tensor]
+Batch = tuple[torch.Tensor, torch.Tensor, torch.Tensor, torch.Tensor, torch.Tensor,
+              torch.Tensor]
+"""x, adj, mask, expert rewards, expert choice, teacher logits ([B, 0] when the
+demonstrations have none)."""
 
 
 @dataclass
@@ -47,6 +54,14 @@ class BCConfig:
     """Actor target = (1 - w) * softmax(one-step rewards / temperature) + w * one-hot
     of the expert's choice. 0 imitates the one-step oracle; with the lookahead planner
     as expert, w > 0 teaches what the rewards of one step cannot show."""
+    distill_weight: float = 0.0
+    """Knowledge distillation (actor policies): weight of the KL divergence to the
+    teacher's softmax over feasible nodes; the rest goes to cross-entropy with the
+    expert's choice. 0 is plain behaviour cloning. Needs teacher logits in the
+    demonstrations (:func:`edge_allocator.train.distill.label_with_teacher`)."""
+    distill_temperature: float = 1.0
+    """Softening of teacher and student logits in the KL term (the term is scaled by
+    T^2 so its gradients keep their size)."""
     pad_to: int | None = None
     """Fixed input size for flat models; None pads each batch to its largest graph."""
     seed: int = 0
@@ -83,6 +98,14 @@ class BCConfig:
             raise ValueError(f"BCConfig.num_workers={self.num_workers}; use 0 or more")
         if not 0.0 <= self.imitation_weight <= 1.0:
             raise ValueError(f"BCConfig.imitation_weight={self.imitation_weight}; use 0 to 1")
+        if not 0.0 <= self.distill_weight <= 1.0:
+            raise ValueError(f"BCConfig.distill_weight={self.distill_weight}; use 0 to 1")
+        if self.distill_weight and kind == "dqn":
+            raise ValueError("BCConfig.distill_weight: distillation matches a softmax; the "
+                             "dqn regresses Q-values")
+        if self.distill_temperature <= 0:
+            raise ValueError(f"BCConfig.distill_temperature={self.distill_temperature}; "
+                             "use > 0")
         if self.grad_checkpointing and kind != "hybrid":
             raise ValueError(f"BCConfig.grad_checkpointing applies to GNN layers; the {kind} "
                              "policy has none")
@@ -109,8 +132,13 @@ class DemoBatches(Dataset[Batch]):
         for j, i in enumerate(chunk):
             r[j, : self.demos.rewards[i].shape[0]] = self.demos.rewards[i]
         a = np.asarray([self.demos.actions[i] for i in chunk], np.int64)
+        t = np.zeros((len(chunk), 0), np.float32)
+        if self.demos.teacher:
+            t = np.full(b.mask.shape, MASKED_SCORE, np.float32)
+            for j, i in enumerate(chunk):
+                t[j, : self.demos.teacher[i].shape[0]] = self.demos.teacher[i]
         return (torch.from_numpy(b.x), torch.from_numpy(b.adj), torch.from_numpy(b.mask),
-                torch.from_numpy(r), torch.from_numpy(a))
+                torch.from_numpy(r), torch.from_numpy(a), torch.from_numpy(t))
 
 
 def make_loader(demos: Demonstrations, cfg: BCConfig, rank: int = 0,
@@ -135,10 +163,11 @@ def fit_normalizer(module: nn.Module, demos: Demonstrations) -> None:
     cast(FeatureNormalizer, module.normalizer).fit(feats)
 
 
-def loss_fn(kind: str, temperature: float, imitation_weight: float = 0.0
+def loss_fn(kind: str, temperature: float, imitation_weight: float = 0.0,
+            distill_weight: float = 0.0, distill_temperature: float = 1.0
             ) -> Callable[..., torch.Tensor]:
     def actor(scores: torch.Tensor, mask: torch.Tensor, r: torch.Tensor,
-              a: torch.Tensor) -> torch.Tensor:
+              a: torch.Tensor, t: torch.Tensor) -> torch.Tensor:
         target = torch.softmax((r / temperature).masked_fill(~mask, MASKED_SCORE), dim=-1)
         if imitation_weight:
             hard = F.one_hot(a, target.shape[-1]).to(target.dtype)
@@ -146,11 +175,26 @@ def loss_fn(kind: str, temperature: float, imitation_weight: float = 0.0
         logp = torch.log_softmax(scores, dim=-1)
         return -(target * logp.masked_fill(~mask, 0.0)).sum(-1).mean()
 
+    def distill(scores: torch.Tensor, mask: torch.Tensor, r: torch.Tensor,
+                a: torch.Tensor, t: torch.Tensor) -> torch.Tensor:
+        if t.shape[-1] != scores.shape[-1]:
+            raise ValueError("BCConfig.distill_weight > 0 needs teacher logits in the "
+                             "demonstrations (train.distill.label_with_teacher)")
+        T = distill_temperature
+        logp = torch.log_softmax(scores.masked_fill(~mask, MASKED_SCORE), dim=-1)
+        ce = F.nll_loss(logp, a)
+        logp_t = torch.log_softmax((scores / T).masked_fill(~mask, MASKED_SCORE), dim=-1)
+        logq_t = torch.log_softmax((t / T).masked_fill(~mask, MASKED_SCORE), dim=-1)
+        kl = (logq_t.exp() * (logq_t - logp_t)).masked_fill(~mask, 0.0).sum(-1).mean()
+        return distill_weight * T * T * kl + (1 - distill_weight) * ce
+
     def q_regression(scores: torch.Tensor, mask: torch.Tensor, r: torch.Tensor,
-                     a: torch.Tensor) -> torch.Tensor:
+                     a: torch.Tensor, t: torch.Tensor) -> torch.Tensor:
         return F.huber_loss(scores[mask], r[mask])
 
-    return q_regression if kind == "dqn" else actor
+    if kind == "dqn":
+        return q_regression
+    return distill if distill_weight else actor
 
 
 @dataclass
@@ -173,7 +217,8 @@ class Trainer:
         steps = cfg.epochs * -(-batches_per_epoch // cfg.grad_accum)
         sched = torch.optim.lr_scheduler.CosineAnnealingLR(opt, steps, eta_min=cfg.lr * 0.05)
         scaler = torch.amp.GradScaler(device.type, enabled=cfg.precision == "fp16")
-        loss_of = loss_fn(kind, cfg.temperature, cfg.imitation_weight)
+        loss_of = loss_fn(kind, cfg.temperature, cfg.imitation_weight, cfg.distill_weight,
+                          cfg.distill_temperature)
         return cls(module, opt, sched, scaler, loss_of, cfg, device)
 
     def run_epoch(self, batches: Iterable[Batch]) -> float:
@@ -183,10 +228,10 @@ class Trainer:
         total, count, k = 0.0, 0, 0
         self.opt.zero_grad()
         for k, batch in enumerate(batches, start=1):
-            x, adj, mask, r, a = (t.to(self.device, non_blocking=True) for t in batch)
+            x, adj, mask, r, a, t = (v.to(self.device, non_blocking=True) for v in batch)
             with torch.autocast(self.device.type, dtype=dtype, enabled=dtype is not None):
                 scores = self.module(x, adj, mask)
-            loss = self.loss_of(scores.float(), mask, r, a)
+            loss = self.loss_of(scores.float(), mask, r, a, t)
             self.scaler.scale(loss / cfg.grad_accum).backward()  # type: ignore[no-untyped-call]
             if k % cfg.grad_accum == 0:
                 self._step()

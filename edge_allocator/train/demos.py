@@ -41,11 +41,16 @@ class Demonstrations:
     actions: list[int] = field(default_factory=list)  # the expert's choice
     adj_id: list[int] = field(default_factory=list)
     adjs: list[np.ndarray] = field(default_factory=list)
+    teacher: list[np.ndarray] = field(default_factory=list)
+    """[N] logits of a teacher policy per decision (knowledge distillation); empty
+    unless :func:`edge_allocator.train.distill.label_with_teacher` filled it."""
 
     def __len__(self) -> int:
         return len(self.x)
 
     def extend(self, other: Demonstrations) -> None:
+        if len(self) and len(other) and bool(self.teacher) != bool(other.teacher):
+            raise ValueError("Demonstrations.extend: only one side has teacher scores")
         base = len(self.adjs)
         self.x += other.x
         self.mask += other.mask
@@ -53,6 +58,7 @@ class Demonstrations:
         self.actions += other.actions
         self.adj_id += [i + base for i in other.adj_id]
         self.adjs += other.adjs
+        self.teacher += other.teacher
 
     def graph(self, i: int) -> GraphInputs:
         return GraphInputs(self.x[i], self.adjs[self.adj_id[i]], self.mask[i])

@@ -74,6 +74,11 @@ class TrainConfig:
     expert: str = "oracle"
     """Who labels the demonstrations: 'oracle' (one-step, cheap) or 'lookahead' (the
     planner; tens of ms a decision, so use it with ``--pipeline`` on Ray)."""
+    distill_from: Path | None = None
+    """Knowledge distillation: an artifact folder (``models/hybrid/1``) of the same kind
+    whose logits label every demonstration; it also acts in the first collection (so the
+    student sees the states the teacher visits), and cloning minimises
+    ``bc.distill_weight`` x KL to its softmax + the rest x CE to the expert's choice."""
     resumable: bool = False
     """Checkpoint the supervised stages every epoch under out_dir/checkpoints; a killed
     run started again with the same settings resumes where it stopped. (On Ray, Ray
@@ -131,15 +136,21 @@ def train(cfg: TrainConfig, scenarios: list[EvalScenario] | None = None,
     torch.manual_seed(cfg.seed)
     t0 = time.perf_counter()
     env_cfg = env_config(cfg.kind)
+    teacher = _teacher(cfg)
     module = build_policy(cfg.kind, cfg.architecture)
     bc_cfg = dataclasses.replace(cfg.bc, pad_to=pad_for(cfg.kind), seed=cfg.seed)
     ckpt = cfg.out_dir / "checkpoints" / f"{cfg.kind}-seed{cfg.seed}" if cfg.resumable else None
     stages = _Stages(cfg, scale)
-    demos = stages.collect(env_cfg, cfg.demo_episodes, cfg.seed * 10_000, None)
+    demos = stages.collect(env_cfg, cfg.demo_episodes, cfg.seed * 10_000,
+                           teacher.module if teacher else None)
+    if teacher:
+        teacher.label(demos)
     curve = stages.clone(module, demos, dataclasses.replace(
         bc_cfg, checkpoint=ckpt / "bc.pt" if ckpt else None), "bc")
     if cfg.dagger_episodes:
         more = stages.collect(env_cfg, cfg.dagger_episodes, cfg.seed * 10_000 + 5_000, module)
+        if teacher:
+            teacher.label(more)
         demos.extend(more)
         curve += stages.clone(module, demos, dataclasses.replace(
             bc_cfg, checkpoint=ckpt / "dagger.pt" if ckpt else None), "dagger")
@@ -161,7 +172,9 @@ def train(cfg: TrainConfig, scenarios: list[EvalScenario] | None = None,
     arch = architecture(module)
     training = {
         "pipeline": f"demonstrations({cfg.expert}) -> behaviour cloning -> DAgger -> RL "
-                    f"fine-tune" + (" (Ray tasks, Ray Train, Ray Tune)" if scale else ""),
+                    f"fine-tune" + (" (Ray tasks, Ray Train, Ray Tune)" if scale else "")
+                    + (" (distilled from a teacher)" if teacher else ""),
+        "distillation": teacher.record(module, demos) if teacher else None,
         "ray": asdict(scale) if scale else None,
         "rl_sweep": sweep.to_json() if sweep else None,
         "config": {k: (str(v) if isinstance(v, Path) else v) for k, v in asdict(cfg).items()},
@@ -183,6 +196,47 @@ def train(cfg: TrainConfig, scenarios: list[EvalScenario] | None = None,
         write_report(evaluation, run_dir)
     print(f"wrote {path} (plots and tables in {run_dir})")
     return path
+
+
+class _Teacher(NamedTuple):
+    """A distillation teacher: its module, and what the manifest records about it."""
+
+    module: nn.Module
+    artifact: Any
+
+    def label(self, demos: Demonstrations) -> None:
+        from edge_allocator.train.distill import label_with_teacher
+
+        label_with_teacher(demos, self.module, pad_to=pad_for(self.artifact.kind))
+
+    def record(self, student: nn.Module, demos: Demonstrations) -> dict[str, Any]:
+        from edge_allocator.train.distill import agreement
+
+        art = self.artifact
+        return {"teacher": f"{art.name} v{art.version}", "teacher_path": str(art.path),
+                "teacher_files": art.manifest["files"],
+                "teacher_architecture": art.manifest["architecture"],
+                "agreement_on_demonstrations": agreement(demos, student,
+                                                         pad_to=pad_for(art.kind))}
+
+
+def _teacher(cfg: TrainConfig) -> _Teacher | None:
+    """The distillation teacher of ``cfg``, or None; refuses inconsistent settings."""
+    if cfg.distill_from is None:
+        if cfg.bc.distill_weight:
+            raise ValueError("TrainConfig: bc.distill_weight > 0 needs distill_from (a "
+                             "teacher artifact)")
+        return None
+    from edge_allocator.train.distill import load_teacher
+
+    module, art = load_teacher(Path(cfg.distill_from))
+    if art.kind != cfg.kind:
+        raise ValueError(f"TrainConfig.distill_from: {art.path} is a {art.kind} model; the "
+                         f"student is {cfg.kind}")
+    if not cfg.bc.distill_weight:
+        raise ValueError("TrainConfig.distill_from needs bc.distill_weight > 0 (the weight "
+                         "of the KL term)")
+    return _Teacher(module, art)
 
 
 class _Stages:
