@@ -4,7 +4,8 @@ from __future__ import annotations
 
 from ray import serve
 
-from edge_allocator.schema import AllocateRequest
+from edge_allocator.columnar import StateBatch
+from edge_allocator.graph_batch import Bucket
 from edge_allocator.service.stages import GraphStage, PreparedState
 from edge_allocator.tracing import configure
 
@@ -15,10 +16,10 @@ class GraphBuilder:
         configure()
         self.stage = GraphStage()
 
-    def prepare(self, request: AllocateRequest,
+    def prepare(self, state: StateBatch,
                 trace: dict[str, str] | None = None) -> PreparedState:
-        return self.stage.prepare(request, trace)
+        return self.stage.prepare(state, trace)
 
-    def prepare_many(self, requests: list[AllocateRequest],
-                     trace: dict[str, str] | None = None) -> list[PreparedState]:
-        return self.stage.prepare_many(requests, trace)
+    def prepare_batch(self, batch: StateBatch,
+                      trace: dict[str, str] | None = None) -> list[Bucket]:
+        return self.stage.prepare_batch(batch, trace)

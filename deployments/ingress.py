@@ -24,15 +24,18 @@ from deployments.metrics import RayObserver
 from deployments.policy_inference import BatchedPolicy
 from deployments.remote import RemotePolicy, SeparateStages
 from edge_allocator.config import ServiceConfig
+from edge_allocator.grpc import edge_allocator_pb2 as pb
 from edge_allocator.service.api import AllocatorApi
 from edge_allocator.service.chain import Chain, StagesHere
+from edge_allocator.service.grpc_api import GrpcFrontDoor, ServicerContext
 from edge_allocator.service.http import FrontDoor
 from edge_allocator.tracing import configure
 
 
 @serve.deployment
 class Ingress:
-    def __init__(self, policy: DeploymentHandle[Any] | None, graph: DeploymentHandle[Any] | None = None,
+    def __init__(self, policy: DeploymentHandle[Any] | None,
+                 graph: DeploymentHandle[Any] | None = None,
                  assembler: DeploymentHandle[Any] | None = None) -> None:
         configure()
         self.local_policy = BatchedPolicy() if policy is None else None
@@ -46,6 +49,7 @@ class Ingress:
             self.chain = StagesHere(self.local_policy)
         self.observer = RayObserver()
         self.door: FrontDoor | None = None
+        self.grpc = GrpcFrontDoor(lambda: self._door().api)
 
     def reconfigure(self, user_config: dict[str, Any]) -> None:
         """Validates ``user_config`` (an unknown key fails the deployment, naming it)."""
@@ -70,6 +74,15 @@ class Ingress:
             request.method.upper(), request.url.path.removeprefix(root), request.headers,
             request.query_params, request.body)
         return Response(out.body, status_code=out.status, headers=out.headers)
+
+    # gRPC (edge_allocator/grpc/edge_allocator.proto): Serve calls the method named as the RPC
+    async def Allocate(self, request: pb.AllocateRequest,  # noqa: N802
+                       grpc_context: ServicerContext) -> pb.Decision:
+        return await self.grpc.allocate(request, grpc_context)
+
+    async def AllocateBatch(self, request: pb.BatchAllocateRequest,  # noqa: N802
+                            grpc_context: ServicerContext) -> pb.BatchDecisions:
+        return await self.grpc.allocate_batch(request, grpc_context)
 
     async def check_health(self) -> None:
         """Serve's health check: with the policy in-process, the model must answer."""

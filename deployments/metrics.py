@@ -40,7 +40,8 @@ class IngressMetrics:
             tag_keys=_tag_keys("status", "route"),
         )
         self.feedback = metrics.Counter(
-            "edge_allocator_feedback", description="Feedback received", tag_keys=_tag_keys("success"),
+            "edge_allocator_feedback", description="Feedback received",
+            tag_keys=_tag_keys("success"),
         )
         self.feedback_completion_ms = metrics.Histogram(
             "edge_allocator_feedback_completion_ms",

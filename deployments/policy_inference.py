@@ -25,6 +25,7 @@ from ray import serve
 
 from deployments.metrics import InferenceMetrics
 from edge_allocator.config import PolicyConfig
+from edge_allocator.graph_batch import Bucket
 from edge_allocator.responses import BatchConfig, ModelInfo
 from edge_allocator.service.routing import ModelRouter
 from edge_allocator.service.stages import (
@@ -91,15 +92,16 @@ class BatchedPolicy:
                 out[i] = ScoredOne(s, len(idx), backend, self.node_id)
         return [o for o in out if o is not None]
 
-    async def infer_many(self, key: ModelKey, states: Sequence[PreparedState],
-                         trace: dict[str, str] | None = None) -> ScoredBatch:
-        """Many states of one request in one vectorised call (no per-state batching)."""
+    async def infer_batches(self, key: ModelKey, buckets: Sequence[Bucket],
+                            trace: dict[str, str] | None = None) -> ScoredBatch:
+        """The padded buckets of one batch request, one model call each (no dynamic
+        batching across requests: the request is its own batch)."""
         stage = self._stage()
         key = ModelKey(*key)
         t0 = time.perf_counter()
-        scores = stage.run(key, [s.graph for s in states], trace)
+        scores = stage.run_batches(key, [b.graphs for b in buckets], trace)
         backend = stage.backend_of(key)
-        self._observe(key, backend, len(states), t0)
+        self._observe(key, backend, sum(len(b.states) for b in buckets), t0)
         return ScoredBatch(scores, backend, self.node_id)
 
     def _observe(self, key: ModelKey, backend: str, n: int, t0: float) -> None:

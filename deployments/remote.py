@@ -24,9 +24,12 @@ from ray.serve.exceptions import (
 )
 from ray.serve.handle import DeploymentHandle
 
+from edge_allocator.columnar import StateBatch
+from edge_allocator.graph_batch import Bucket
 from edge_allocator.responses import BatchConfig, Decision, ModelInfo
-from edge_allocator.schema import AllocateRequest, RequestError, ServiceUnavailable
+from edge_allocator.schema import RequestError, ServiceUnavailable
 from edge_allocator.service.chain import PolicyPort
+from edge_allocator.service.columns import DecisionColumns
 from edge_allocator.service.stages import (
     AssembleMeta,
     ModelKey,
@@ -67,10 +70,10 @@ class RemotePolicy:
         result: ScoredOne = await call(self.handle.infer_one.remote(key, state, trace))
         return result
 
-    async def infer_many(self, key: ModelKey, states: Sequence[PreparedState],
-                         trace: dict[str, str] | None) -> ScoredBatch:
-        result: ScoredBatch = await call(self.handle.infer_many.remote(key, list(states),
-                                                                       trace))
+    async def infer_batches(self, key: ModelKey, buckets: Sequence[Bucket],
+                            trace: dict[str, str] | None) -> ScoredBatch:
+        result: ScoredBatch = await call(self.handle.infer_batches.remote(key, list(buckets),
+                                                                          trace))
         return result
 
     async def describe(self) -> list[ModelInfo]:
@@ -103,16 +106,15 @@ class SeparateStages:
     def policy(self) -> PolicyPort:
         return self._policy
 
-    async def decide_one(self, request: AllocateRequest, meta: AssembleMeta) -> Decision:
-        state = self.graph.prepare.remote(request, meta.trace)
-        scored = self.policy_handle.infer_one.remote(meta.model, state, meta.trace)
-        result: Decision = await call(self.assembler.assemble.remote(state, scored, meta))
+    async def decide_one(self, state: StateBatch, meta: AssembleMeta) -> Decision:
+        prepared = self.graph.prepare.remote(state, meta.trace)
+        scored = self.policy_handle.infer_one.remote(meta.model, prepared, meta.trace)
+        result: Decision = await call(self.assembler.assemble.remote(prepared, scored, meta))
         return result
 
-    async def decide_many(self, requests: Sequence[AllocateRequest],
-                          meta: AssembleMeta) -> list[Decision]:
-        states = self.graph.prepare_many.remote(list(requests), meta.trace)
-        scored = self.policy_handle.infer_many.remote(meta.model, states, meta.trace)
-        result: list[Decision] = await call(
-            self.assembler.assemble_many.remote(states, scored, meta))
+    async def decide_many(self, batch: StateBatch, meta: AssembleMeta) -> DecisionColumns:
+        buckets = self.graph.prepare_batch.remote(batch, meta.trace)
+        scored = self.policy_handle.infer_batches.remote(meta.model, buckets, meta.trace)
+        result: DecisionColumns = await call(
+            self.assembler.assemble_batch.remote(batch, buckets, scored, meta))
         return result

@@ -4,7 +4,10 @@ from __future__ import annotations
 
 from ray import serve
 
+from edge_allocator.columnar import StateBatch
+from edge_allocator.graph_batch import Bucket
 from edge_allocator.responses import Decision
+from edge_allocator.service.columns import DecisionColumns
 from edge_allocator.service.stages import (
     AssembleMeta,
     PreparedState,
@@ -25,6 +28,6 @@ class ResponseAssembler:
                  meta: AssembleMeta) -> Decision:
         return self.stage.assemble(state, scored, meta)
 
-    def assemble_many(self, states: list[PreparedState], scored: ScoredBatch,
-                      meta: AssembleMeta) -> list[Decision]:
-        return self.stage.assemble_many(states, scored, meta)
+    def assemble_batch(self, batch: StateBatch, buckets: list[Bucket], scored: ScoredBatch,
+                       meta: AssembleMeta) -> DecisionColumns:
+        return self.stage.assemble_batch(batch, buckets, scored, meta)

@@ -11,7 +11,7 @@ from __future__ import annotations
 
 import hashlib
 from collections import OrderedDict
-from collections.abc import Sequence
+from collections.abc import Callable, Sequence
 from threading import Lock
 from typing import NamedTuple
 
@@ -78,13 +78,13 @@ def features(nodes: np.ndarray, task: np.ndarray) -> np.ndarray:
     exec = task compute / free capacity.
     """
     cpu, _, _, latency, bandwidth, queue, ntype = nodes.T
-    compute, _, data_mb, _ = task
+    compute, _, data_mb, _ = task.T  # [4] for all nodes, or [N, 4]: one task per node
     free_gcps = NOMINAL_CAPACITY_GCPS[ntype.astype(np.int64)] * np.maximum(1.0 - cpu, 0.05)
     transfer = latency + data_mb * 8.0 * 1000.0 / np.maximum(bandwidth, _MIN_BANDWIDTH_MBPS)
     wait = queue * MEAN_TASK_GCYCLES / free_gcps * 1000.0
     exe = compute / free_gcps * 1000.0
     derived = np.minimum(np.stack([transfer, wait, exe], axis=1), _MAX_EST_MS)
-    tiled = np.broadcast_to(task, (nodes.shape[0], task.shape[0]))
+    tiled = np.broadcast_to(task, (nodes.shape[0], task.shape[-1]))
     return np.concatenate([nodes, tiled, derived], axis=1).astype(np.float32)
 
 
@@ -94,7 +94,7 @@ def feasible_mask(nodes: np.ndarray, task: np.ndarray) -> np.ndarray:
     Memory fits when ``mem_util + task.memory_mb / nominal_memory(type) <= 1``.
     """
     _, mem, _, _, bandwidth, queue, ntype = nodes.T
-    need = task[1] / NOMINAL_MEMORY_MB[ntype.astype(np.int64)]
+    need = task.T[1] / NOMINAL_MEMORY_MB[ntype.astype(np.int64)]
     ok: np.ndarray = (bandwidth > 0) & (queue < QUEUE_CAPACITY) & (mem + need <= 1.0)
     return ok
 
@@ -164,13 +164,17 @@ class TopologyCache:
     def get(self, n: int, edges: np.ndarray) -> np.ndarray:
         e = np.ascontiguousarray(edges, dtype=np.int64)
         key = hashlib.blake2b(n.to_bytes(4, "little") + e.tobytes(), digest_size=16).digest()
+        return self.get_or_build(key, lambda: normalized_adjacency(n, e))
+
+    def get_or_build(self, key: bytes, build: Callable[[], np.ndarray]) -> np.ndarray:
+        """The adjacency cached under ``key``, built (outside the lock) on a miss."""
         with self._lock:
             hit = self._items.get(key)
             if hit is not None:
                 self._items.move_to_end(key)
                 self.hits += 1
                 return hit
-        adj = normalized_adjacency(n, e)
+        adj = build()
         adj.setflags(write=False)
         with self._lock:
             self.misses += 1

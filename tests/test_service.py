@@ -8,10 +8,11 @@ import shutil
 import numpy as np
 import pytest
 
+from edge_allocator.columnar import decode_state
 from edge_allocator.config import InferenceConfig, ModelSpec, ServiceConfig
 from edge_allocator.policies import build_policy
 from edge_allocator.runtime.export import save_artifact
-from edge_allocator.schema import AllocateRequest, RequestError, parse
+from edge_allocator.schema import RequestError
 from edge_allocator.service import AllocatorService
 from edge_allocator.service.auth import TokenAuth
 from edge_allocator.service.http import parse_json
@@ -56,8 +57,10 @@ def test_backends_agree_on_decisions(models, small_state):
 
 def test_batches_of_mixed_sizes_equal_single_calls(models):
     stage, graphs = PolicyStage(models), GraphStage()
-    states = [graphs.prepare(parse(AllocateRequest, {"nodes": [node(latency=i + k) for k in range(n)]}))
-              for i, n in enumerate([3, 17, 40, 5])]
+    states = [
+        graphs.prepare(decode_state({"nodes": [node(latency=i + k) for k in range(n)]}))
+        for i, n in enumerate([3, 17, 40, 5])
+    ]
     key = ModelKey("hybrid", "1")
     together = stage.run(key, [s.graph for s in states])
     for s, t in zip(states, together):
@@ -66,7 +69,7 @@ def test_batches_of_mixed_sizes_equal_single_calls(models):
 
 def test_flat_model_refuses_networks_larger_than_its_input(models):
     stage, graphs = PolicyStage(models), GraphStage()
-    big = graphs.prepare(parse(AllocateRequest, {"nodes": [node() for _ in range(13)]}))
+    big = graphs.prepare(decode_state({"nodes": [node() for _ in range(13)]}))
     with pytest.raises(RequestError, match="at most 12 nodes") as info:
         stage.run(ModelKey("dqn", "1"), [big.graph])
     assert info.value.status == 422
@@ -86,7 +89,7 @@ def test_a_broken_version_is_reported_not_fatal(models, tmp_path):
 
 def test_no_feasible_node_is_a_422():
     with pytest.raises(RequestError, match="no feasible node"):
-        GraphStage().prepare(parse(AllocateRequest, {"nodes": [node(bandwidth=0)]}))
+        GraphStage().prepare(decode_state({"nodes": [node(bandwidth=0)]}))
 
 
 def test_router_pins_splits_and_rejects(models):

@@ -7,9 +7,9 @@ import orjson
 import pytest
 
 from edge_allocator import tracing
+from edge_allocator.columnar import decode_batch, decode_state
 from edge_allocator.policies import build_policy
 from edge_allocator.runtime.export import save_artifact
-from edge_allocator.schema import AllocateRequest, parse
 from edge_allocator.service.stages import (
     AssembleMeta,
     GraphStage,
@@ -32,7 +32,7 @@ def exporter():
 def test_one_trace_through_every_stage(exporter, small_state, tmp_path):
     m = build_policy("hybrid", {"hidden": 8})
     save_artifact(m, "hybrid", m.config.to_dict(), tmp_path)
-    req = parse(AllocateRequest, small_state)
+    req = decode_state(small_state)
     graphs, policy, assembler = GraphStage(), PolicyStage(tmp_path), ResponseStage()
     exporter.clear()
     with tracing.span("ingress.allocate", decision_id="ab" * 16):
@@ -55,16 +55,17 @@ def test_a_batch_is_one_span_per_stage_carrying_every_decision_id(exporter, smal
                                                                   tmp_path):
     m = build_policy("hybrid", {"hidden": 8})
     save_artifact(m, "hybrid", m.config.to_dict(), tmp_path)
-    reqs = [parse(AllocateRequest, small_state)] * 3
+    batch, _ = decode_batch({"states": [small_state] * 3})
     graphs, policy, assembler = GraphStage(), PolicyStage(tmp_path), ResponseStage()
     ids = ("a" * 32, "b" * 32, "c" * 32)
     exporter.clear()
     with tracing.span("ingress.allocate_batch", states=3):
         tc = tracing.carrier()
-        states = graphs.prepare_many(reqs, tc)
-        scores = policy.run(ModelKey("hybrid", "1"), [st.graph for st in states], tc)
+        buckets = graphs.prepare_batch(batch, tc)
+        scores = policy.run_batches(ModelKey("hybrid", "1"), [b.graphs for b in buckets], tc)
         meta = AssembleMeta(ModelKey("hybrid", "1"), 3, 0.0, ids, tc)
-        out = assembler.assemble_many(states, ScoredBatch(scores, "onnx", "here"), meta)
+        out = assembler.assemble_batch(batch, buckets, ScoredBatch(scores, "onnx", "here"),
+                                       meta).decisions()
     names = [s.name for s in exporter.get_finished_spans()]
     assert sorted(names) == ["graph.prepare_many", "ingress.allocate_batch", "policy.infer",
                              "response.assemble_many"]  # not one span per state

@@ -9,11 +9,13 @@ import asyncio
 import logging
 import time
 import uuid
-from collections.abc import Sequence
 from pathlib import Path
 from typing import Any
 
-from edge_allocator.cache import DecisionCache, make_cache, request_key
+import numpy as np
+
+from edge_allocator.cache import DecisionCache, make_cache
+from edge_allocator.columnar import StateBatch, decode_batch, decode_state
 from edge_allocator.config import ServiceConfig
 from edge_allocator.responses import (
     BatchDecisions,
@@ -22,16 +24,10 @@ from edge_allocator.responses import (
     ModelsOverview,
     Readiness,
 )
-from edge_allocator.schema import (
-    NODE_FIELDS,
-    AllocateRequest,
-    BatchAllocateRequest,
-    FeedbackRequest,
-    RequestError,
-    parse,
-)
+from edge_allocator.schema import NODE_FIELDS, FeedbackRequest, RequestError, parse
 from edge_allocator.service.auth import TokenAuth
 from edge_allocator.service.chain import Chain
+from edge_allocator.service.columns import DecisionColumns
 from edge_allocator.service.observe import (
     NODE_TYPE_NAMES,
     DecisionCounts,
@@ -44,6 +40,7 @@ from edge_allocator.store import DecisionLog, DecisionRecord, UnknownDecision, u
 from edge_allocator.tracing import carrier, span
 
 log = logging.getLogger(__name__)
+NODE_TYPE_FIELD = NODE_FIELDS.index("node_type")
 #: How long readiness waits for the policy to describe itself.
 READINESS_TIMEOUT_S = 5.0
 
@@ -91,20 +88,23 @@ class AllocatorApi:
 
     # --- decisions ------------------------------------------------------------------------
     async def allocate(self, data: dict[str, Any]) -> Decision:
-        req = parse(AllocateRequest, data)
-        return await self.decide(req, data, None, "/v1/allocate")
+        """POST /v1/allocate: one state."""
+        return await self.decide(decode_state(data), None, "/v1/allocate")
 
     async def allocate_batch(self, data: dict[str, Any]) -> BatchDecisions:
-        req = parse(BatchAllocateRequest, data)
-        return BatchDecisions(await self.decide_many(req.states, data["states"], req.model,
-                                                     "/v1/allocate/batch"))
+        """POST /v1/allocate/batch: every decision in full."""
+        return BatchDecisions((await self.allocate_columns(data)).decisions())
 
-    async def decide(self, req: AllocateRequest, payload: dict[str, Any], model: str | None,
-                     route: str) -> Decision:
-        """One state. ``payload`` is the state as sent: the cache and log key it."""
+    async def allocate_columns(self, data: dict[str, Any]) -> DecisionColumns:
+        """POST /v1/allocate/batch as columns, for callers that select fields."""
+        batch, model = decode_batch(data)
+        return await self.decide_many(batch, model, "/v1/allocate/batch")
+
+    async def decide(self, state: StateBatch, model: str | None, route: str) -> Decision:
+        """The one state of ``state`` (a batch of one), through the cache."""
         t0 = time.perf_counter()
-        key = ModelKey(*self.router.pick(model or req.model))
-        ckey = request_key(payload, key.name, key.version)
+        key = ModelKey(*self.router.pick(model or state.models[0]))
+        ckey = state.key(0, key.name, key.version)
         hit = self.cache.get(ckey)
         self.observer.cache_lookup(hit is not None)
         if hit is not None:  # a new decision (own id, logged) that reuses the answer
@@ -118,54 +118,56 @@ class AllocatorApi:
             with span("ingress.allocate", decision_id=decision_id, model=key.name,
                       version=key.version):
                 meta = AssembleMeta(key, 1, t0, (decision_id,), carrier())
-                decision = await self.chain.decide_one(req, meta)
+                decision = await self.chain.decide_one(state, meta)
             decision.latency_ms = (time.perf_counter() - t0) * 1000
             self.cache.set(ckey, decision.to_dict())
-        self._record(decision, req, ckey)
-        self._observe([decision], [req], route, t0)
+        if self.decision_log is not None:
+            self.decision_log.record(self._record(decision, state, 0, ckey))
+        self._observe_one(decision, state, route, t0)
         return decision
 
-    async def decide_many(self, states: Sequence[AllocateRequest],
-                          payloads: Sequence[dict[str, Any]], model: str | None,
-                          route: str) -> list[Decision]:
-        """Many states in one model call. ``payloads``: each state as sent, keyed for the
-        log exactly as a single request keys it (not re-serialised from the model)."""
+    async def decide_many(self, batch: StateBatch, model: str | None,
+                          route: str) -> DecisionColumns:
+        """Every state of ``batch`` in one model call per padded bucket."""
         t0 = time.perf_counter()
-        key = ModelKey(*self.router.pick(model or states[0].model))
-        ids = tuple(uuid.uuid4().hex for _ in states)
+        key = ModelKey(*self.router.pick(model or batch.models[0]))
+        ids = tuple(uuid.uuid4().hex for _ in range(len(batch)))
         with span("ingress.allocate_batch", model=key.name, version=key.version,
-                  states=len(states)):
-            meta = AssembleMeta(key, len(states), t0, ids, carrier())
-            out = await self.chain.decide_many(states, meta)
-        elapsed = (time.perf_counter() - t0) * 1000
-        for decision, req, payload in zip(out, states, payloads):
-            decision.latency_ms = elapsed
-            if self.decision_log is not None:  # the request hash is only for the log
-                self._record(decision, req, request_key(payload, key.name, key.version))
-        self._observe(out, states, route, t0)
-        return out
+                  states=len(batch)):
+            meta = AssembleMeta(key, len(batch), t0, ids, carrier())
+            cols = await self.chain.decide_many(batch, meta)
+        cols.latency_ms = (time.perf_counter() - t0) * 1000
+        if self.decision_log is not None:
+            for i in range(len(batch)):
+                self.decision_log.record(self._record(
+                    cols.decision(i), batch, i, batch.key(i, key.name, key.version)))
+        self._observe_many(cols, route, t0)
+        return cols
 
-    def _observe(self, decisions: Sequence[Decision], requests: Sequence[AllocateRequest],
-                 route: str, t0: float) -> None:
-        counts = DecisionCounts()
-        for d, req in zip(decisions, requests):
-            node_type = NODE_TYPE_NAMES[req.nodes[d.node_index].node_type]
-            counts[(d.model.name, d.model.version, d.model.backend, node_type, d.cached)] += 1
-        self.observer.decisions(counts)
-        self.observer.latency(decisions[0].model.name, route,
-                              (time.perf_counter() - t0) * 1000)
+    def _observe_one(self, d: Decision, state: StateBatch, route: str, t0: float) -> None:
+        node_type = NODE_TYPE_NAMES[int(state.values[d.node_index, NODE_TYPE_FIELD])]
+        self.observer.decisions(DecisionCounts(
+            {(d.model.name, d.model.version, d.model.backend, node_type, d.cached): 1}))
+        self.observer.latency(d.model.name, route, (time.perf_counter() - t0) * 1000)
 
-    def _record(self, d: Decision, request: AllocateRequest, ckey: str) -> None:
-        if self.decision_log is None:
-            return
-        nodes = [{"node_id": nid, **{f: getattr(n, f) for f in NODE_FIELDS}}
-                 for nid, n in zip(request.node_ids(), request.nodes)]
-        self.decision_log.record(DecisionRecord(
+    def _observe_many(self, cols: DecisionColumns, route: str, t0: float) -> None:
+        rows = cols.batch.offsets[:-1] + cols.best
+        types = np.bincount(cols.batch.values[rows, NODE_TYPE_FIELD].astype(np.int64),
+                            minlength=len(NODE_TYPE_NAMES))
+        m = cols.model
+        self.observer.decisions(DecisionCounts(
+            {(m.name, m.version, m.backend, NODE_TYPE_NAMES[t], False): int(n)
+             for t, n in enumerate(types.tolist()) if n}))
+        self.observer.latency(m.name, route, (time.perf_counter() - t0) * 1000)
+
+    @staticmethod
+    def _record(d: Decision, batch: StateBatch, i: int, ckey: str) -> DecisionRecord:
+        return DecisionRecord(
             decision_id=d.decision_id, created_at=utc_now(), model_name=d.model.name,
             model_version=d.model.version, backend=d.model.backend, node_id=d.node_id,
             node_index=d.node_index, confidence=d.confidence, scores=d.scores,
-            latency_ms=d.latency_ms, request_hash=ckey, cached=d.cached, nodes=nodes,
-        ))
+            latency_ms=d.latency_ms, request_hash=ckey, cached=d.cached,
+            node_ids=batch.node_ids[i], node_values=batch.nodes_of(i))
 
     # --- feedback -------------------------------------------------------------------------
     async def feedback(self, data: dict[str, Any]) -> FeedbackReceipt:

@@ -18,8 +18,10 @@ import os
 from collections.abc import Sequence
 from typing import Protocol
 
+from edge_allocator.columnar import StateBatch
+from edge_allocator.graph_batch import Bucket
 from edge_allocator.responses import BatchConfig, Decision, ModelInfo
-from edge_allocator.schema import AllocateRequest
+from edge_allocator.service.columns import DecisionColumns
 from edge_allocator.service.stages import (
     AssembleMeta,
     GraphStage,
@@ -38,8 +40,8 @@ class PolicyPort(Protocol):
     async def infer_one(self, key: ModelKey, state: PreparedState,
                         trace: dict[str, str] | None) -> ScoredOne: ...
 
-    async def infer_many(self, key: ModelKey, states: Sequence[PreparedState],
-                         trace: dict[str, str] | None) -> ScoredBatch: ...
+    async def infer_batches(self, key: ModelKey, buckets: Sequence[Bucket],
+                            trace: dict[str, str] | None) -> ScoredBatch: ...
 
     async def describe(self) -> list[ModelInfo]: ...
 
@@ -56,10 +58,9 @@ class Chain(Protocol):
     @property
     def policy(self) -> PolicyPort: ...
 
-    async def decide_one(self, request: AllocateRequest, meta: AssembleMeta) -> Decision: ...
+    async def decide_one(self, state: StateBatch, meta: AssembleMeta) -> Decision: ...
 
-    async def decide_many(self, requests: Sequence[AllocateRequest],
-                          meta: AssembleMeta) -> list[Decision]: ...
+    async def decide_many(self, batch: StateBatch, meta: AssembleMeta) -> DecisionColumns: ...
 
 
 class DirectPolicy:
@@ -76,9 +77,9 @@ class DirectPolicy:
         scores = self.stage.run(key, [state.graph], trace)[0]
         return ScoredOne(scores, 1, self.stage.backend_of(key), self.node)
 
-    async def infer_many(self, key: ModelKey, states: Sequence[PreparedState],
-                         trace: dict[str, str] | None) -> ScoredBatch:
-        scores = self.stage.run(key, [s.graph for s in states], trace)
+    async def infer_batches(self, key: ModelKey, buckets: Sequence[Bucket],
+                            trace: dict[str, str] | None) -> ScoredBatch:
+        scores = self.stage.run_batches(key, [b.graphs for b in buckets], trace)
         return ScoredBatch(scores, self.stage.backend_of(key), self.node)
 
     async def describe(self) -> list[ModelInfo]:
@@ -106,13 +107,12 @@ class StagesHere:
     def policy(self) -> PolicyPort:
         return self._policy
 
-    async def decide_one(self, request: AllocateRequest, meta: AssembleMeta) -> Decision:
-        state = self.graphs.prepare(request, meta.trace)
-        scored = await self._policy.infer_one(meta.model, state, meta.trace)
-        return self.assembler.assemble(state, scored, meta)
+    async def decide_one(self, state: StateBatch, meta: AssembleMeta) -> Decision:
+        prepared = self.graphs.prepare(state, meta.trace)
+        scored = await self._policy.infer_one(meta.model, prepared, meta.trace)
+        return self.assembler.assemble(prepared, scored, meta)
 
-    async def decide_many(self, requests: Sequence[AllocateRequest],
-                          meta: AssembleMeta) -> list[Decision]:
-        states = self.graphs.prepare_many(requests, meta.trace)
-        scored = await self._policy.infer_many(meta.model, states, meta.trace)
-        return self.assembler.assemble_many(states, scored, meta)
+    async def decide_many(self, batch: StateBatch, meta: AssembleMeta) -> DecisionColumns:
+        buckets = self.graphs.prepare_batch(batch, meta.trace)
+        scored = await self._policy.infer_batches(meta.model, buckets, meta.trace)
+        return self.assembler.assemble_batch(batch, buckets, scored, meta)

@@ -16,9 +16,10 @@ from typing import Any, NamedTuple
 import orjson
 
 from edge_allocator import __version__
-from edge_allocator.responses import ErrorBody, ErrorDetail, Liveness
+from edge_allocator.responses import BatchDecisions, ErrorBody, ErrorDetail, Liveness
 from edge_allocator.schema import RequestError, ServiceUnavailable
 from edge_allocator.service.api import AllocatorApi
+from edge_allocator.service.columns import parse_fields
 from edge_allocator.service.legacy import LegacyApi
 from edge_allocator.service.observe import UNMATCHED_ROUTE
 from edge_allocator.service.openapi import openapi_document
@@ -29,7 +30,14 @@ GZIP_MIN_BYTES = 1024
 #: Seconds a client should wait before retrying a 503 of a not-ready replica.
 RETRY_AFTER_S = 1
 
-PostHandler = Callable[[dict[str, Any]], Awaitable[Any]]
+PostHandler = Callable[[dict[str, Any], Mapping[str, str]], Awaitable[Any]]
+
+
+def _plain(handler: Callable[[dict[str, Any]], Awaitable[Any]]) -> PostHandler:
+    """A POST handler that takes no query parameters."""
+    async def call(data: dict[str, Any], query: Mapping[str, str]) -> Any:
+        return await handler(data)
+    return call
 GetHandler = Callable[[Mapping[str, str]], Awaitable[Any]]
 
 
@@ -76,11 +84,11 @@ class FrontDoor:
         self.api = api
         self.legacy = LegacyApi(api)
         self.posts: dict[str, PostHandler] = {
-            "/v1/allocate": api.allocate,
-            "/v1/allocate/batch": api.allocate_batch,
-            "/v1/feedback": api.feedback,
-            "/predict": self.legacy.predict,
-            "/batch-predict": self.legacy.batch_predict,
+            "/v1/allocate": self._allocate,
+            "/v1/allocate/batch": self._allocate_batch,
+            "/v1/feedback": _plain(api.feedback),
+            "/predict": _plain(self.legacy.predict),
+            "/batch-predict": _plain(self.legacy.batch_predict),
         }
         self.gets: dict[str, GetHandler] = {
             "/v1/models": lambda q: api.models(),
@@ -91,6 +99,25 @@ class FrontDoor:
             "/health": lambda q: self.legacy.health(),
             "/models": lambda q: self.legacy.models(),
         }
+
+    async def _allocate(self, data: dict[str, Any], query: Mapping[str, str]) -> Any:
+        """``?fields=node_id,confidence`` returns only those keys."""
+        selected = parse_fields(query.get("fields"))
+        d = await self.api.allocate(data)
+        return d if selected is None else {f: getattr(d, f) for f in selected}
+
+    async def _allocate_batch(self, data: dict[str, Any], query: Mapping[str, str]) -> Any:
+        """``fields`` as a query parameter or body key; per-node maps are not built
+        unless selected."""
+        spec = query.get("fields") or data.get("fields")
+        if spec is not None and not isinstance(spec, str):
+            raise RequestError(422, "fields: a comma-separated string, e.g. "
+                               "'node_id,confidence'", [{"loc": "fields", "msg": "not a string"}])
+        selected = parse_fields(spec)
+        cols = await self.api.allocate_columns(data)
+        if selected is None:
+            return BatchDecisions(cols.decisions())
+        return {"decisions": cols.rows(selected)}
 
     @staticmethod
     async def _liveness(query: Mapping[str, str]) -> Liveness:
@@ -126,7 +153,7 @@ class FrontDoor:
             if method == "POST" and path in self.posts:
                 data = parse_json(await body(), headers.get("content-type"),
                                   self.api.cfg.max_body_bytes)
-                return _encode(await self.posts[path](data), 200, accept)
+                return _encode(await self.posts[path](data, query), 200, accept)
             if method == "GET" and path == "/readyz":
                 ready = await self.api.readiness()
                 if ready.status == "ready":

@@ -9,6 +9,7 @@ import time
 from typing import Any
 
 from edge_allocator import __version__
+from edge_allocator.columnar import from_models
 from edge_allocator.constants import MASKED_SCORE
 from edge_allocator.responses import (
     Decision,
@@ -44,10 +45,12 @@ def legacy_prediction(d: Decision, kind: str, n_nodes: int) -> LegacyPrediction:
                             d.model.version, d.decision_id)
 
 
-def legacy_to_v1(state: LegacyNetworkState, model_type: str) -> dict[str, Any]:
-    """An original-API network state as a v1 request body (index ids)."""
-    nodes = [{k: v for k, v in n.model_dump().items() if k != "node_id"} for n in state.nodes]
-    return {"nodes": nodes, "edges": state.edges, "model": model_type}
+def to_v1(state: LegacyNetworkState) -> AllocateRequest:
+    """An original-API network state as a validated v1 request: its nodes are
+    identified by index, whatever ``node_id`` they carry."""
+    nodes = [n.model_copy(update={"node_id": None}) for n in state.nodes]
+    return AllocateRequest.model_construct(nodes=nodes, edges=state.edges, task=None,
+                                           model=None)
 
 
 class LegacyApi:
@@ -58,21 +61,20 @@ class LegacyApi:
 
     async def predict(self, data: dict[str, Any]) -> LegacyPrediction:
         req = parse(LegacyPredictRequest, data)
-        v1 = legacy_to_v1(req.network_state, req.model_type)
-        areq = parse(AllocateRequest, v1)
-        d = await self.api.decide(areq, v1, req.model_type, "/predict")
+        state = from_models([to_v1(req.network_state)])
+        d = await self.api.decide(state, req.model_type, "/predict")
         return legacy_prediction(d, self.api.router.kind(d.model.name, d.model.version),
-                                 len(areq.nodes))
+                                 int(state.sizes[0]))
 
     async def batch_predict(self, data: dict[str, Any]) -> LegacyBatchPrediction:
         t0 = time.perf_counter()
         req = parse(LegacyBatchRequest, data)
-        payloads = [legacy_to_v1(s, req.model_type) for s in req.network_states]
-        states = [parse(AllocateRequest, p) for p in payloads]
-        out = await self.api.decide_many(states, payloads, req.model_type, "/batch-predict")
-        kind = self.api.router.kind(out[0].model.name, out[0].model.version)
+        batch = from_models([to_v1(s) for s in req.network_states])
+        cols = await self.api.decide_many(batch, req.model_type, "/batch-predict")
+        kind = self.api.router.kind(cols.model.name, cols.model.version)
         return LegacyBatchPrediction(
-            [legacy_prediction(d, kind, len(s.nodes)) for d, s in zip(out, states)],
+            [legacy_prediction(cols.decision(i), kind, int(n))
+             for i, n in enumerate(batch.sizes.tolist())],
             (time.perf_counter() - t0) * 1000)
 
     async def health(self) -> LegacyHealth:
@@ -83,7 +85,8 @@ class LegacyApi:
         loaded = {name: True for name in self.api.router.names()}
         for name, version in self.api.router.versions_in_use():
             loaded[name] = loaded[name] and (name, version) in loaded_versions
-        return LegacyHealth("healthy" if all(loaded.values()) else "degraded", __version__, loaded, time.time() - self.api.started_at)
+        return LegacyHealth("healthy" if all(loaded.values()) else "degraded", __version__,
+                            loaded, time.time() - self.api.started_at)
 
     async def models(self) -> dict[str, LegacyModelSummary]:
         out: dict[str, LegacyModelSummary] = {}

@@ -4,7 +4,6 @@ one to one; ``chain.StagesHere`` runs graph building and assembly in-process."""
 
 from __future__ import annotations
 
-import math
 import sys
 import time
 import uuid
@@ -14,26 +13,28 @@ from typing import NamedTuple
 
 import numpy as np
 
-from edge_allocator.graph import (
-    GraphInputs,
-    TopologyCache,
-    build_graph,
-    collate,
-    probe_graph,
+from edge_allocator.columnar import StateBatch
+from edge_allocator.constants import TOPOLOGY_CACHE_ENTRIES
+from edge_allocator.graph import GraphBatch, GraphInputs, TopologyCache, collate, probe_graph
+from edge_allocator.graph_batch import (
+    Bucket,
+    TopologyKeys,
+    bucket_size,
+    buckets,
+    check_feasible,
+    node_features,
+    one_graph,
 )
 from edge_allocator.responses import Decision, ModelInfo, ModelRef
 from edge_allocator.runtime.artifacts import Artifact, ArtifactError, load_artifact
 from edge_allocator.runtime.backends import Backend, make_backend
-from edge_allocator.schema import AllocateRequest, RequestError
+from edge_allocator.schema import RequestError
+from edge_allocator.service.columns import DecisionColumns, assemble_columns
 from edge_allocator.tracing import span
-
-#: Graphs in one model call are padded to the largest; buckets of power-of-two sizes keep
-#: a 1,000-node state from padding 255 small ones to 1,000 x 1,000.
-_MIN_BUCKET = 16
 
 
 class PreparedState(NamedTuple):
-    """One validated state turned into model inputs."""
+    """One validated state turned into model inputs (the single-request path)."""
 
     graph: GraphInputs
     node_ids: list[str]
@@ -54,7 +55,7 @@ class ScoredOne(NamedTuple):
 
 
 class ScoredBatch(NamedTuple):
-    """The policy's answer for the states of one batch request, in order."""
+    """The policy's answer for the buckets of one batch request: scores [b, P] each."""
 
     scores: list[np.ndarray]
     backend: str
@@ -62,35 +63,29 @@ class ScoredBatch(NamedTuple):
 
 
 class GraphStage:
-    """Validated requests -> model inputs. Holds the topology cache, so identical
+    """Validated states (columns) -> model inputs. Holds the topology cache, so identical
     topologies (the common case: same network, new loads) reuse their adjacency."""
 
-    def __init__(self, topology_cache_entries: int = 4096):
+    def __init__(self, topology_cache_entries: int = TOPOLOGY_CACHE_ENTRIES):
         self.cache = TopologyCache(topology_cache_entries)
+        self.topology = TopologyKeys(self.cache)
 
-    def prepare(
-        self, request: AllocateRequest, trace: dict[str, str] | None = None
-    ) -> PreparedState:
-        with span("graph.prepare", trace, nodes=len(request.nodes)):
-            return self._prepare(request)
+    def prepare(self, batch: StateBatch, trace: dict[str, str] | None = None) -> PreparedState:
+        """The one state of ``batch``, unpadded: the policy batches it with other
+        requests' states."""
+        with span("graph.prepare", trace, nodes=int(batch.sizes[0])):
+            x, mask = node_features(batch)
+            check_feasible(batch, mask, in_batch=False)
+            return PreparedState(one_graph(batch, self.topology, x, mask), batch.ids_of(0))
 
-    def prepare_many(self, requests: Sequence[AllocateRequest],
-                     trace: dict[str, str] | None = None) -> list[PreparedState]:
-        """One span for the whole batch: a span per state cost more than building its
-        graph (about 30 us each even with no exporter)."""
-        with span("graph.prepare_many", trace, states=len(requests)):
-            return [self._prepare(r) for r in requests]
-
-    def _prepare(self, request: AllocateRequest) -> PreparedState:
-        graph = build_graph(request, request.task, self.cache)
-        if not graph.mask.any():
-            raise RequestError(
-                422,
-                "nodes: no feasible node (every node is unreachable, has a full queue or "
-                "lacks memory for the task)",
-                [{"loc": "nodes", "msg": "no feasible node"}],
-            )
-        return PreparedState(graph, request.node_ids())
+    def prepare_batch(self, batch: StateBatch,
+                      trace: dict[str, str] | None = None) -> list[Bucket]:
+        """Every state of ``batch`` in padded buckets: one span for the whole batch (a
+        span per state cost more than building its graph)."""
+        with span("graph.prepare_many", trace, states=len(batch)):
+            x, mask = node_features(batch)
+            check_feasible(batch, mask, in_batch=True)
+            return buckets(batch, self.topology, x, mask)
 
 
 class LoadedModel(NamedTuple):
@@ -157,29 +152,39 @@ class PolicyStage:
             return self._run(key, graphs)
 
     def _run(self, key: ModelKey, graphs: Sequence[GraphInputs]) -> list[np.ndarray]:
+        sizes = [g.x.shape[0] for g in graphs]
+        groups: dict[int, list[int]] = {}
+        for i, n in enumerate(sizes):
+            groups.setdefault(bucket_size(n), []).append(i)
+        order = [i for idx in groups.values() for i in idx]
+        padded = [collate([graphs[i] for i in idx], pad_to=pad) for pad, idx in groups.items()]
+        out: list[np.ndarray | None] = [None] * len(graphs)
+        rows = (row for scores in self._run_padded(key, padded) for row in scores)
+        for i, row in zip(order, rows):
+            out[i] = row[: sizes[i]]
+        return [o for o in out if o is not None]
+
+    def run_batches(self, key: ModelKey, batches: Sequence[GraphBatch],
+                    trace: dict[str, str] | None = None) -> list[np.ndarray]:
+        """Scores [b, P] per padded batch, one model call each (the columnar path)."""
+        with span("policy.infer", trace, model=key.name, version=key.version,
+                  batch_size=sum(len(b.sizes) for b in batches), backend=self.backend_name):
+            return self._run_padded(key, batches)
+
+    def _run_padded(self, key: ModelKey, batches: Sequence[GraphBatch]) -> list[np.ndarray]:
         model = self.get(key)
         fixed = model.artifact.max_nodes
-        out: list[np.ndarray | None] = [None] * len(graphs)
-        sizes = [g.x.shape[0] for g in graphs]
-        if fixed is not None:
-            too_big = [i for i, n in enumerate(sizes) if n > fixed]
-            if too_big:
-                raise RequestError(
-                    422, f"nodes: model {key.name!r} takes at most {fixed} nodes, got "
-                    f"{sizes[too_big[0]]}; use the 'hybrid' model for larger networks",
-                    [{"loc": "nodes", "msg": f"at most {fixed} nodes for {key.name}"}])
-            buckets: dict[int, list[int]] = {fixed: list(range(len(graphs)))}
-        else:
-            buckets = {}
-            for i, n in enumerate(sizes):
-                b = max(_MIN_BUCKET, 1 << math.ceil(math.log2(max(n, 1))))
-                buckets.setdefault(b, []).append(i)
-        for pad, idx in buckets.items():
-            batch = collate([graphs[i] for i in idx], pad_to=pad if fixed else None)
-            scores = model.backend.run(batch.x, batch.adj, batch.mask)
-            for j, i in enumerate(idx):
-                out[i] = scores[j, : sizes[i]]
-        return out  # type: ignore[return-value]
+        out = []
+        for b in batches:
+            if fixed is not None:  # flat models take exactly their input size
+                if int(b.sizes.max()) > fixed:
+                    raise RequestError(
+                        422, f"nodes: model {key.name!r} takes at most {fixed} nodes, got "
+                        f"{int(b.sizes.max())}; use the 'hybrid' model for larger networks",
+                        [{"loc": "nodes", "msg": f"at most {fixed} nodes for {key.name}"}])
+                b = repad(b, fixed)
+            out.append(model.backend.run(b.x, b.adj, b.mask))
+        return out
 
     def describe(self) -> list[ModelInfo]:
         return [
@@ -188,6 +193,19 @@ class PolicyStage:
                       list(m.artifact.manifest.get("evaluation", [])))
             for k, m in self.models.items()
         ]
+
+
+def repad(b: GraphBatch, pad: int) -> GraphBatch:
+    """``b`` padded (or cropped: padding only) to ``pad`` nodes per graph."""
+    p = b.x.shape[1]
+    if p == pad:
+        return b
+    k = min(p, pad)
+    x = np.zeros((len(b.sizes), pad, b.x.shape[2]), np.float32)
+    adj = np.zeros((len(b.sizes), pad, pad), np.float32)
+    mask = np.zeros((len(b.sizes), pad), bool)
+    x[:, :k], adj[:, :k, :k], mask[:, :k] = b.x[:, :k], b.adj[:, :k, :k], b.mask[:, :k]
+    return GraphBatch(x, adj, mask, b.sizes)
 
 
 def softmax(scores: np.ndarray) -> np.ndarray:
@@ -215,13 +233,14 @@ class ResponseStage:
             return self._assemble(state, scored.scores, meta, decision_id, scored.batch_size,
                                   scored.backend, scored.node)
 
-    def assemble_many(self, states: Sequence[PreparedState], scored: ScoredBatch,
-                      meta: AssembleMeta) -> list[Decision]:
-        ids = meta.decision_ids or tuple(uuid.uuid4().hex for _ in states)
-        with span("response.assemble_many", meta.trace, states=len(states),
-                  decision_ids=list(ids)):  # one span per batch, as in prepare_many
-            return [self._assemble(st, sc, meta, did, len(states), scored.backend, scored.node)
-                    for st, sc, did in zip(states, scored.scores, ids)]
+    def assemble_batch(self, batch: StateBatch, buckets: Sequence[Bucket],
+                       scored: ScoredBatch, meta: AssembleMeta) -> DecisionColumns:
+        ids = meta.decision_ids or tuple(uuid.uuid4().hex for _ in range(len(batch)))
+        with span("response.assemble_many", meta.trace, states=len(batch),
+                  decision_ids=list(ids)):  # one span per batch, as in prepare_batch
+            return assemble_columns(batch, buckets, scored.scores, ids,
+                                    ModelRef(meta.model.name, meta.model.version,
+                                             scored.backend), scored.node, meta.started_at)
 
     @staticmethod
     def _assemble(state: PreparedState, scores: np.ndarray, meta: AssembleMeta,

@@ -1,0 +1,144 @@
+"""A whole ``StateBatch`` -> model inputs in a few array operations, in padded buckets.
+
+Features and the feasibility mask are computed once over every node of the batch (one
+numpy expression, not one per state). States are grouped by size into power-of-two
+buckets (at least ``MIN_BUCKET`` nodes) so ONNX Runtime sees few shapes and a 1,000-node
+state never pads 255 small ones to 1,000 x 1,000. Adjacencies come from the topology
+cache, keyed by a digest of the edge list (or of the node types, for the default
+topology, which is built with array operations).
+
+Shapes: B states, T nodes in all, P padded size of a bucket, F features.
+"""
+
+from __future__ import annotations
+
+import hashlib
+import math
+from typing import NamedTuple
+
+import numpy as np
+
+from edge_allocator.columnar import StateBatch, no_feasible_node
+from edge_allocator.graph import (
+    NODE_TYPE_COLUMN,
+    NUM_FEATURES,
+    GraphBatch,
+    GraphInputs,
+    TopologyCache,
+    feasible_mask,
+    features,
+    normalized_adjacency,
+)
+
+#: Smallest padded size: tiny states share one shape.
+MIN_BUCKET = 16
+
+
+def bucket_size(n: int) -> int:
+    return max(MIN_BUCKET, 1 << math.ceil(math.log2(max(n, 1))))
+
+
+def default_adjacency(node_types: np.ndarray) -> np.ndarray:
+    """``normalized_adjacency(n, default_edges(types))`` without building the edge list:
+    gateways link to their nearest edge/fog node by index, edge/fog nodes form a mesh and
+    link to every cloud; without edge/fog nodes gateways link to the clouds, with neither
+    they form a chain; clouds form a mesh."""
+    types = np.asarray(node_types, dtype=np.int64)
+    n = len(types)
+    idx = np.arange(n)
+    gw, fog, cloud = idx[types == 0], idx[types == 1], idx[types == 2]
+    a = np.zeros((n, n), np.float32)
+    if len(fog):
+        if len(gw):
+            near = fog[np.argmin(np.abs(fog[None, :] - gw[:, None]), axis=1)]
+            a[gw, near] = a[near, gw] = 1.0
+        a[np.ix_(fog, fog)] = 1.0
+        a[np.ix_(fog, cloud)] = 1.0
+        a[np.ix_(cloud, fog)] = 1.0
+    elif len(cloud):
+        a[np.ix_(gw, cloud)] = 1.0
+        a[np.ix_(cloud, gw)] = 1.0
+    else:
+        a[gw[:-1], gw[1:]] = a[gw[1:], gw[:-1]] = 1.0
+    a[np.ix_(cloud, cloud)] = 1.0
+    np.fill_diagonal(a, 1.0)
+    dinv = 1.0 / np.sqrt(a.sum(axis=1))
+    out: np.ndarray = (dinv[:, None] * a * dinv[None, :]).astype(np.float32)
+    return out
+
+
+class TopologyKeys:
+    """Adjacency per state through the cache: a digest of the edge list (or of the
+    node types when the default topology applies) finds it in O(E) instead of O(N^2)."""
+
+    def __init__(self, cache: TopologyCache) -> None:
+        self.cache = cache
+
+    def adjacency(self, batch: StateBatch, i: int) -> np.ndarray:
+        nodes = batch.nodes_of(i)
+        n = nodes.shape[0]
+        edges = batch.edges[i]
+        if edges is None:
+            types = nodes[:, NODE_TYPE_COLUMN].astype(np.int8)
+            key = b"d" + hashlib.blake2b(types.tobytes(), digest_size=16).digest()
+            return self.cache.get_or_build(key, lambda: default_adjacency(types))
+        key = b"e" + hashlib.blake2b(n.to_bytes(4, "little") + edges.tobytes(),
+                                     digest_size=16).digest()
+        return self.cache.get_or_build(key, lambda: normalized_adjacency(n, edges))
+
+
+class Bucket(NamedTuple):
+    """States of one padded size, ready for one model call."""
+
+    states: np.ndarray  # [b] indices into the StateBatch
+    graphs: GraphBatch  # x [b, P, F], adj [b, P, P], mask [b, P], sizes [b]
+
+
+def node_features(batch: StateBatch) -> tuple[np.ndarray, np.ndarray]:
+    """[T, F] features and [T] mask of every node, each state with its own task."""
+    # float32 as the policies were trained on (graph.build_graph), whatever was sent
+    values = batch.values.astype(np.float32)
+    per_node_task = np.repeat(batch.tasks.astype(np.float32), batch.sizes, axis=0)
+    return features(values, per_node_task), feasible_mask(values, per_node_task)
+
+
+def check_feasible(batch: StateBatch, mask: np.ndarray, in_batch: bool) -> None:
+    """422 naming the first state (in a batch) whose every node is masked."""
+    any_ok = np.logical_or.reduceat(mask, batch.offsets[:-1])
+    if not any_ok.all():
+        i = int(np.flatnonzero(~any_ok)[0])
+        raise no_feasible_node(f"states.{i}." if in_batch else "")
+
+
+def one_graph(batch: StateBatch, topo: TopologyKeys, x: np.ndarray, mask: np.ndarray,
+              i: int = 0) -> GraphInputs:
+    """State i unpadded (the single-request path: the policy batches across requests)."""
+    lo, hi = batch.offsets[i], batch.offsets[i + 1]
+    return GraphInputs(x[lo:hi], topo.adjacency(batch, i), mask[lo:hi])
+
+
+def buckets(batch: StateBatch, topo: TopologyKeys, x: np.ndarray, mask: np.ndarray
+            ) -> list[Bucket]:
+    """The batch padded into power-of-two buckets, in order of first appearance."""
+    sizes = batch.sizes
+    pads = np.array([bucket_size(int(n)) for n in sizes])
+    out = []
+    for pad in dict.fromkeys(pads.tolist()):  # keeps first-appearance order
+        members = np.flatnonzero(pads == pad)
+        b = len(members)
+        xb = np.zeros((b, pad, NUM_FEATURES), np.float32)
+        adj = np.zeros((b, pad, pad), np.float32)
+        mb = np.zeros((b, pad), bool)
+        # every node row of the members, scattered to (its state's slot, its position)
+        counts = sizes[members]
+        rows = np.concatenate([np.arange(batch.offsets[i], batch.offsets[i + 1])
+                               for i in members])
+        slot = np.repeat(np.arange(b), counts)
+        pos = rows - np.repeat(batch.offsets[members], counts)
+        xb[slot, pos] = x[rows]
+        mb[slot, pos] = mask[rows]
+        for j, i in enumerate(members):
+            n = int(sizes[i])
+            adj[j, :n, :n] = topo.adjacency(batch, int(i))
+        out.append(Bucket(members, GraphBatch(xb, adj, mb, counts.astype(np.int64))))
+    return out
