@@ -102,4 +102,5 @@ def test_report_summarises_outcomes_per_model_version(tmp_path):
             log.record_feedback(did, 100.0 if version == "1" else 300.0, True)
     out = cli("report", "--db", url, cwd=tmp_path)
     lines = [line for line in out.splitlines() if "hybrid" in line]
-    assert len(lines) == 2 and any("100" in line for line in lines) and any("300" in line for line in lines)
+    assert len(lines) == 2
+    assert any("100" in line for line in lines) and any("300" in line for line in lines)

@@ -53,8 +53,10 @@ def test_every_stage_admits_a_full_batch():
 
 
 def test_fractional_cpus_fit_a_two_cpu_machine_at_max_scale():
-    total = sum(d.ray_actor_options.num_cpus * AutoscalingConfig(**d.autoscaling_config).max_replicas
-                for d in _deployments().values())
+    total = sum(
+        d.ray_actor_options.num_cpus * AutoscalingConfig(**d.autoscaling_config).max_replicas
+        for d in _deployments().values()
+    )
     assert total <= MACHINE_CPUS, total
 
 
@@ -68,11 +70,13 @@ def test_user_configs_parse_into_the_typed_settings():
 def test_models_block_is_shared_between_ingress_and_inference():
     raw = yaml.safe_load(CONFIG.read_text())
     deps = {d["name"]: d for d in raw["applications"][0]["deployments"]}
-    assert deps["Ingress"]["user_config"]["models"] == deps["PolicyInference"]["user_config"]["models"]
+    ingress, inference = deps["Ingress"], deps["PolicyInference"]
+    assert ingress["user_config"]["models"] == inference["user_config"]["models"]
 
 
 def test_gpu_variant_shares_one_gpu_between_four_replicas():
-    gpu = {d.name: d for d in load_config(PROJECT_ROOT / "serve_config.gpu.yaml").applications[0].deployments}
+    app = load_config(PROJECT_ROOT / "serve_config.gpu.yaml").applications[0]
+    gpu = {d.name: d for d in app.deployments}
     pi = gpu["PolicyInference"]
     assert pi.ray_actor_options.num_gpus == 0.25
     assert AutoscalingConfig(**pi.autoscaling_config).max_replicas * 0.25 <= 1.0

@@ -72,4 +72,6 @@ def test_request_error_survives_pickling():
 
     e = RequestError(422, "x: bad", [{"loc": "x", "msg": "bad"}])
     back = pickle.loads(pickle.dumps(e))
-    assert (back.status, back.message, back.details) == (422, "x: bad", [{"loc": "x", "msg": "bad"}])
+    assert (back.status, back.message, back.details) == (
+        422, "x: bad", [{"loc": "x", "msg": "bad"}]
+    )

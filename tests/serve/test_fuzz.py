@@ -57,7 +57,8 @@ bodies = st.one_of(
 
 @settings(max_examples=250, deadline=None, suppress_health_check=list(HealthCheck))
 @given(path=st.sampled_from(ENDPOINTS), body=bodies,
-       ctype=st.sampled_from(["application/json", "text/plain", "application/x-www-form-urlencoded", ""]))
+       ctype=st.sampled_from(["application/json", "text/plain",
+                              "application/x-www-form-urlencoded", ""]))
 def _fuzz_once(base: str, path: str, body: bytes, ctype: str) -> None:
     CASES["n"] += 1
     r = httpx.post(f"{base}{path}", content=body, headers={"content-type": ctype}, timeout=30)

@@ -43,7 +43,8 @@ def _concurrent_batch_sizes(url: str, n: int = 64) -> list[int]:
         async with httpx.AsyncClient(timeout=30) as c:
             rs = await asyncio.gather(*[c.post(f"{url}/v1/allocate", json=_state(base + i))
                                         for i in range(n)])
-            assert all(r.status_code == 200 for r in rs), [r.text for r in rs if r.status_code != 200]
+            failed = [r.text for r in rs if r.status_code != 200]
+            assert not failed, failed
             return [r.json()["batch_size"] for r in rs]
     return asyncio.run(fire())
 

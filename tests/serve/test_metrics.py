@@ -35,20 +35,26 @@ def _scrape(port: int, wanted: tuple[str, ...], timeout_s: float = 60) -> str:
 
 def test_custom_metrics_are_exported(app_url, ray_cluster, client, small_state):
     for i in range(5):
-        client.post(f"{app_url}/v1/allocate", json={**small_state, "task": {"compute_gcycles": 1 + i}})
+        client.post(
+            f"{app_url}/v1/allocate", json={**small_state, "task": {"compute_gcycles": 1 + i}}
+        )
     client.post(f"{app_url}/v1/allocate", json=small_state)
     client.post(f"{app_url}/v1/allocate", json=small_state)  # the same state again: a hit
     client.post(f"{app_url}/v1/allocate", json={"nodes": []})  # an error
     text = _scrape(ray_cluster["metrics_port"], APP_METRICS + ('result="hit"',))
     missing = [m for m in APP_METRICS if m not in text]
     assert not missing, f"not exported: {missing}"
-    decisions = [ln for ln in text.splitlines() if ln.startswith("ray_edge_allocator_decisions_total{")]
+    decisions = [
+        ln for ln in text.splitlines() if ln.startswith("ray_edge_allocator_decisions_total{")
+    ]
     assert any('model="hybrid"' in ln and 'node_type="' in ln for ln in decisions), decisions
     assert any('result="hit"' in ln for ln in text.splitlines()
                if ln.startswith("ray_edge_allocator_cache_lookups_total{"))
 
 
-def test_dashboard_and_alerts_query_only_existing_metrics(app_url, ray_cluster, client, small_state):
+def test_dashboard_and_alerts_query_only_existing_metrics(
+    app_url, ray_cluster, client, small_state
+):
     queried = pytest.importorskip("k8s.monitoring.metrics").queried_metrics()
     assert queried
     d = client.post(f"{app_url}/v1/allocate", json=small_state).json()

@@ -101,8 +101,9 @@ def private_redis():
     if shutil.which("redis-server") is None:
         pytest.skip("redis-server is not installed")
     port = free_port()
-    proc = subprocess.Popen(["redis-server", "--port", str(port), "--save", "", "--appendonly", "no",
-                             "--bind", "127.0.0.1"], stdout=subprocess.DEVNULL)
+    proc = subprocess.Popen(["redis-server", "--port", str(port), "--save", "",
+                             "--appendonly", "no", "--bind", "127.0.0.1"],
+                            stdout=subprocess.DEVNULL)
     for _ in range(50):
         try:
             socket.create_connection(("127.0.0.1", port), timeout=0.1).close()
@@ -236,7 +237,9 @@ def test_postgres_outage_loses_no_decision(ray_cluster, test_models, tmp_path, p
         time.sleep(1)
     assert ids <= found, f"{len(ids - found)} decisions missing after the outage"
     with psycopg.connect(f"postgresql://postgres@127.0.0.1:5432/{postgres_db}") as conn:
-        dupes = conn.execute("SELECT count(*) - count(DISTINCT decision_id) FROM predictions").fetchone()
+        dupes = conn.execute(
+            "SELECT count(*) - count(DISTINCT decision_id) FROM predictions"
+        ).fetchone()
     assert dupes[0] == 0
     from ray import serve
 
