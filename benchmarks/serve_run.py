@@ -7,105 +7,19 @@ it started (Ray's processes included).
 
 from __future__ import annotations
 
-import os
-import signal
-import subprocess
-import sys
-import tempfile
 import time
-from pathlib import Path
 from typing import NamedTuple
 
 import httpx
 import psutil
-import yaml
 
-from benchmarks.cluster import SERVE_CONFIG
-from edge_allocator.constants import PROJECT_ROOT
-from edge_allocator.runtime.raylocal import FAST_PATH_ENV, free_port, haproxy_env, reap
+from edge_allocator.runtime.serverun import ServeRun
 
 
 class StartupResult(NamedTuple):
     ready_s: float
     rss_bytes: int
     processes: int
-
-
-class ServeRun:
-    """``serve run`` on a copy of serve_config.yaml that listens on a free port."""
-
-    def __init__(self, config: Path = SERVE_CONFIG):
-        raw = yaml.safe_load(config.read_text())
-        self.port = free_port()
-        raw["http_options"]["port"] = self.port
-        self._tmp = tempfile.NamedTemporaryFile("w", suffix=".yaml", delete=False)
-        yaml.safe_dump(raw, self._tmp)
-        self._tmp.close()
-        self.url = f"http://127.0.0.1:{self.port}"
-        self.proc: subprocess.Popen[bytes] | None = None
-        self._seen: list[psutil.Process] = []
-
-    def start(self) -> float:
-        env = {k: v for k, v in os.environ.items() if k != "RAY_ADDRESS"}  # its own Ray, always
-        env.update({"RAY_USAGE_STATS_ENABLED": "0", **FAST_PATH_ENV, **haproxy_env()})
-        serve_bin = str(Path(sys.executable).with_name("serve"))
-        t0 = time.perf_counter()
-        self.log = Path(self._tmp.name).with_suffix(".log")
-        with self.log.open("wb") as out:
-            self.proc = subprocess.Popen([serve_bin, "run", self._tmp.name], cwd=PROJECT_ROOT,
-                                         env=env, stdout=out, stderr=subprocess.STDOUT,
-                                         start_new_session=True)
-        deadline = t0 + 180
-        while time.perf_counter() < deadline:
-            if self.proc.poll() is not None:
-                tail = self.log.read_text(errors="replace")[-3000:]
-                raise RuntimeError(f"serve run exited with {self.proc.returncode}:\n{tail}")
-            try:
-                if httpx.get(f"{self.url}/readyz", timeout=2).status_code == 200:
-                    ready = time.perf_counter() - t0
-                    self._seen = self.tree()  # children may be re-parented later: remember
-                    return ready
-            except httpx.HTTPError:
-                pass
-            time.sleep(0.2)
-        raise TimeoutError("serve run did not become ready in 180 s")
-
-    def tree(self) -> list[psutil.Process]:
-        """The `serve run` process and every descendant (Ray's processes included)."""
-        assert self.proc is not None
-        for _ in range(10):  # a process may exit while the tree is walked: walk again
-            try:
-                root = psutil.Process(self.proc.pid)
-                return [root, *root.children(recursive=True)]
-            except psutil.NoSuchProcess:
-                if self.proc.poll() is not None:
-                    return []
-        return []
-
-    def rss(self) -> tuple[int, int]:
-        procs = self.tree()
-        total = 0
-        for p in procs:
-            try:
-                total += p.memory_info().rss
-            except psutil.Error:
-                pass
-        return total, len(procs)
-
-    def stop(self) -> None:
-        """Ctrl-C as a user would; then make sure every process we started is gone
-        (by PID: never `ray stop`, which would kill other people's Ray)."""
-        if self.proc is None:
-            return
-        procs = list({p.pid: p for p in [*self._seen, *self.tree()]}.values())
-        self.proc.send_signal(signal.SIGINT)
-        try:
-            self.proc.wait(timeout=30)
-        except subprocess.TimeoutExpired:
-            self.proc.kill()
-        reap(procs, timeout_s=10)
-        os.unlink(self._tmp.name)
-        self.log.unlink(missing_ok=True)
 
 
 def main() -> None:
@@ -135,9 +49,3 @@ def main() -> None:
 if __name__ == "__main__":
     main()
 
-
-def alive(p: psutil.Process) -> bool:
-    try:
-        return p.is_running() and p.status() != psutil.STATUS_ZOMBIE
-    except psutil.Error:
-        return False

@@ -2,8 +2,8 @@
 
 Several Ray instances may share a machine (other people's, a test session's, a
 benchmark's), so each gets its own ports and HAProxy files, and whatever one starts is
-stopped by process id, never with ``ray stop``. Nothing here imports Ray; ``reap`` needs
-psutil (a dev dependency) and imports it when called.
+stopped by process id, never with ``ray stop``. Nothing here imports Ray; ``reap`` and
+``alive`` need psutil (a dev dependency) and import it when called.
 """
 
 from __future__ import annotations
@@ -12,9 +12,12 @@ import signal
 import socket
 import tempfile
 from collections.abc import Sequence
-from typing import Any
+from typing import TYPE_CHECKING, Any
 
 from edge_allocator.constants import SERVE_LOCAL_ENV
+
+if TYPE_CHECKING:
+    import psutil
 
 #: The environment of a local Ray that serves as the shipped app does (scripts/run.sh):
 #: HAProxy, direct ingress, gRPC between deployments, short drain on one machine.
@@ -61,3 +64,13 @@ def reap(procs: Sequence[Any], timeout_s: float = 10, terminate: bool = False) -
         except psutil.Error:
             pass
     psutil.wait_procs(alive, timeout=5)  # SIGKILL is delivered, not instant: see them go
+
+
+def alive(p: psutil.Process) -> bool:
+    """Whether a process is still running (a zombie is not)."""
+    import psutil
+
+    try:
+        return p.is_running() and p.status() != psutil.STATUS_ZOMBIE
+    except psutil.Error:
+        return False

@@ -9,8 +9,9 @@ import subprocess
 import httpx
 import pytest
 
-from benchmarks.serve_run import ServeRun, alive
 from edge_allocator.constants import PROJECT_ROOT
+from edge_allocator.runtime.raylocal import alive
+from edge_allocator.runtime.serverun import ServeRun
 
 pytestmark = [pytest.mark.cluster, pytest.mark.slow]
 
