@@ -16,24 +16,33 @@ from collections.abc import Iterator
 from datetime import datetime, timedelta, timezone
 from pathlib import Path
 
+import numpy as np
+import orjson
 import pytest
 import sqlalchemy as sa
+from alembic import command
 from alembic.autogenerate import compare_metadata
 from alembic.migration import MigrationContext
 from sqlalchemy.engine import make_url
 from sqlalchemy.orm import Session
 
 from edge_allocator.store import (
+    NODE_VALUE_FIELDS,
     DecisionLog,
     DecisionRecord,
     ReportRow,
     StoreUnavailable,
     UnknownDecision,
     format_report,
+    inserts,
     make_engine,
     metadata,
     new_decision_id,
+    predictions,
+    unpack_node_ids,
+    unpack_node_values,
 )
+from edge_allocator.store.engine import alembic_config
 
 PG_URL = os.environ.get(
     "EDGE_ALLOCATOR_TEST_PG_URL", "postgresql+psycopg://postgres@127.0.0.1:5432/test"
@@ -51,21 +60,8 @@ def make_record(
     confidence: float = 0.5,
     cached: bool = False,
     n_nodes: int = 3,
+    index_ids: bool = False,
 ) -> DecisionRecord:
-    nodes = [
-        {
-            "node_id": f"n{j}",
-            "cpu_util": 0.1 * j,
-            "mem_util": 0.2,
-            "energy": 1.5,
-            "latency": 10.0 + j,
-            "bandwidth": 100.0,
-            "queue_len": float(j),
-            "node_type": j % 3,
-            "ignored_extra": "x",
-        }
-        for j in range(n_nodes)
-    ]
     return DecisionRecord(
         decision_id=new_decision_id(),
         created_at=T0 + timedelta(seconds=i),
@@ -79,8 +75,38 @@ def make_record(
         latency_ms=2.5,
         request_hash=uuid.uuid4().hex,
         cached=cached,
-        nodes=nodes,
+        node_ids=None if index_ids else [f"n{j}" for j in range(n_nodes)],
+        node_values=node_matrix(n_nodes),
     )
+
+
+def node_matrix(n_nodes: int) -> np.ndarray:
+    """[N, 7] float32 node states in NODE_VALUE_FIELDS order, distinct per node."""
+    j = np.arange(n_nodes, dtype=np.float64)
+    cols = {
+        "cpu_util": 0.1 * j, "mem_util": np.full(n_nodes, 0.2), "energy": np.full(n_nodes, 1.5),
+        "latency": 10.0 + j, "bandwidth": np.full(n_nodes, 100.0), "queue_len": j,
+        "node_type": j % 3,
+    }
+    return np.stack([cols[f] for f in NODE_VALUE_FIELDS], axis=1).astype(np.float32)
+
+
+def stored_nodes(url: str, decision_id: str) -> tuple[list[str], np.ndarray]:
+    """The node ids and [N, 7] values stored for a decision, unpacked."""
+    engine = sa.create_engine(url)
+    try:
+        with engine.connect() as conn:
+            row = conn.execute(
+                sa.select(predictions.c.node_format, predictions.c.node_count,
+                          predictions.c.node_values, predictions.c.node_ids)
+                .where(predictions.c.decision_id == decision_id)
+            ).one()
+    finally:
+        engine.dispose()
+    assert row.node_format == 1
+    values = unpack_node_values(row.node_values, row.node_format)
+    assert values.shape == (row.node_count, 7)
+    return unpack_node_ids(row.node_ids, row.node_count), values
 
 
 def count(url: str, table: str) -> int:
@@ -159,11 +185,74 @@ def test_record_json_round_trip_and_validation() -> None:
         DecisionRecord(**{**_fields(rec), "created_at": datetime(2025, 1, 1)})
     with pytest.raises(ValueError, match="decision_id"):
         DecisionRecord(**{**_fields(rec), "decision_id": "not-hex"})
-    with pytest.raises(ValueError, match=r"nodes\[0\] lacks \['queue_len'\]"):
-        DecisionRecord(**{**_fields(rec), "nodes": [{k: v for k, v in rec.nodes[0].items()
-                                                      if k != "queue_len"}]})
+    with pytest.raises(ValueError, match=r"node_values must be \[N, 7\].*got shape \(3, 6\)"):
+        DecisionRecord(**{**_fields(rec), "node_values": rec.node_values[:, :6]})
+    with pytest.raises(ValueError, match=r"node_values must be \[N, 7\]"):
+        DecisionRecord(**{**_fields(rec), "node_values": rec.node_values.ravel()})
+    with pytest.raises(ValueError, match="node_ids has 2 ids for 3 rows"):
+        DecisionRecord(**{**_fields(rec), "node_ids": ["a", "b"]})
     with pytest.raises(ValueError, match="not a DecisionRecord"):
         DecisionRecord.from_json(b'{"decision_id": "x"')
+    with pytest.raises(ValueError, match="not a DecisionRecord"):  # not base64
+        DecisionRecord.from_json(rec.to_json().replace(b'"node_values":"', b'"node_values":"*'))
+
+
+def test_record_keeps_float32_arrays_and_converts_the_rest() -> None:
+    rec = make_record()
+    values = node_matrix(4)
+    kept = DecisionRecord(**{**_fields(rec), "node_ids": None, "node_values": values})
+    assert kept.node_values is values  # no copy on the request path
+    as_f64 = DecisionRecord(**{**_fields(rec), "node_ids": None,
+                               "node_values": values.astype(np.float64)})
+    assert as_f64.node_values.dtype == np.float32 and as_f64 == kept
+    strided = np.asfortranarray(values)
+    assert DecisionRecord(**{**_fields(rec), "node_ids": None,
+                             "node_values": strided}).node_values.flags.c_contiguous
+    # No node states at all (what a caller without them logs): a [0, 7] matrix.
+    bare = DecisionRecord(**{k: v for k, v in _fields(rec).items()
+                             if k not in ("node_ids", "node_values")})
+    assert bare.node_values.shape == (0, 7) and bare.node_ids is None
+    assert DecisionRecord.from_json(bare.to_json()) == bare
+
+
+def test_record_json_is_compact_and_round_trips_packed_states() -> None:
+    rec = make_record(n_nodes=20)
+    doc = orjson.loads(rec.to_json())
+    assert "nodes" not in doc and isinstance(doc["node_values"], str)  # base64, one string
+    assert len(doc["node_values"]) == 4 * -(-20 * 28 // 3)
+    back = DecisionRecord.from_json(rec.to_json())
+    assert back == rec and back.node_values.dtype == np.float32
+    assert np.array_equal(back.node_values, rec.node_values) and back.node_ids == rec.node_ids
+    back.node_values[0, 0] = 0.75  # a record read back owns a writable array
+    assert back != rec
+    index = make_record(index_ids=True)
+    assert orjson.loads(index.to_json())["node_ids"] is None
+    assert DecisionRecord.from_json(index.to_json()) == index
+    # Index ids given as a list are the same record as ids left out.
+    assert index == DecisionRecord(**{**_fields(index), "node_ids": ["0", "1", "2"]})
+    assert [n["node_id"] for n in rec.node_dicts()] == ["n0", "n1", "n2"] + [
+        f"n{j}" for j in range(3, 20)]
+    assert rec.node_dicts()[2]["queue_len"] == 2.0
+
+
+def old_format_json(rec: DecisionRecord) -> bytes:
+    """``rec`` as versions before packed node states spooled it: one dict per node."""
+    doc = orjson.loads(rec.to_json())
+    del doc["node_ids"], doc["node_values"]
+    doc["nodes"] = [{**n, "node_type": int(n["node_type"]), "ignored_extra": "x"}
+                    for n in rec.node_dicts()]
+    return orjson.dumps(doc)
+
+
+def test_record_reads_the_old_spool_format() -> None:
+    rec = make_record(3, n_nodes=5)
+    old = old_format_json(rec)
+    assert b'"nodes":[{"node_id":"n0","cpu_util":0.0' in old
+    assert DecisionRecord.from_json(old) == rec
+    doc = orjson.loads(old)
+    del doc["nodes"][1]["queue_len"]  # the old format required every field of every node
+    with pytest.raises(ValueError, match="not a DecisionRecord.*queue_len"):
+        DecisionRecord.from_json(orjson.dumps(doc))
 
 
 def _fields(rec: DecisionRecord) -> dict[str, object]:
@@ -176,20 +265,16 @@ def _fields(rec: DecisionRecord) -> dict[str, object]:
 def test_migrations_create_tables_and_indexes(db_url: str, tmp_path: Path) -> None:
     with open_log(db_url, tmp_path) as log:
         insp = sa.inspect(log.engine)
-        assert {"predictions", "network_metrics", "feedback", "alembic_version"} <= set(
-            insp.get_table_names()
-        )
+        assert set(insp.get_table_names()) == {"predictions", "feedback", "alembic_version"}
         indexes = {
             table: {ix["name"]: ix["column_names"] for ix in insp.get_indexes(table)}
-            for table in ("predictions", "network_metrics", "feedback")
+            for table in ("predictions", "feedback")
         }
-        assert indexes["predictions"]["ix_predictions_created_at"] == ["created_at"]
-        assert indexes["network_metrics"]["ix_network_metrics_node_id_timestamp"] == [
-            "node_id", "timestamp"]
+        assert indexes["predictions"] == {"ix_predictions_created_at": ["created_at"]}
         assert indexes["feedback"]["ix_feedback_decision_id"] == ["decision_id"]
         assert insp.get_pk_constraint("predictions")["constrained_columns"] == ["decision_id"]
         with log.engine.connect() as conn:
-            assert conn.scalar(sa.text("SELECT version_num FROM alembic_version")) == "0001"
+            assert conn.scalar(sa.text("SELECT version_num FROM alembic_version")) == "0002"
             # The Core metadata the code queries must be exactly what the migrations built.
             diff = compare_metadata(MigrationContext.configure(conn), metadata)
         assert diff == []
@@ -198,8 +283,8 @@ def test_migrations_create_tables_and_indexes(db_url: str, tmp_path: Path) -> No
 # ------------------------------------------------------------------------ writes
 
 
-def test_bulk_writes_land_with_one_metrics_row_per_node(db_url: str, tmp_path: Path) -> None:
-    recs = [make_record(i, n_nodes=3) for i in range(1200)]
+def test_bulk_writes_land_with_packed_node_states(db_url: str, tmp_path: Path) -> None:
+    recs = [make_record(i, n_nodes=1 + i % 25, index_ids=i % 2 == 1) for i in range(1200)]
     with open_log(db_url, tmp_path, batch_size=500) as log:
         for rec in recs:
             log.record(rec)
@@ -207,22 +292,23 @@ def test_bulk_writes_land_with_one_metrics_row_per_node(db_url: str, tmp_path: P
         assert log.pending().total == 0
         with log.engine.connect() as conn:
             assert conn.scalar(sa.text("SELECT count(*) FROM predictions")) == 1200
-            assert conn.scalar(sa.text("SELECT count(*) FROM network_metrics")) == 3600
             row = conn.execute(
-                sa.select(metadata.tables["predictions"]).where(
-                    metadata.tables["predictions"].c.decision_id == recs[5].decision_id)
+                sa.select(predictions).where(predictions.c.decision_id == recs[5].decision_id)
             ).one()
-            nodes = conn.execute(
-                sa.select(metadata.tables["network_metrics"])
-                .where(metadata.tables["network_metrics"].c.decision_id == recs[5].decision_id)
-                .order_by(metadata.tables["network_metrics"].c.node_id)
-            ).all()
+            # Index ids ("0".."N-1") are not stored: NULL, for every such decision.
+            assert conn.scalar(sa.text("SELECT count(*) FROM predictions "
+                                       "WHERE node_ids IS NULL")) == 600
     assert row.created_at == recs[5].created_at and row.created_at.tzinfo is not None
     assert row.scores == recs[5].scores and row.cached is False and row.node_index == 1
-    assert [n.node_id for n in nodes] == ["n0", "n1", "n2"]
-    assert [n.queue_len for n in nodes] == [0.0, 1.0, 2.0]
-    assert [n.node_type for n in nodes] == [0, 1, 2]
-    assert all(n.timestamp == recs[5].created_at for n in nodes)
+    assert row.node_count == 6 and len(row.node_values) == 6 * 28
+    for rec in (recs[5], recs[6], recs[24]):
+        ids, values = stored_nodes(db_url, rec.decision_id)
+        n = rec.node_values.shape[0]
+        assert ids == (rec.node_ids or [str(j) for j in range(n)])
+        assert values.dtype == np.float32 and np.array_equal(values, rec.node_values)
+    ids, values = stored_nodes(db_url, recs[5].decision_id)
+    assert values[:, NODE_VALUE_FIELDS.index("queue_len")].tolist() == [0, 1, 2, 3, 4, 5]
+    assert values[:, NODE_VALUE_FIELDS.index("node_type")].tolist() == [0, 1, 2, 0, 1, 2]
 
 
 def test_close_flushes_and_refuses_new_records(tmp_path: Path) -> None:
@@ -234,16 +320,15 @@ def test_close_flushes_and_refuses_new_records(tmp_path: Path) -> None:
     assert log.pending().queued == 25
     log.close()
     assert count(url, "predictions") == 25
-    assert count(url, "network_metrics") == 75
     with pytest.raises(RuntimeError, match="closed"):
         log.record(make_record())
 
 
-def test_rejected_record_does_not_block_the_batch(tmp_path: Path) -> None:
-    url = f"sqlite:///{tmp_path / 'log.db'}"
+def test_rejected_record_does_not_block_the_batch(db_url: str, tmp_path: Path) -> None:
+    url = db_url
     good = [make_record(i) for i in range(4)]
     bad = make_record(99)
-    bad.nodes[0]["node_id"] = None  # NOT NULL in network_metrics: the database refuses it
+    bad.node_index = None  # type: ignore[assignment]  # NOT NULL: the database refuses it
     with open_log(url, tmp_path) as log:
         for rec in [good[0], good[1], bad, good[2], good[3]]:
             log.record(rec)
@@ -321,12 +406,15 @@ def test_report_numbers(db_url: str, tmp_path: Path) -> None:
 # ------------------------------------------------------------ outage, spool, replay
 
 
-def _metric_order(url: str) -> list[str]:
+def _insert_order(url: str) -> list[str]:
+    """Decision ids in the order they were inserted: SQLite's rowid, PostgreSQL's
+    physical order (ctid), which follows insertion in a table never updated or vacuumed."""
     engine = sa.create_engine(url)
+    order = "ctid" if engine.dialect.name == "postgresql" else "rowid"
     try:
         with engine.connect() as conn:
-            ids = conn.scalars(sa.text("SELECT decision_id FROM network_metrics ORDER BY id"))
-            return list(dict.fromkeys(ids))
+            return list(conn.scalars(sa.text(f"SELECT decision_id FROM predictions "
+                                             f"ORDER BY {order}")))
     finally:
         engine.dispose()
 
@@ -371,8 +459,8 @@ def test_outage_spools_then_replays_in_order_exactly_once(
     log.record_feedback(first[0].decision_id, 1.0, True)
     log.close()
     expected = [r.decision_id for r in first + later]
-    assert count(url, "predictions") == 35 and count(url, "network_metrics") == 105
-    assert _metric_order(url) == expected
+    assert count(url, "predictions") == 35
+    assert _insert_order(url) == expected
 
     # A crash after the commit but before the spool was emptied: the same spool comes
     # back on the next start, and replaying it must not store anything twice.
@@ -381,8 +469,8 @@ def test_outage_spools_then_replays_in_order_exactly_once(
         assert log2.pending().spooled == 30
         assert log2.flush(10)
         assert log2.pending() == (0, 0)
-    assert count(url, "predictions") == 35 and count(url, "network_metrics") == 105
-    assert _metric_order(url) == expected
+    assert count(url, "predictions") == 35
+    assert _insert_order(url) == expected
 
 
 def test_torn_spool_line_is_set_aside_and_the_rest_replayed(tmp_path: Path) -> None:
@@ -399,7 +487,7 @@ def test_torn_spool_line_is_set_aside_and_the_rest_replayed(tmp_path: Path) -> N
     db_dir.mkdir()
     assert log.flush(5)
     log.close()
-    assert _metric_order(url) == [old.decision_id, new.decision_id]
+    assert _insert_order(url) == [old.decision_id, new.decision_id]
     rejected = spool.with_name(spool.name + ".rejected").read_bytes()
     assert rejected == b'{"decision_id": "tor\n'
 
@@ -445,3 +533,250 @@ def test_store_imports_no_ray() -> None:
 def test_in_memory_sqlite_is_refused() -> None:
     with pytest.raises(ValueError, match="in-memory"):
         make_engine("sqlite://")
+
+
+# ------------------------------------------------------ spool formats, COPY, migrations
+
+
+def test_spool_left_by_an_older_version_replays(db_url: str, tmp_path: Path) -> None:
+    old = [make_record(i, n_nodes=4) for i in range(3)]
+    new = make_record(10, n_nodes=2, index_ids=True)
+    spool = tmp_path / "spool" / "log.jsonl"
+    spool.parent.mkdir()
+    # Old and new formats side by side: a spool an upgrade found and then appended to.
+    spool.write_bytes(b"".join(old_format_json(r) + b"\n" for r in old)
+                      + new.to_json() + b"\n")
+    with open_log(db_url, tmp_path, spool_path=spool) as log:
+        assert log.pending().spooled == 4
+        assert log.flush(10)
+        assert log.pending() == (0, 0)
+    assert not spool.with_name(spool.name + ".rejected").exists()
+    assert _insert_order(db_url) == [r.decision_id for r in [*old, new]]
+    for rec in [*old, new]:
+        ids, values = stored_nodes(db_url, rec.decision_id)
+        assert ids == (rec.node_ids or ["0", "1"])
+        assert np.array_equal(values, rec.node_values)
+
+
+def test_spool_round_trips_packed_records(tmp_path: Path) -> None:
+    url = f"sqlite:///{tmp_path / 'absent' / 'log.db'}"  # unreachable: everything spools
+    recs = [make_record(i, n_nodes=i, index_ids=i % 2 == 0) for i in range(6)]
+    with open_log(url, tmp_path) as log:
+        for rec in recs:
+            log.record(rec)
+        assert log.flush(5)
+        spool = log.spool_path
+        assert log.pending() == (0, 6)
+    lines = spool.read_bytes().splitlines()
+    assert [DecisionRecord.from_json(x) for x in lines] == recs
+
+
+def test_postgresql_writes_by_copy_and_falls_back_to_executemany(
+    tmp_path: Path, request: pytest.FixtureRequest, monkeypatch: pytest.MonkeyPatch
+) -> None:
+    server = request.getfixturevalue("pg_server")
+    name = request.getfixturevalue("pg_db_name")
+    with server.connect() as conn:
+        conn.execute(sa.text(f'CREATE DATABASE "{name}"'))
+    url = _pg_url(name)
+    copied: list[int] = []
+    real_copy = inserts._copy_rows
+
+    def spy(conn: sa.Connection, rows: list[dict[str, object]]) -> None:
+        copied.append(len(rows))
+        real_copy(conn, rows)
+
+    monkeypatch.setattr(inserts, "_copy_rows", spy)
+    by_copy = [make_record(i, n_nodes=20, index_ids=i == 0) for i in range(50)]
+    # Awkward text for COPY's text format: tab, newline, backslash, quote, non-ASCII.
+    by_copy[1].model_name = 'tab\tnew\nline\\back"slash é'
+    by_copy[1].scores = {"a\tb": 0.25, "ü\\": 0.75}
+    by_copy[2].node_ids = [f"id\t{j}\\N" for j in range(20)]
+    with open_log(url, tmp_path, batch_size=500) as log:
+        for rec in by_copy:
+            log.record(rec)
+        assert log.flush(10)
+        assert copied == [50]
+        # Duplicates (a replay of what is stored, a repeat within a batch) are skipped.
+        log.record(by_copy[3])
+        log.record(by_copy[3])
+        assert log.flush(10)
+        assert copied == [50]  # nothing new: no COPY at all
+
+        monkeypatch.setattr(inserts, "copy_available", lambda conn: False)
+        by_insert = [make_record(100 + i, n_nodes=3) for i in range(10)]
+        for rec in [*by_insert, by_copy[4]]:
+            log.record(rec)
+        assert log.flush(10)
+        assert copied == [50]
+        assert log.pending().total == 0
+        with log.engine.connect() as conn:
+            row = conn.execute(sa.select(predictions.c.model_name, predictions.c.scores)
+                               .where(predictions.c.decision_id == by_copy[1].decision_id)).one()
+    assert tuple(row) == (by_copy[1].model_name, by_copy[1].scores)
+    assert count(url, "predictions") == 60
+    for rec in [by_copy[0], by_copy[2], by_copy[49], by_insert[0]]:
+        ids, values = stored_nodes(url, rec.decision_id)
+        assert ids == (rec.node_ids or [str(j) for j in range(20)])
+        assert np.array_equal(values, rec.node_values)
+
+
+def test_copy_is_used_only_where_the_driver_has_it(tmp_path: Path) -> None:
+    engine = make_engine(f"sqlite:///{tmp_path / 'x.db'}")
+    try:
+        with engine.connect() as conn:
+            assert not inserts.copy_available(conn)
+    finally:
+        engine.dispose()
+
+
+def migrate(url: str, revision: str, *, down: bool = False) -> None:
+    engine = make_engine(url)
+    cfg = alembic_config()
+    try:
+        with engine.begin() as conn:
+            cfg.attributes["connection"] = conn
+            (command.downgrade if down else command.upgrade)(cfg, revision)
+    finally:
+        engine.dispose()
+
+
+#: Old-format node values that float32 cannot hold exactly (0.1, 10.3...), to show the
+#: migration rounds each one to the nearest float32 and nothing else.
+def _old_metric(decision_id: str | None, j: int, when: datetime) -> dict[str, object]:
+    return {"decision_id": decision_id, "node_id": f"node-{j}", "timestamp": when,
+            "cpu_util": 0.1 * (j % 10), "mem_util": 0.3, "energy": 1.7 + j,
+            "latency": 10.3 * j, "bandwidth": 99.9, "queue_len": float(j), "node_type": j % 3}
+
+
+def _write_0001_log(url: str) -> tuple[list[dict[str, object]], list[dict[str, object]]]:
+    """A log at revision 0001 with decisions of 0, 1, 3 and 7 nodes (one with the index
+    ids "0".."N-1", as requests without node ids were logged), more than one chunk of
+    decisions; returns (predictions rows, network_metrics rows) as written."""
+    migrate(url, "0001")
+    engine = sa.create_engine(url)
+    old = sa.MetaData()
+    old.reflect(engine, only=["predictions", "network_metrics"])
+    preds, metrics = old.tables["predictions"], old.tables["network_metrics"]
+    p_rows: list[dict[str, object]] = []
+    per_decision: list[list[dict[str, object]]] = []
+    for i, n in enumerate([0, 1, 3, 7] + [2] * 1100):
+        did, when = new_decision_id(), T0 + timedelta(seconds=i)
+        p_rows.append({"decision_id": did, "created_at": when, "model_name": "hybrid",
+                       "model_version": "1", "backend": "onnx", "node_id": "node-0",
+                       "node_index": 0, "confidence": 0.5, "scores": {"node-0": 1.0},
+                       "latency_ms": 1.0, "request_hash": "ab" * 16, "cached": False})
+        per_decision.append([_old_metric(did, j, when) for j in range(n)])
+        for j, m in enumerate(per_decision[-1]):
+            if i == 2:  # ids out of sorting order: node order is id order, not name order
+                m["node_id"] = "cab"[j]
+            if i == 3:
+                m["node_id"] = str(j)
+    # Decisions' rows written newest first: row ids follow neither decision nor time.
+    inserted = [m for rows in reversed(per_decision) for m in rows]
+    try:
+        with engine.begin() as conn:
+            conn.execute(preds.insert(), p_rows)
+            conn.execute(metrics.insert(), inserted)
+    finally:
+        engine.dispose()
+    return p_rows, sorted(inserted, key=lambda m: str(m["decision_id"]))  # stable: id order
+
+
+def _expected_nodes(rows: list[dict[str, object]], decision_id: object) -> tuple[
+        list[object], np.ndarray]:
+    mine = [m for m in rows if m["decision_id"] == decision_id]
+    values = np.array([[m[f] for f in NODE_VALUE_FIELDS] for m in mine],
+                      dtype=np.float32).reshape(len(mine), 7)
+    return [m["node_id"] for m in mine], values
+
+
+def _assert_packed(url: str, m_rows: list[dict[str, object]], decision_id: object) -> None:
+    ids, values = stored_nodes(url, str(decision_id))
+    want_ids, want_values = _expected_nodes(m_rows, decision_id)
+    assert ids == want_ids and np.array_equal(values, want_values) and len(ids) > 0
+
+
+def test_migration_packs_network_metrics_and_unpacks_on_downgrade(
+    db_url: str, tmp_path: Path
+) -> None:
+    p_rows, m_rows = _write_0001_log(db_url)
+    migrate(db_url, "head")
+
+    engine = make_engine(db_url)
+    try:
+        insp = sa.inspect(engine)
+        assert "network_metrics" not in insp.get_table_names()
+        with engine.connect() as conn:
+            assert compare_metadata(MigrationContext.configure(conn), metadata) == []
+            stored = {r.decision_id: r for r in conn.execute(sa.select(predictions))}
+            assert conn.scalar(sa.text("SELECT version_num FROM alembic_version")) == "0002"
+    finally:
+        engine.dispose()
+    assert len(stored) == len(p_rows)
+    for i, p in enumerate(p_rows[:8]):
+        row = stored[p["decision_id"]]
+        ids, values = _expected_nodes(m_rows, p["decision_id"])
+        assert row.node_format == 1 and row.node_count == len(ids)
+        assert np.array_equal(unpack_node_values(row.node_values), values)
+        # Decision 3 had the index ids: stored as NULL, read back as "0".."6".
+        assert (row.node_ids is None) == (i in (0, 3))
+        assert unpack_node_ids(row.node_ids, row.node_count) == ids
+        assert row.created_at == p["created_at"]
+    assert stored[p_rows[2]["decision_id"]].node_count == 3
+    assert unpack_node_ids(stored[p_rows[2]["decision_id"]].node_ids, 3) == ["c", "a", "b"]
+
+    # The new schema is written to, then everything goes back to one row per node.
+    with open_log(db_url, tmp_path) as log:
+        fresh = make_record(5000, n_nodes=2)
+        log.record(fresh)
+        assert log.flush(10)
+    migrate(db_url, "0001", down=True)
+    engine = sa.create_engine(db_url)
+    try:
+        insp = sa.inspect(engine)
+        assert "node_values" not in {c["name"] for c in insp.get_columns("predictions")}
+        assert {ix["name"] for ix in insp.get_indexes("network_metrics")} == {
+            "ix_network_metrics_node_id_timestamp"}
+        with engine.connect() as conn:
+            back = conn.execute(sa.text(
+                "SELECT decision_id, node_id, timestamp, cpu_util, mem_util, energy, latency, "
+                "bandwidth, queue_len, node_type FROM network_metrics ORDER BY id")).all()
+    finally:
+        engine.dispose()
+    assert len(back) == len(m_rows) + 2
+    for p in [*p_rows[:8], p_rows[-1]]:
+        ids, values = _expected_nodes(m_rows, p["decision_id"])
+        mine = [r for r in back if r.decision_id == p["decision_id"]]
+        assert [r.node_id for r in mine] == ids
+        assert np.array_equal(np.array([list(r[3:]) for r in mine], np.float32).reshape(-1, 7),
+                              values)
+        assert all(type(r.node_type) is int for r in mine)
+    mine = [r for r in back if r.decision_id == fresh.decision_id]
+    assert [r.node_id for r in mine] == ["n0", "n1"]
+    assert [r.latency for r in mine] == [10.0, 11.0]
+
+    migrate(db_url, "head")  # and forward again: the same packed values
+    _assert_packed(db_url, m_rows, p_rows[7]["decision_id"])
+
+
+def test_migration_keeps_metrics_that_belong_to_no_decision(db_url: str) -> None:
+    p_rows, m_rows = _write_0001_log(db_url)
+    engine = sa.create_engine(db_url)
+    orphans = [_old_metric(None, 1, T0), _old_metric(new_decision_id(), 2, T0)]
+    try:
+        with engine.begin() as conn:
+            conn.execute(sa.table("network_metrics", *(sa.column(k) for k in orphans[0]))
+                         .insert(), orphans)
+    finally:
+        engine.dispose()
+    migrate(db_url, "head")
+    engine = sa.create_engine(db_url)
+    try:
+        with engine.connect() as conn:
+            left = conn.execute(sa.text("SELECT decision_id, node_id FROM network_metrics "
+                                        "ORDER BY id")).all()
+    finally:
+        engine.dispose()
+    assert [tuple(r) for r in left] == [(None, "node-1"), (orphans[1]["decision_id"], "node-2")]
+    _assert_packed(db_url, m_rows, p_rows[2]["decision_id"])

@@ -1,4 +1,5 @@
-"""Decision log: every decision, the network it saw, and its observed outcome.
+"""Decision log: every decision, the network it saw (packed, one value per decision), and
+its observed outcome.
 
 SQLAlchemy Core on SQLite (default) or PostgreSQL, schema by Alembic migrations, writes
 batched off the request path with a local spool for database outages. No Ray imports.
@@ -18,12 +19,23 @@ from edge_allocator.store.log import (
     StoreUnavailable,
     UnknownDecision,
 )
-from edge_allocator.store.records import NODE_COLUMNS, DecisionRecord, new_decision_id, utc_now
+from edge_allocator.store.records import (
+    NODE_FORMAT,
+    NODE_VALUE_FIELDS,
+    DecisionRecord,
+    new_decision_id,
+    pack_node_ids,
+    pack_node_values,
+    unpack_node_ids,
+    unpack_node_values,
+    utc_now,
+)
 from edge_allocator.store.report import ReportRow, build_report, format_report
-from edge_allocator.store.tables import feedback, metadata, network_metrics, predictions
+from edge_allocator.store.tables import feedback, metadata, predictions
 
 __all__ = [
-    "NODE_COLUMNS",
+    "NODE_FORMAT",
+    "NODE_VALUE_FIELDS",
     "DecisionLog",
     "DecisionRecord",
     "Pending",
@@ -36,9 +48,12 @@ __all__ = [
     "format_report",
     "make_engine",
     "metadata",
-    "network_metrics",
     "new_decision_id",
+    "pack_node_ids",
+    "pack_node_values",
     "predictions",
     "safe_url",
+    "unpack_node_ids",
+    "unpack_node_values",
     "utc_now",
 ]

@@ -3,20 +3,32 @@
 Every write — first attempt or spool replay — goes through :func:`insert_records`, which
 skips decision ids already in ``predictions``. That one rule is what makes replay
 exactly-once: a batch whose commit was lost in transit, or a replay cut short, can be
-written again without duplicating a prediction or its ``network_metrics`` rows.
+written again without storing a prediction twice.
+
+One row per decision (node states are packed into it), written in bulk: ``COPY ... FROM
+STDIN`` on PostgreSQL through psycopg 3, an executemany ``INSERT`` everywhere else (and on
+PostgreSQL drivers without ``cursor.copy``).
 """
 
 from __future__ import annotations
 
+from typing import Any
+
+import orjson
 import sqlalchemy as sa
+from sqlalchemy import exc
 from sqlalchemy.dialects import postgresql, sqlite
 from sqlalchemy.engine import Connection
 
 from edge_allocator.store.records import DecisionRecord
-from edge_allocator.store.tables import network_metrics, predictions
+from edge_allocator.store.tables import predictions
 
 #: Ids per ``IN (...)`` lookup; far below SQLite's and PostgreSQL's parameter limits.
 ID_LOOKUP_CHUNK = 500
+#: Columns of ``predictions`` in table order: the COPY column list and row layout.
+PREDICTION_COLUMNS: tuple[str, ...] = tuple(c.name for c in predictions.columns)
+_COPY_SQL = f"COPY predictions ({', '.join(PREDICTION_COLUMNS)}) FROM STDIN"
+_JSON_COLUMNS = frozenset(c.name for c in predictions.columns if isinstance(c.type, sa.JSON))
 
 
 def _insert_predictions(dialect_name: str) -> sa.Insert:
@@ -39,10 +51,44 @@ def existing_ids(conn: Connection, ids: list[str]) -> set[str]:
     return found
 
 
-def insert_records(conn: Connection, records: list[DecisionRecord]) -> int:
-    """Insert the records not yet stored, in the caller's transaction (executemany).
+def copy_available(conn: Connection) -> bool:
+    """Whether ``conn`` can COPY: PostgreSQL through a driver whose cursors have
+    ``copy()`` (psycopg 3; not psycopg2, asyncpg or pg8000)."""
+    if conn.dialect.name != "postgresql":
+        return False
+    cursor_class = getattr(conn.connection.driver_connection, "cursor_factory", None)
+    return hasattr(cursor_class, "copy")
 
-    Returns how many predictions were inserted; duplicates within ``records`` count once.
+
+def _copy_rows(conn: Connection, rows: list[dict[str, Any]]) -> None:
+    """``COPY predictions FROM STDIN`` (text format) in the caller's transaction.
+
+    The driver's errors are raised as SQLAlchemy's (IntegrityError, DataError,
+    OperationalError...), as an executemany would raise them, so the log tells bad
+    data from an outage the same way on both paths.
+    """
+    driver_conn: Any = conn.connection.driver_connection
+    try:
+        with driver_conn.cursor() as cur, cur.copy(_COPY_SQL) as copy:
+            for row in rows:
+                copy.write_row(
+                    [
+                        orjson.dumps(row[c]).decode() if c in _JSON_COLUMNS else row[c]
+                        for c in PREDICTION_COLUMNS
+                    ]
+                )
+    except conn.dialect.loaded_dbapi.Error as err:
+        raise exc.DBAPIError.instance(
+            _COPY_SQL, None, err, conn.dialect.loaded_dbapi.Error,
+            hide_parameters=True, dialect=conn.dialect,
+        ) from err
+
+
+def insert_records(conn: Connection, records: list[DecisionRecord]) -> int:
+    """Insert the records not yet stored, in the caller's transaction.
+
+    COPY on PostgreSQL with psycopg 3, executemany otherwise. Returns how many
+    predictions were inserted; duplicates within ``records`` count once.
     """
     fresh: dict[str, DecisionRecord] = {}
     for rec in records:
@@ -51,9 +97,9 @@ def insert_records(conn: Connection, records: list[DecisionRecord]) -> int:
         del fresh[decision_id]
     if not fresh:
         return 0
-    rows = list(fresh.values())
-    conn.execute(_insert_predictions(conn.dialect.name), [r.prediction_row() for r in rows])
-    metric_rows = [m for r in rows for m in r.metric_rows()]
-    if metric_rows:
-        conn.execute(sa.insert(network_metrics), metric_rows)
+    rows = [r.prediction_row() for r in fresh.values()]
+    if copy_available(conn):
+        _copy_rows(conn, rows)
+    else:
+        conn.execute(_insert_predictions(conn.dialect.name), rows)
     return len(rows)

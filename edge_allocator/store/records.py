@@ -1,26 +1,60 @@
-"""One decision as the log stores it, and its JSON form for the spool.
+"""One decision as the log stores it, its packed node columns, and its JSON form for the spool.
 
-A :class:`DecisionRecord` is built on the request path, so construction only checks what
-would otherwise poison a whole batch later (a malformed id, a naive timestamp, a node
-without its fields); the HTTP schema has already validated the values themselves.
-JSON (orjson) is the one serialisation: the spool must be readable by any later version
-and must never execute anything it reads, which rules out pickle.
+A :class:`DecisionRecord` is built on the request path, so construction does only O(1)
+work: it checks what would otherwise poison a whole batch later (a malformed id, a naive
+timestamp, node arrays of the wrong shape) and never touches the nodes one by one; the
+HTTP schema has already validated the values themselves. Packing the nodes for the
+database happens on the writer thread (:meth:`DecisionRecord.prediction_row`).
+
+Node states are stored as one value per decision, not one row per node:
+
+* ``node_values``: the ``[N, 7]`` float32 matrix in :data:`NODE_VALUE_FIELDS` order,
+  as little-endian bytes (``N * 28`` bytes);
+* ``node_ids``: msgpack of the N id strings, or NULL when the ids are the indices
+  ``"0".."N-1"`` (what a request without ``node_id`` gets);
+* ``node_format``: which field order and encoding ``node_values`` uses
+  (:data:`NODE_FORMATS`), so the order can change later without rewriting old rows.
+
+JSON (orjson) is the spool's serialisation: it must be readable by any later version and
+must never execute anything it reads, which rules out pickle. The arrays travel in it as
+base64 of the same bytes the database stores.
 """
 
 from __future__ import annotations
 
+import base64
+import binascii
 import uuid
 from dataclasses import dataclass, field
 from datetime import datetime, timezone
 from typing import Any
 
+import msgpack  # type: ignore[import-untyped]  # no stubs, no py.typed
+import numpy as np
 import orjson
 
 from edge_allocator.schema import NODE_FIELDS
 
-#: Node fields copied into ``network_metrics``, one row per node of the request.
-NODE_COLUMNS: tuple[str, ...] = ("node_id", *NODE_FIELDS)
-_NODE_KEYS = frozenset(NODE_COLUMNS)
+#: Field order (columns of ``node_values``) of each stored ``node_format``. A format is
+#: never changed once written; a new field order gets a new number.
+NODE_FORMATS: dict[int, tuple[str, ...]] = {
+    1: ("cpu_util", "mem_util", "energy", "latency", "bandwidth", "queue_len", "node_type"),
+}
+#: The format this version writes.
+NODE_FORMAT = 1
+#: Columns of :attr:`DecisionRecord.node_values`, in order (the request schema's order).
+NODE_VALUE_FIELDS: tuple[str, ...] = NODE_FORMATS[NODE_FORMAT]
+if NODE_VALUE_FIELDS != NODE_FIELDS:  # pragma: no cover - guards a schema change
+    raise ImportError(
+        "edge_allocator.schema.NODE_FIELDS changed: add a new NODE_FORMATS entry for the "
+        "new field order and make it NODE_FORMAT (stored rows keep their old format)"
+    )
+NUM_NODE_VALUES = len(NODE_VALUE_FIELDS)
+#: Bytes of one stored node: 7 little-endian float32.
+NODE_RECORD_BYTES = NUM_NODE_VALUES * 4
+
+_F32 = np.dtype(np.float32)
+_F32LE = np.dtype("<f4")
 _HEX = frozenset("0123456789abcdef")
 #: Length of decision ids and request hashes: 128 bits as lowercase hex.
 HEX_ID_CHARS = 32
@@ -36,6 +70,48 @@ def utc_now() -> datetime:
     return datetime.now(timezone.utc)
 
 
+def empty_node_values() -> np.ndarray:
+    """A ``[0, 7]`` float32 matrix: a decision logged without its node states."""
+    return np.zeros((0, NUM_NODE_VALUES), dtype=_F32)
+
+
+def index_ids(n: int) -> list[str]:
+    """The ids nodes without a ``node_id`` get: their indices as strings."""
+    return [str(i) for i in range(n)]
+
+
+def pack_node_values(values: np.ndarray) -> bytes:
+    """``[N, 7]`` float32 -> ``N * 28`` little-endian bytes (what ``node_values`` stores)."""
+    return np.ascontiguousarray(values, dtype=_F32LE).tobytes()
+
+
+def unpack_node_values(data: bytes, node_format: int = NODE_FORMAT) -> np.ndarray:
+    """The bytes :func:`pack_node_values` wrote -> a read-only ``[N, 7]`` float32 matrix
+    whose columns are ``NODE_FORMATS[node_format]``."""
+    width = len(NODE_FORMATS[node_format])
+    if len(data) % (width * 4):
+        raise ValueError(f"node_values holds {len(data)} bytes, not a multiple of {width * 4}")
+    return np.frombuffer(data, dtype=_F32LE).astype(_F32, copy=False).reshape(-1, width)
+
+
+def pack_node_ids(ids: list[str] | None, n: int) -> bytes | None:
+    """msgpack of the ids, or None (stored as NULL) when they are the index ids."""
+    if ids is None or ids == index_ids(n):
+        return None
+    packed: bytes = msgpack.packb(ids)
+    return packed
+
+
+def unpack_node_ids(data: bytes | None, n: int) -> list[str]:
+    """The ids :func:`pack_node_ids` stored for a decision of ``n`` nodes."""
+    if data is None:
+        return index_ids(n)
+    ids = msgpack.unpackb(data)
+    if not (isinstance(ids, list) and len(ids) == n):
+        raise ValueError(f"node_ids does not hold {n} ids")
+    return ids
+
+
 def _check_hex_id(name: str, value: str) -> None:
     if not (isinstance(value, str) and len(value) == HEX_ID_CHARS and _HEX.issuperset(value)):
         raise ValueError(
@@ -44,13 +120,30 @@ def _check_hex_id(name: str, value: str) -> None:
         )
 
 
-@dataclass(slots=True)
-class DecisionRecord:
-    """One row of ``predictions`` plus the node observations it was made on.
+def _node_values_from_dicts(nodes: list[dict[str, Any]]) -> tuple[list[str], np.ndarray]:
+    """Nodes as the spool of older versions held them (one dict per node)."""
+    ids = [node["node_id"] for node in nodes]
+    if not all(isinstance(i, str) for i in ids):
+        raise ValueError("a node_id in nodes is not a string")
+    values = np.array([[node[f] for f in NODE_VALUE_FIELDS] for node in nodes], dtype=_F32)
+    return ids, values.reshape(len(nodes), NUM_NODE_VALUES)
 
-    ``nodes`` holds one dict per node of the request with the keys of
-    :data:`NODE_COLUMNS`; each becomes a ``network_metrics`` row stamped with
-    ``created_at``. Extra keys in a node dict are ignored.
+
+def _json_default(obj: object) -> str:
+    if isinstance(obj, np.ndarray):
+        return base64.b64encode(pack_node_values(obj)).decode("ascii")
+    raise TypeError(f"cannot serialise {type(obj).__name__}")
+
+
+@dataclass(slots=True, eq=False)
+class DecisionRecord:
+    """One row of ``predictions``, node states included.
+
+    ``node_values`` is the ``[N, 7]`` float32 matrix of the request's nodes in
+    :data:`NODE_VALUE_FIELDS` order (what ``graph.node_matrix`` returns). A C-contiguous
+    float32 array is kept as is, not copied: do not write to it after passing it in.
+    Anything else is converted once. ``node_ids`` are the N node ids, or None when they
+    are the indices ``"0".."N-1"``.
     """
 
     decision_id: str
@@ -65,7 +158,8 @@ class DecisionRecord:
     latency_ms: float
     request_hash: str
     cached: bool = False
-    nodes: list[dict[str, Any]] = field(default_factory=list)
+    node_ids: list[str] | None = None
+    node_values: np.ndarray = field(default_factory=empty_node_values)
 
     def __post_init__(self) -> None:
         _check_hex_id("decision_id", self.decision_id)
@@ -75,13 +169,42 @@ class DecisionRecord:
                 f"DecisionRecord.created_at must be a timezone-aware datetime, got "
                 f"{self.created_at!r}; use datetime.now(timezone.utc)"
             )
-        for i, node in enumerate(self.nodes):
-            if not _NODE_KEYS.issubset(node):
-                missing = sorted(_NODE_KEYS.difference(node))
-                raise ValueError(f"DecisionRecord.nodes[{i}] lacks {missing}")
+        v = self.node_values
+        if type(v) is not np.ndarray or v.dtype is not _F32 or not v.flags.c_contiguous:
+            v = self.node_values = np.ascontiguousarray(v, dtype=_F32)
+        if v.ndim != 2 or v.shape[1] != NUM_NODE_VALUES:
+            raise ValueError(
+                f"DecisionRecord.node_values must be [N, {NUM_NODE_VALUES}] "
+                f"({', '.join(NODE_VALUE_FIELDS)}), got shape {v.shape}"
+            )
+        if self.node_ids is not None and len(self.node_ids) != v.shape[0]:
+            raise ValueError(
+                f"DecisionRecord.node_ids has {len(self.node_ids)} ids for "
+                f"{v.shape[0]} rows of node_values"
+            )
+
+    def __eq__(self, other: object) -> bool:
+        if not isinstance(other, DecisionRecord):
+            return NotImplemented
+        n = self.node_values.shape[0]
+        return (
+            all(getattr(self, f) == getattr(other, f) for f in _SCALAR_FIELDS)
+            and (self.node_ids or index_ids(n)) == (other.node_ids or index_ids(n))
+            and np.array_equal(self.node_values, other.node_values)
+        )
+
+    def node_dicts(self) -> list[dict[str, Any]]:
+        """The node states as one dict per node (``node_id`` plus the seven fields);
+        for reading and tests, never on the request path."""
+        ids = self.node_ids or index_ids(self.node_values.shape[0])
+        rows = self.node_values.tolist()
+        return [
+            {"node_id": nid, **dict(zip(NODE_VALUE_FIELDS, row))} for nid, row in zip(ids, rows)
+        ]
 
     def prediction_row(self) -> dict[str, Any]:
-        """The ``predictions`` row, as a dict for an executemany insert."""
+        """The ``predictions`` row, nodes packed, as a dict for an executemany insert."""
+        n = self.node_values.shape[0]
         return {
             "decision_id": self.decision_id,
             "created_at": self.created_at,
@@ -95,23 +218,36 @@ class DecisionRecord:
             "latency_ms": self.latency_ms,
             "request_hash": self.request_hash,
             "cached": self.cached,
+            "node_format": NODE_FORMAT,
+            "node_count": n,
+            "node_values": pack_node_values(self.node_values),
+            "node_ids": pack_node_ids(self.node_ids, n),
         }
 
-    def metric_rows(self) -> list[dict[str, Any]]:
-        """One ``network_metrics`` row per node, tied to this decision and its time."""
-        base = {"decision_id": self.decision_id, "timestamp": self.created_at}
-        return [base | {k: node[k] for k in NODE_COLUMNS} for node in self.nodes]
-
     def to_json(self) -> bytes:
-        """One JSON document (no newline) that :meth:`from_json` turns back into an equal record."""
-        return orjson.dumps(self)  # orjson serialises dataclasses and aware datetimes
+        """One JSON document (no newline) that :meth:`from_json` turns back into an equal
+        record; ``node_values`` as base64 of its little-endian float32 bytes."""
+        # orjson serialises dataclasses and aware datetimes; default= handles the array.
+        return orjson.dumps(self, default=_json_default)
 
     @classmethod
     def from_json(cls, data: bytes | str) -> DecisionRecord:
-        """Parse what :meth:`to_json` wrote; raises ``ValueError`` on anything else."""
+        """Parse what :meth:`to_json` wrote, now or in an older version (``nodes`` as one
+        dict per node); raises ``ValueError`` on anything else."""
         try:
             obj = orjson.loads(data)
             obj["created_at"] = datetime.fromisoformat(obj["created_at"])
+            if "nodes" in obj:  # written before node states were packed
+                obj["node_ids"], obj["node_values"] = _node_values_from_dicts(obj.pop("nodes"))
+            elif "node_values" in obj:
+                raw = base64.b64decode(obj["node_values"], validate=True)
+                obj["node_values"] = unpack_node_values(raw).copy()
             return cls(**obj)
-        except (orjson.JSONDecodeError, KeyError, TypeError) as exc:
+        except (orjson.JSONDecodeError, KeyError, TypeError, binascii.Error) as exc:
             raise ValueError(f"not a DecisionRecord JSON document: {exc}") from exc
+
+
+#: Fields compared with ``==`` by :meth:`DecisionRecord.__eq__` (all but the node ones).
+_SCALAR_FIELDS: tuple[str, ...] = tuple(
+    f for f in DecisionRecord.__dataclass_fields__ if f not in ("node_ids", "node_values")
+)

@@ -1,4 +1,4 @@
-"""The three tables of the decision log, as SQLAlchemy Core metadata.
+"""The two tables of the decision log, as SQLAlchemy Core metadata.
 
 The schema itself is created by the Alembic migrations in ``edge_allocator/store/migrations``;
 this metadata mirrors them for queries and inserts, and a test checks the two agree.
@@ -43,7 +43,7 @@ class UTCDateTime(sa.TypeDecorator[datetime]):
         return stored.astimezone(timezone.utc)
 
 
-#: 64-bit ids on PostgreSQL (metrics grow by one row per node per decision); on SQLite
+#: 64-bit ids on PostgreSQL (feedback grows without bound); on SQLite
 #: only INTEGER PRIMARY KEY autoincrements, and it is 64-bit there anyway.
 BigId = sa.BigInteger().with_variant(sa.Integer(), "sqlite")
 #: JSONB on PostgreSQL (queryable, compact), JSON text elsewhere.
@@ -66,24 +66,14 @@ predictions = sa.Table(
     sa.Column("latency_ms", sa.Float(), nullable=False),
     sa.Column("request_hash", sa.String(32), nullable=False),
     sa.Column("cached", sa.Boolean(), nullable=False),
+    # The node states the decision was made on, packed (see store.records): which field
+    # order, how many nodes, [N, 7] little-endian float32, msgpack ids or NULL for the
+    # index ids "0".."N-1". One value per decision instead of one row per node.
+    sa.Column("node_format", sa.SmallInteger(), nullable=False),
+    sa.Column("node_count", sa.Integer(), nullable=False),
+    sa.Column("node_values", sa.LargeBinary(), nullable=False),
+    sa.Column("node_ids", sa.LargeBinary(), nullable=True),
     sa.Index("ix_predictions_created_at", "created_at"),
-)
-
-network_metrics = sa.Table(
-    "network_metrics",
-    metadata,
-    sa.Column("id", BigId, primary_key=True, autoincrement=True),
-    sa.Column("decision_id", sa.String(32), nullable=True),
-    sa.Column("node_id", sa.String(128), nullable=False),
-    sa.Column("timestamp", UTCDateTime(), nullable=False),
-    sa.Column("cpu_util", sa.Float(), nullable=False),
-    sa.Column("mem_util", sa.Float(), nullable=False),
-    sa.Column("energy", sa.Float(), nullable=False),
-    sa.Column("latency", sa.Float(), nullable=False),
-    sa.Column("bandwidth", sa.Float(), nullable=False),
-    sa.Column("queue_len", sa.Float(), nullable=False),
-    sa.Column("node_type", sa.SmallInteger(), nullable=False),
-    sa.Index("ix_network_metrics_node_id_timestamp", "node_id", "timestamp"),
 )
 
 # decision_id is deliberately not a foreign key: predictions can then be pruned or
