@@ -19,12 +19,14 @@ Shapes: B states, T nodes over all states, E_i edges of state i.
 
 from __future__ import annotations
 
+import functools
 import hashlib
 from collections.abc import Sequence
 from dataclasses import dataclass
 from typing import Any
 
 import numpy as np
+import orjson
 
 from edge_allocator.constants import MAX_BATCH_STATES, MAX_EDGES, MAX_NODES
 from edge_allocator.schema import (
@@ -39,7 +41,7 @@ from edge_allocator.schema import (
 
 _NUMBER = (int, float)
 _MISSING = object()
-#: Inclusive ranges of the float node fields (pydantic: ge/le with finite numbers).
+#: Inclusive ranges of the float node fields (pydantic: ge/le, finite numbers).
 _NODE_RANGES: dict[str, tuple[float, float]] = {
     "cpu_util": (0.0, 1.0), "mem_util": (0.0, 1.0), "energy": (0.0, np.inf),
     "latency": (0.0, np.inf), "bandwidth": (0.0, np.inf), "queue_len": (0.0, 1e6),
@@ -49,8 +51,11 @@ _TASK_RANGES: dict[str, tuple[float, bool, float]] = {
     "compute_gcycles": (0.0, True, 1e6), "memory_mb": (0.0, False, 1e7),
     "data_mb": (0.0, False, 1e6), "deadline_ms": (0.0, True, 1e9),
 }
-_REFERENCE_TASK: np.ndarray = np.array([getattr(REFERENCE_TASK, f) for f in TASK_FIELDS], np.float64)
+_REFERENCE_TASK: np.ndarray = np.array([getattr(REFERENCE_TASK, f) for f in TASK_FIELDS],
+                                       np.float64)
 _MAX_ID_CHARS = 128
+#: Distinct edge lists whose validation is remembered.
+EDGE_LIST_CACHE_ENTRIES = 4096
 _MAX_MODEL_CHARS = 64
 
 
@@ -153,19 +158,35 @@ def _check_edges(edges: Any, n: int) -> np.ndarray | None:
         return None
     if type(edges) is not list or len(edges) > MAX_EDGES:
         raise _Irregular("edges")
+    try:  # operators resend the same topology: validate each distinct edge list once
+        blob = orjson.dumps(edges)
+    except (TypeError, orjson.JSONEncodeError):
+        raise _Irregular("edges") from None
+    arr = _edges_of(n, blob)
+    if arr is None:
+        raise _Irregular("edges")
+    return arr
+
+
+@functools.lru_cache(maxsize=EDGE_LIST_CACHE_ENTRIES)
+def _edges_of(n: int, blob: bytes) -> np.ndarray | None:
+    """The [E, 2] array of a JSON edge list that is certainly valid for ``n`` nodes, or
+    None. Equal JSON means equal types and values, so the verdict can be cached."""
+    edges = orjson.loads(blob)
     if not edges:
         return np.zeros((0, 2), np.int64)
     if not all(type(p) is list and len(p) == 2 for p in edges):
-        raise _Irregular("edges")
+        return None
     flat = [v for p in edges for v in p]
     if set(map(type, flat)) != {int}:
-        raise _Irregular("edges")
+        return None
     try:
         arr = np.array(flat, dtype=np.int64).reshape(-1, 2)
     except OverflowError:
-        raise _Irregular("edges") from None
+        return None
     if (arr < 0).any() or (arr >= n).any():
-        raise _Irregular("edges")
+        return None
+    arr.setflags(write=False)
     return arr
 
 
