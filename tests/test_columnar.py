@@ -140,3 +140,78 @@ def test_keys_ignore_how_a_state_was_sent():
     assert a.key(0, "hybrid", "1") == b.key(0, "hybrid", "1") == batch.key(0, "hybrid", "1")
     assert a.key(0, "hybrid", "1") != c.key(0, "hybrid", "1")  # default topology vs none
     assert a.key(0, "hybrid", "1") != a.key(0, "hybrid", "2")
+
+
+# --- the columnar wire shape and msgpack ------------------------------------------------------
+
+
+def _columnar_body(states: list[dict[str, Any]], packed: bool = False) -> dict[str, Any]:
+    import struct
+
+    counts = [len(s["nodes"]) for s in states]
+    nodes: dict[str, Any] = {f: [n[f] for s in states for n in s["nodes"]] for f in FIELDS}
+    edges = [v for s in states for p in s["edges"] for v in p]
+    body: dict[str, Any] = {"node_counts": counts, "nodes": nodes,
+                            "edge_counts": [len(s["edges"]) for s in states], "edges": edges,
+                            "tasks": {k: [s["task"][k] for s in states] for k in states[0]["task"]}}
+    if all("node_id" in n for s in states for n in s["nodes"]):
+        nodes["node_id"] = [n["node_id"] for s in states for n in s["nodes"]]
+    if packed:
+        for f in FIELDS:
+            fmt = "i" if f == "node_type" else "f"
+            nodes[f] = struct.pack(f"<{len(nodes[f])}{fmt}", *nodes[f])
+        body["node_counts"] = struct.pack(f"<{len(counts)}i", *counts)
+        body["edges"] = struct.pack(f"<{len(edges)}i", *edges)
+    return body
+
+
+def _sim_states(n: int) -> list[dict[str, Any]]:
+    from edge_allocator.sim import EdgeAllocationEnv, EnvConfig
+
+    env = EdgeAllocationEnv(EnvConfig(min_nodes=5, max_nodes=30, tasks_per_episode=n + 1))
+    env.reset(seed=3)
+    out = []
+    for _ in range(n):
+        out.append(env.request_json())
+        env.step(int(env.graph().mask.argmax()))
+    return out
+
+
+@pytest.mark.parametrize("packed", [False, True])
+def test_columnar_shape_decodes_to_the_same_batch(packed):
+    from edge_allocator.wire import columnar_batch
+
+    states = _sim_states(12)
+    rows, _ = decode_batch({"states": states})
+    cols, model = columnar_batch(_columnar_body(states, packed))
+    assert model is None
+    np.testing.assert_array_equal(cols.offsets, rows.offsets)
+    np.testing.assert_allclose(cols.values, rows.values, rtol=1e-6 if packed else 0)
+    assert cols.node_ids == rows.node_ids
+    for a, b in zip(cols.edges, rows.edges):
+        np.testing.assert_array_equal(a, b)
+    np.testing.assert_allclose(cols.tasks, rows.tasks, rtol=1e-6 if packed else 0)
+
+
+@pytest.mark.parametrize(("mutate", "loc"), [
+    (lambda b: b["nodes"]["cpu_util"].__setitem__(7, 1.5), "states.{s}.nodes.{j}.cpu_util"),
+    (lambda b: b["nodes"]["node_type"].__setitem__(7, 3), "states.{s}.nodes.{j}.node_type"),
+    (lambda b: b["nodes"]["queue_len"].__setitem__(7, -1), "states.{s}.nodes.{j}.queue_len"),
+    (lambda b: b["nodes"]["node_id"].__setitem__(7, b["nodes"]["node_id"][6]),
+     "states.{s}.nodes.{j}.node_id"),
+    (lambda b: b["nodes"].pop("latency"), "nodes.latency"),
+    (lambda b: b["nodes"]["energy"].pop(), "nodes.energy"),
+    (lambda b: b.__setitem__("edges", [99] + b["edges"][1:]), "states.0.edges.0"),
+])
+def test_columnar_errors_name_the_state_and_node(mutate, loc):
+    from edge_allocator.wire import columnar_batch
+
+    states = _sim_states(3)
+    body = _columnar_body(states)
+    mutate(body)
+    with pytest.raises(RequestError) as info:
+        columnar_batch(body)
+    n0 = len(states[0]["nodes"])
+    s, j = (0, 7) if n0 > 7 else (1, 7 - n0)
+    assert info.value.status == 422
+    assert info.value.details[0]["loc"] == loc.format(s=s, j=j)

@@ -38,6 +38,7 @@ from edge_allocator.service.routing import ModelRouter
 from edge_allocator.service.stages import AssembleMeta, ModelKey
 from edge_allocator.store import DecisionLog, DecisionRecord, UnknownDecision, utc_now
 from edge_allocator.tracing import carrier, span
+from edge_allocator.wire import columnar_batch, is_columnar
 
 log = logging.getLogger(__name__)
 NODE_TYPE_FIELD = NODE_FIELDS.index("node_type")
@@ -96,8 +97,8 @@ class AllocatorApi:
         return BatchDecisions((await self.allocate_columns(data)).decisions())
 
     async def allocate_columns(self, data: dict[str, Any]) -> DecisionColumns:
-        """POST /v1/allocate/batch as columns, for callers that select fields."""
-        batch, model = decode_batch(data)
+        """POST /v1/allocate/batch (row or columnar shape) as decision columns."""
+        batch, model = columnar_batch(data) if is_columnar(data) else decode_batch(data)
         return await self.decide_many(batch, model, "/v1/allocate/batch")
 
     async def decide(self, state: StateBatch, model: str | None, route: str) -> Decision:

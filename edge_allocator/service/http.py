@@ -24,6 +24,14 @@ from edge_allocator.service.legacy import LegacyApi
 from edge_allocator.service.observe import UNMATCHED_ROUTE
 from edge_allocator.service.openapi import openapi_document
 from edge_allocator.service.sample import sample_state
+from edge_allocator.wire import (
+    JSON,
+    MSGPACK,
+    decode_msgpack,
+    encode_msgpack,
+    media_type,
+    wants_msgpack,
+)
 
 log = logging.getLogger(__name__)
 GZIP_MIN_BYTES = 1024
@@ -48,18 +56,20 @@ class HttpResponse(NamedTuple):
 
 
 def parse_json(body: bytes, content_type: str | None, max_bytes: int) -> dict[str, Any]:
-    """Bytes -> JSON object, or a RequestError: 413 too large, 415 not JSON, 400 malformed."""
+    """Bytes -> an object, JSON or msgpack by Content-Type, or a RequestError: 413 too
+    large, 415 neither, 400 malformed, 422 not an object."""
     if len(body) > max_bytes:
         raise RequestError(413, f"body of {len(body)} bytes exceeds the limit of {max_bytes}")
-    ctype = (content_type or "application/json").split(";")[0].strip().lower()
-    if ctype and ctype not in ("application/json",) and not ctype.endswith("+json"):
-        raise RequestError(415, f"content-type {ctype!r} is not supported; send application/json")
+    kind = media_type(content_type)
     if not body:
         raise RequestError(400, "empty body; send a JSON object")
-    try:
-        data = orjson.loads(body)
-    except orjson.JSONDecodeError as exc:
-        raise RequestError(400, f"malformed JSON: {exc}") from None
+    if kind == MSGPACK:
+        data = decode_msgpack(body)
+    else:
+        try:
+            data = orjson.loads(body)
+        except orjson.JSONDecodeError as exc:
+            raise RequestError(400, f"malformed JSON: {exc}") from None
     if not isinstance(data, dict):
         raise RequestError(422, f"body must be a JSON object, got {type(data).__name__}",
                            [{"loc": "", "msg": "expected an object"}])
@@ -67,9 +77,13 @@ def parse_json(body: bytes, content_type: str | None, max_bytes: int) -> dict[st
 
 
 def _encode(obj: Any, status: int, accept_encoding: str,
-            headers: dict[str, str] | None = None) -> HttpResponse:
-    body = orjson.dumps(obj, option=orjson.OPT_SERIALIZE_NUMPY)
-    hdrs = {"content-type": "application/json", **(headers or {})}
+            headers: dict[str, str] | None = None, msgpack: bool = False) -> HttpResponse:
+    if msgpack:
+        body = encode_msgpack(obj)
+        hdrs = {"content-type": MSGPACK, **(headers or {})}
+    else:
+        body = orjson.dumps(obj, option=orjson.OPT_SERIALIZE_NUMPY)
+        hdrs = {"content-type": JSON, **(headers or {})}
     if len(body) >= GZIP_MIN_BYTES and "gzip" in accept_encoding:
         body = gzip.compress(body, compresslevel=1)
         hdrs["content-encoding"] = "gzip"
@@ -153,7 +167,8 @@ class FrontDoor:
             if method == "POST" and path in self.posts:
                 data = parse_json(await body(), headers.get("content-type"),
                                   self.api.cfg.max_body_bytes)
-                return _encode(await self.posts[path](data, query), 200, accept)
+                return _encode(await self.posts[path](data, query), 200, accept,
+                               msgpack=wants_msgpack(headers.get("accept")))
             if method == "GET" and path == "/readyz":
                 ready = await self.api.readiness()
                 if ready.status == "ready":
@@ -169,15 +184,17 @@ class FrontDoor:
                 raise RequestError(405, f"{method} not allowed on {path}; use {allowed}")
             raise RequestError(404, f"no route {method} {path}")
         except RequestError as err:
-            return self._error(err, method, path, accept)
+            return self._error(err, method, path, accept, headers.get("accept"))
         except Exception as exc:
             log.exception("internal error on %s %s", method, path)
             return self._error(RequestError(500, f"internal error ({type(exc).__name__})"),
-                               method, path, accept)
+                               method, path, accept, headers.get("accept"))
 
-    def _error(self, err: RequestError, method: str, path: str, accept: str) -> HttpResponse:
+    def _error(self, err: RequestError, method: str, path: str, accept: str,
+               media: str | None) -> HttpResponse:
         self.api.observer.error(err.status, self.route_of(method, path))
         headers = ({"retry-after": str(err.retry_after_s)}
                    if isinstance(err, ServiceUnavailable) else None)
         details = [ErrorDetail(str(d.get("loc", "")), str(d.get("msg", ""))) for d in err.details]
-        return _encode(ErrorBody(err.message, err.status, details), err.status, accept, headers)
+        return _encode(ErrorBody(err.message, err.status, details), err.status, accept, headers,
+                       msgpack=wants_msgpack(media))
