@@ -112,6 +112,37 @@ class BatchAllocateRequest(_Strictish):
     model: str | None = Field(default=None, max_length=64)
 
 
+class ColumnarNodes(_Strictish):
+    """Every node of the batch, field by field (T = sum of node_counts entries each).
+    In msgpack a numeric array may be ``bin``: little-endian float32 (int32 for
+    node_type)."""
+
+    cpu_util: list[float]
+    mem_util: list[float]
+    energy: list[float]
+    latency: list[float]
+    bandwidth: list[float]
+    queue_len: list[float]
+    node_type: list[Literal[0, 1, 2]]
+    node_id: list[str] | None = Field(default=None, description="Default: indices per state")
+
+
+class ColumnarBatchRequest(_Strictish):
+    """POST /v1/allocate/batch, columnar: one array per field over the whole batch.
+    Same checks and error paths as ``states`` (``states.3.nodes.7.cpu_util``).
+    (Documentation of the shape; ``edge_allocator.wire`` validates it vectorised.)"""
+
+    node_counts: list[int] = Field(description="Nodes per state (int32 bin in msgpack)")
+    nodes: ColumnarNodes
+    edge_counts: list[int] | None = Field(
+        default=None, description="Edges per state; omitted: default topologies")
+    edges: list[int] | None = Field(
+        default=None, description="Flat [s0, t0, s1, t1, ...], indices within each state")
+    tasks: dict[str, list[float]] | None = Field(
+        default=None, description="Per task field, one value per state; default: reference task")
+    model: str | None = Field(default=None, max_length=64)
+
+
 class FeedbackRequest(_Strictish):
     """POST /v1/feedback: what actually happened to a decision."""
 

@@ -25,12 +25,19 @@ from edge_allocator.responses import (
 from edge_allocator.schema import (
     AllocateRequest,
     BatchAllocateRequest,
+    ColumnarBatchRequest,
     FeedbackRequest,
     LegacyBatchRequest,
     LegacyPredictRequest,
 )
 
 REF = "#/components/schemas/{model}"
+JSON, MSGPACK = "application/json", "application/msgpack"
+FIELDS = {"name": "fields", "in": "query", "required": False, "schema": {"type": "string"},
+          "description": "Comma-separated keys of the decision to return (e.g. "
+          "`node_id,confidence`); each decision then carries only those keys, and per-node "
+          "maps are not built unless selected. Default: every key. Also a body key of "
+          "/v1/allocate/batch."}
 CLIENT_ERRORS = ("400", "401", "404", "413", "415", "422", "503")
 
 
@@ -48,18 +55,26 @@ def openapi_document(version: str) -> dict[str, Any]:
         return {"$ref": REF.format(model=name)}
 
     def body(tp: Any) -> dict[str, Any]:
-        return {"content": {"application/json": {"schema": ref(tp, "serialization")}}}
+        schema = ref(tp, "serialization")
+        return {"content": {JSON: {"schema": schema}, MSGPACK: {"schema": schema}}}
 
     error = {"description": "error; `error` names the field path at fault", **body(ErrorBody)}
 
-    def post(req: Any, resp: Any, summary: str) -> dict[str, Any]:
-        return {"post": {
+    def post(req: Any, resp: Any, summary: str, *, alt: Any = None,
+             params: list[dict[str, Any]] | None = None) -> dict[str, Any]:
+        schema = ref(req, "validation")
+        if alt is not None:
+            schema = {"anyOf": [schema, ref(alt, "validation")]}
+        op: dict[str, Any] = {
             "summary": summary,
-            "requestBody": {"required": True, "content": {"application/json": {
-                "schema": ref(req, "validation")}}},
+            "requestBody": {"required": True, "content": {
+                media: {"schema": schema} for media in (JSON, MSGPACK)}},
             "responses": {"200": {"description": "ok", **body(resp)},
                           **{code: error for code in CLIENT_ERRORS}},
-        }}
+        }
+        if params:
+            op["parameters"] = params
+        return {"post": op}
 
     def get(resp: Any, summary: str, *, extra: dict[str, Any] | None = None,
             params: list[dict[str, Any]] | None = None) -> dict[str, Any]:
@@ -74,9 +89,10 @@ def openapi_document(version: str) -> dict[str, Any]:
         return {"name": name, "in": "query", "required": False, "schema": schema}
 
     paths = {
-        "/v1/allocate": post(AllocateRequest, Decision, "Place one task"),
+        "/v1/allocate": post(AllocateRequest, Decision, "Place one task", params=[FIELDS]),
         "/v1/allocate/batch": post(BatchAllocateRequest, BatchDecisions,
-                                   "Place many tasks in one pass"),
+                                   "Place many tasks in one pass (row or columnar shape)",
+                                   alt=ColumnarBatchRequest, params=[FIELDS]),
         "/v1/feedback": post(FeedbackRequest, FeedbackReceipt, "Report a decision's outcome"),
         "/predict": post(LegacyPredictRequest, LegacyPrediction, "Original API: one decision"),
         "/batch-predict": post(LegacyBatchRequest, LegacyBatchPrediction,
