@@ -54,12 +54,13 @@ def shipped_options(separate: bool | None = None, fixed_replicas: bool = False,
                     **user_overrides: Any) -> tuple[Any, dict[str, dict[str, Any]]]:
     """serve_config.yaml's app; optionally inline stages (and inference), fixed replicas,
     or user_config overrides (e.g. cache='none')."""
-    from deployments.app import AppArgs, config_options
+    from deployments.app import config_options
 
     args, options = config_options(SERVE_CONFIG)
     if separate is not None or inline_inference:
-        args = AppArgs(separate_stages=bool(separate) and not inline_inference,
-                       inline_inference=inline_inference)
+        args = args.model_copy(update={  # keeps the file's stage_sizing
+            "separate_stages": bool(separate) and not inline_inference,
+            "inline_inference": inline_inference})
     if not args.separate_stages:
         options.pop("GraphBuilder", None)
         options.pop("ResponseAssembler", None)

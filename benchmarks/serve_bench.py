@@ -1,8 +1,9 @@
-"""(c)+(d) Side by side on one machine, one run: the naive baseline, the same Serve app
-with Ray Serve's default settings, and the tuned app (serve_config.yaml), for single
-decisions, the batch endpoint, and cached vs uncached requests.
+"""Side by side on one machine, one run: the naive baseline (single and as a batch
+loop), the same Serve app with Ray Serve's default settings, the shipped config, and
+its compositions, for single decisions, the batch endpoint in every body format (row
+JSON, row msgpack, columnar JSON, packed columnar msgpack), and cached vs uncached.
 
-    python -m benchmarks.serve_bench [--seconds 15] [--concurrency 1 8 32]
+    python -m benchmarks.serve_bench [--seconds 10] [--concurrency 1 8 32]
 Writes benchmarks/results/serve_bench.{md,json,png}.
 """
 
@@ -17,10 +18,13 @@ import time
 from pathlib import Path
 
 import httpx
+import msgpack
+import orjson
 
 from benchmarks.cluster import default_settings_options, deploy, ray_serve, shipped_options
 from benchmarks.load import LoadResult, run_load, sample_bodies, table
 from edge_allocator.runtime.raylocal import FAST_PATH_ENV, free_port
+from edge_allocator.wire import columnar_request
 
 RESULTS = Path(__file__).parent / "results"
 BATCH_STATES = 256
@@ -38,26 +42,46 @@ def wait_ready(url: str, timeout_s: float = 120) -> None:
     raise TimeoutError(url)
 
 
-def measure(name: str, base: str, bodies, batch_bodies, args, rows, batch_rows) -> None:
+MSGPACK = {"content-type": "application/msgpack", "accept": "application/msgpack"}
+
+
+def batch_formats(batch_bodies: list[bytes]) -> dict[str, tuple[list[bytes], dict[str, str]]]:
+    """The same batches in every body format the batch endpoint takes."""
+    states = [orjson.loads(b)["states"] for b in batch_bodies]
+    return {
+        "JSON": (batch_bodies, {}),
+        "msgpack": ([msgpack.packb({"states": s}) for s in states], MSGPACK),
+        "columnar JSON": ([orjson.dumps(columnar_request(s)) for s in states], {}),
+        "columnar msgpack": ([msgpack.packb(columnar_request(s, packed=True)) for s in states],
+                             MSGPACK),
+    }
+
+
+def measure(name: str, base: str, bodies, batch_bodies, args, rows, batch_rows,
+            formats: tuple[str, ...] = ("JSON",)) -> None:
     for c in args.concurrency:
         r = asyncio.run(run_load(f"{base}/v1/allocate", bodies, c, args.requests, args.seconds))
         rows.append((name, r))
         print(table([(name, r)]), flush=True)
-    rb = asyncio.run(run_load(f"{base}/v1/allocate/batch", batch_bodies, 2, 10**6, args.seconds))
-    per_state = rb._replace(throughput_rps=rb.throughput_rps * BATCH_STATES)
-    batch_rows.append((name, per_state))
-    print(table([(name, per_state)], unit="decisions/s"), flush=True)
+    for fmt in formats:
+        fbodies, headers = batch_bodies[fmt]
+        rb = asyncio.run(run_load(f"{base}/v1/allocate/batch", fbodies, 2, 10**6, args.seconds,
+                                  headers=headers))
+        per_state = rb._replace(throughput_rps=rb.throughput_rps * BATCH_STATES)
+        label = f"{name}, {fmt}"
+        batch_rows.append((label, per_state))
+        print(table([(label, per_state)], unit="decisions/s"), flush=True)
 
 
 def main() -> None:
     p = argparse.ArgumentParser(description=__doc__)
-    p.add_argument("--seconds", type=float, default=15)
+    p.add_argument("--seconds", type=float, default=10)
     p.add_argument("--requests", type=int, default=100_000)
     p.add_argument("--concurrency", type=int, nargs="*", default=[1, 8, 32])
     p.add_argument("--skip-naive", action="store_true")
     args = p.parse_args()
     bodies = sample_bodies(3000, nodes=20)
-    batch_bodies = sample_bodies(8, nodes=20, seed=1, batch=BATCH_STATES)
+    batch_bodies = batch_formats(sample_bodies(8, nodes=20, seed=1, batch=BATCH_STATES))
     rows: list[tuple[str, LoadResult]] = []
     batch_rows: list[tuple[str, LoadResult]] = []
     cache_rows: list[tuple[str, LoadResult]] = []
@@ -68,21 +92,26 @@ def main() -> None:
                                  "--port", str(port)])
         try:
             wait_ready(f"http://127.0.0.1:{port}/docs")
-            measure("naive (FastAPI + eager torch)", f"http://127.0.0.1:{port}", bodies,
-                    batch_bodies, args, rows, batch_rows)
+            measure(NAIVE, f"http://127.0.0.1:{port}", bodies, batch_bodies, args, rows,
+                    batch_rows)
         finally:
             proc.terminate()
             proc.wait()
 
+    every = tuple(batch_bodies)
     phases = [
         ({}, [  # Ray Serve's standard HTTP path (proxy actor)
-            ("serve defaults", default_settings_options(cache="none")),
-            ("tuned config, standard path", shipped_options(cache="none")),
+            ("serve defaults", default_settings_options(cache="none"), ("JSON",)),
+            ("shipped config, standard path", shipped_options(cache="none"), ("JSON",)),
         ]),
         (FAST_PATH_ENV, [  # HAProxy + direct ingress + gRPC (what make run / k8s use)
-            ("shipped: fast path", shipped_options(cache="none")),
-            ("fast path, separate stages", shipped_options(separate=True, cache="none")),
-            ("fast path, single deployment", shipped_options(inline_inference=True, cache="none")),
+            ("shipped: fast path", shipped_options(cache="none"), every),
+            ("policy hop (PolicyInference deployment)",
+             shipped_options(separate=False, cache="none"), ("JSON",)),
+            ("every stage its own deployment", shipped_options(separate=True, cache="none"),
+             ("JSON",)),
+            ("inline (one deployment)", shipped_options(inline_inference=True, cache="none"),
+             every),
         ]),
     ]
     for env, variants in phases:
@@ -90,10 +119,10 @@ def main() -> None:
             from ray import serve
 
             base = f"http://127.0.0.1:{port}"
-            for name, (app_args, options) in variants:
+            for name, (app_args, options), formats in variants:
                 took = deploy("bench", "/", app_args, options)
                 print(f"{name}: deployed in {took:.1f} s", flush=True)
-                measure(name, base, bodies, batch_bodies, args, rows, batch_rows)
+                measure(name, base, bodies, batch_bodies, args, rows, batch_rows, formats)
                 serve.delete("bench")
             if env:  # cached vs uncached, concurrency 1, shipped app with its local cache
                 app_args, options = shipped_options(cache="local")
@@ -121,25 +150,31 @@ def main() -> None:
     print(md)
 
 
+NAIVE = "naive (FastAPI + eager torch)"
+SHIPPED = "shipped: fast path"
+INLINE = "inline (one deployment)"
+
+
 def ratios(rows, batch_rows, cache_rows) -> str:
+    """The issue's targets as ratios of this run's numbers."""
     def best(name, rs):
         vals = [r.throughput_rps for n, r in rs if n == name]
         return max(vals) if vals else float("nan")
 
-    lines = ["## Ratios (same run)", ""]
-    names = sorted({n for n, _ in rows})
-    tuned = (best("shipped: fast path", rows), "shipped: fast path")
-    lines.append(f"- shipped app, single-state throughput (best concurrency): {tuned[0]:.1f} req/s")
-    for ref in ("serve defaults", "naive (FastAPI + eager torch)"):
-        if ref in names:
-            lines.append(f"- vs {ref} ({best(ref, rows):.1f} req/s): "
-                         f"{tuned[0] / best(ref, rows):.2f}x")
-    bnames = sorted({n for n, _ in batch_rows})
-    btuned = max((best(n, batch_rows), n) for n in bnames if "fast path" in n)
-    lines.append(f"- batch endpoint ({btuned[1]}): {btuned[0]:.0f} decisions/s")
-    if "naive (FastAPI + eager torch)" in bnames:
-        naive = best("naive (FastAPI + eager torch)", batch_rows)
-        lines.append(f"- vs naive batch: {btuned[0] / naive:.1f}x")
+    lines = ["## Against the targets (same run)", ""]
+    naive, shipped, inline = best(NAIVE, rows), best(SHIPPED, rows), best(INLINE, rows)
+    defaults = best("serve defaults", rows)
+    lines.append(f"- single state, shipped: {shipped:.1f} req/s = {shipped / naive:.2f}x naive "
+                 f"({naive:.1f}), {shipped / defaults:.1f}x Serve defaults ({defaults:.1f}); "
+                 f"inline {inline:.1f} req/s = {inline / naive:.2f}x naive (best concurrency)")
+    nb = best(f"{NAIVE}, JSON", batch_rows)
+    for name in (SHIPPED, INLINE):
+        js, mp = best(f"{name}, JSON", batch_rows), best(f"{name}, msgpack", batch_rows)
+        cj, cm = (best(f"{name}, columnar JSON", batch_rows),
+                  best(f"{name}, columnar msgpack", batch_rows))
+        lines.append(f"- batch, {name}: JSON {js:,.0f} decisions/s = {js / nb:.1f}x the naive "
+                     f"batch loop ({nb:,.0f}); msgpack {mp:,.0f} = {mp / js:.2f}x JSON; "
+                     f"columnar JSON {cj:,.0f}; columnar msgpack {cm:,.0f}")
     if len(cache_rows) == 2:
         lines.append(f"- cached / uncached median latency at concurrency 1: "
                      f"{cache_rows[1][1].p50_ms:.2f} / {cache_rows[0][1].p50_ms:.2f} ms = "

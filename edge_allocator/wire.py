@@ -239,3 +239,34 @@ def columnar_batch(data: Mapping[str, Any]) -> tuple[StateBatch, str | None]:
         node_ids=_node_ids(nodes.get("node_id"), offsets), edges=_edges(data, offsets),
         tasks=_tasks(data.get("tasks"), b), models=[None] * b)
     return batch, model
+
+
+def columnar_request(states: list[Mapping[str, Any]], packed: bool = False,
+                     model: str | None = None) -> dict[str, Any]:
+    """Row-shaped states (as /v1/allocate takes them) in the columnar shape, for clients;
+    ``packed``: numeric arrays as little-endian float32/int32 bytes (for msgpack).
+    States without ``edges`` keep their default topology only if none has edges."""
+    counts = [len(s["nodes"]) for s in states]
+    f4 = np.dtype("<f4")
+    i4 = np.dtype("<i4")
+
+    def pack(values: list[Any], dtype: np.dtype[Any]) -> Any:
+        return np.asarray(values, dtype=dtype).tobytes() if packed else values
+
+    nodes: dict[str, Any] = {
+        f: pack([n[f] for s in states for n in s["nodes"]], i4 if f == "node_type" else f4)
+        for f in NODE_FIELDS}
+    if any("node_id" in n for s in states for n in s["nodes"]):
+        nodes["node_id"] = [n.get("node_id", str(j)) for s in states
+                            for j, n in enumerate(s["nodes"])]
+    body: dict[str, Any] = {"node_counts": pack(counts, i4), "nodes": nodes}
+    if any(s.get("edges") is not None for s in states):
+        body["edge_counts"] = pack([len(s.get("edges") or []) for s in states], i4)
+        body["edges"] = pack([v for s in states for p in (s.get("edges") or []) for v in p], i4)
+    tasks = [s.get("task") or {} for s in states]
+    if any(tasks):
+        ref = {f: getattr(REFERENCE_TASK, f) for f in TASK_FIELDS}
+        body["tasks"] = {f: pack([t.get(f, ref[f]) for t in tasks], f4) for f in TASK_FIELDS}
+    if model is not None:
+        body["model"] = model
+    return body

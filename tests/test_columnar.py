@@ -146,23 +146,9 @@ def test_keys_ignore_how_a_state_was_sent():
 
 
 def _columnar_body(states: list[dict[str, Any]], packed: bool = False) -> dict[str, Any]:
-    import struct
+    from edge_allocator.wire import columnar_request
 
-    counts = [len(s["nodes"]) for s in states]
-    nodes: dict[str, Any] = {f: [n[f] for s in states for n in s["nodes"]] for f in FIELDS}
-    edges = [v for s in states for p in s["edges"] for v in p]
-    body: dict[str, Any] = {"node_counts": counts, "nodes": nodes,
-                            "edge_counts": [len(s["edges"]) for s in states], "edges": edges,
-                            "tasks": {k: [s["task"][k] for s in states] for k in states[0]["task"]}}
-    if all("node_id" in n for s in states for n in s["nodes"]):
-        nodes["node_id"] = [n["node_id"] for s in states for n in s["nodes"]]
-    if packed:
-        for f in FIELDS:
-            fmt = "i" if f == "node_type" else "f"
-            nodes[f] = struct.pack(f"<{len(nodes[f])}{fmt}", *nodes[f])
-        body["node_counts"] = struct.pack(f"<{len(counts)}i", *counts)
-        body["edges"] = struct.pack(f"<{len(edges)}i", *edges)
-    return body
+    return columnar_request(states, packed)
 
 
 def _sim_states(n: int) -> list[dict[str, Any]]:
