@@ -15,6 +15,7 @@ import uuid
 from collections.abc import Iterator
 from datetime import datetime, timedelta, timezone
 from pathlib import Path
+from typing import Any
 
 import numpy as np
 import orjson
@@ -255,7 +256,7 @@ def test_record_reads_the_old_spool_format() -> None:
         DecisionRecord.from_json(orjson.dumps(doc))
 
 
-def _fields(rec: DecisionRecord) -> dict[str, object]:
+def _fields(rec: DecisionRecord) -> dict[str, Any]:
     return {name: getattr(rec, name) for name in rec.__dataclass_fields__}
 
 
@@ -780,3 +781,34 @@ def test_migration_keeps_metrics_that_belong_to_no_decision(db_url: str) -> None
         engine.dispose()
     assert [tuple(r) for r in left] == [(None, "node-1"), (orphans[1]["decision_id"], "node-2")]
     _assert_packed(db_url, m_rows, p_rows[2]["decision_id"])
+
+
+def test_migration_0002_refuses_offline_sql_but_0001_renders(tmp_path: Path,
+                                                             capsys: pytest.CaptureFixture[str]
+                                                             ) -> None:
+    cfg = alembic_config()
+    cfg.set_main_option("sqlalchemy.url", f"sqlite:///{tmp_path / 'x.db'}")
+    command.upgrade(cfg, "0001", sql=True)
+    assert "CREATE TABLE network_metrics" in capsys.readouterr().out
+    with pytest.raises(RuntimeError, match="cannot be rendered as SQL"):
+        command.upgrade(cfg, "0001:0002", sql=True)
+
+
+def test_values_no_encoding_can_hold_are_bad_data_on_every_path(db_url: str) -> None:
+    from edge_allocator.store.engine import create_schema
+    from edge_allocator.store.log import _is_data_error
+
+    bad_scores = make_record(1)
+    bad_scores.scores = {"n0": {1, 2}}  # type: ignore[dict-item]  # JSON has no sets
+    bad_ids = make_record(2)
+    bad_ids.node_ids = [2**70, 1, 2]  # type: ignore[list-item]  # beyond msgpack's ints
+    engine = make_engine(db_url)
+    create_schema(engine)
+    try:
+        for rec in (bad_scores, bad_ids):
+            with pytest.raises(sa.exc.StatementError) as info, engine.begin() as conn:
+                inserts.insert_records(conn, [rec])
+            assert _is_data_error(info.value), info.value  # set aside, never retried
+    finally:
+        engine.dispose()
+    assert count(db_url, "predictions") == 0

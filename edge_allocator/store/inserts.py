@@ -67,16 +67,19 @@ def _copy_rows(conn: Connection, rows: list[dict[str, Any]]) -> None:
     OperationalError...), as an executemany would raise them, so the log tells bad
     data from an outage the same way on both paths.
     """
+    try:  # a value JSON cannot hold is bad data, as SQLAlchemy's binding would say
+        values = [
+            [orjson.dumps(row[c]).decode() if c in _JSON_COLUMNS else row[c]
+             for c in PREDICTION_COLUMNS]
+            for row in rows
+        ]
+    except TypeError as err:
+        raise exc.StatementError(str(err), _COPY_SQL, None, err) from err
     driver_conn: Any = conn.connection.driver_connection
     try:
         with driver_conn.cursor() as cur, cur.copy(_COPY_SQL) as copy:
-            for row in rows:
-                copy.write_row(
-                    [
-                        orjson.dumps(row[c]).decode() if c in _JSON_COLUMNS else row[c]
-                        for c in PREDICTION_COLUMNS
-                    ]
-                )
+            for row_values in values:
+                copy.write_row(row_values)
     except conn.dialect.loaded_dbapi.Error as err:
         raise exc.DBAPIError.instance(
             _COPY_SQL, None, err, conn.dialect.loaded_dbapi.Error,
@@ -97,7 +100,10 @@ def insert_records(conn: Connection, records: list[DecisionRecord]) -> int:
         del fresh[decision_id]
     if not fresh:
         return 0
-    rows = [r.prediction_row() for r in fresh.values()]
+    try:
+        rows = [r.prediction_row() for r in fresh.values()]
+    except (TypeError, ValueError, OverflowError) as err:  # ids msgpack cannot hold
+        raise exc.StatementError(str(err), "DecisionRecord.prediction_row", None, err) from err
     if copy_available(conn):
         _copy_rows(conn, rows)
     else:

@@ -24,6 +24,7 @@ from __future__ import annotations
 
 import base64
 import binascii
+import functools
 import uuid
 from dataclasses import dataclass, field
 from datetime import datetime, timezone
@@ -80,6 +81,11 @@ def index_ids(n: int) -> list[str]:
     return [str(i) for i in range(n)]
 
 
+@functools.lru_cache(maxsize=64)
+def _index_ids_cached(n: int) -> list[str]:
+    return index_ids(n)  # compared against only, never handed out
+
+
 def pack_node_values(values: np.ndarray) -> bytes:
     """``[N, 7]`` float32 -> ``N * 28`` little-endian bytes (what ``node_values`` stores)."""
     return np.ascontiguousarray(values, dtype=_F32LE).tobytes()
@@ -96,7 +102,8 @@ def unpack_node_values(data: bytes, node_format: int = NODE_FORMAT) -> np.ndarra
 
 def pack_node_ids(ids: list[str] | None, n: int) -> bytes | None:
     """msgpack of the ids, or None (stored as NULL) when they are the index ids."""
-    if ids is None or ids == index_ids(n):
+    if ids is None or (len(ids) == n and (n == 0 or ids[0] == "0")
+                       and ids == _index_ids_cached(n)):
         return None
     packed: bytes = msgpack.packb(ids)
     return packed

@@ -30,13 +30,13 @@ so that this revision keeps doing the same thing when the records module moves o
 from __future__ import annotations
 
 import logging
-from collections.abc import Sequence
+from collections.abc import Iterator, Sequence
 from typing import Any
 
 import msgpack  # type: ignore[import-untyped]  # no stubs, no py.typed
 import numpy as np
 import sqlalchemy as sa
-from alembic import op
+from alembic import context, op
 
 revision: str = "0002"
 down_revision: str | None = "0001"
@@ -84,21 +84,28 @@ def _index_ids(n: int) -> list[str]:
     return [str(i) for i in range(n)]
 
 
-def _decision_chunks(bind: sa.Connection) -> list[list[str]]:
-    """All decision ids in id order, CHUNK at a time (keyset paging on the primary key)."""
-    chunks: list[list[str]] = []
+def _decision_chunks(bind: sa.Connection) -> Iterator[list[str]]:
+    """All decision ids in id order, CHUNK at a time (keyset paging on the primary key,
+    so a chunk is read only when the previous one is done and memory stays bounded)."""
     last = ""
     col = _predictions.c.decision_id
     while True:
         ids = list(bind.scalars(sa.select(col).where(col > last).order_by(col).limit(CHUNK)))
         if not ids:
-            return chunks
-        chunks.append(ids)
+            return
+        yield ids
         last = ids[-1]
 
 
+def _online_only() -> sa.Connection:
+    if context.is_offline_mode():
+        raise RuntimeError("revision 0002 converts stored rows in Python and cannot be "
+                           "rendered as SQL (--sql); run it against the database")
+    return op.get_bind()
+
+
 def upgrade() -> None:
-    bind = op.get_bind()
+    bind = _online_only()
     for name, type_, _ in _NEW_COLUMNS:
         op.add_column("predictions", sa.Column(name, type_, nullable=True))
     # Without it every chunk's lookup would scan network_metrics; dropped with the table.
@@ -157,7 +164,7 @@ def upgrade() -> None:
 
 
 def downgrade() -> None:
-    bind = op.get_bind()
+    bind = _online_only()
     if not sa.inspect(bind).has_table("network_metrics"):
         op.create_table(
             "network_metrics",
