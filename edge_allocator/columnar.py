@@ -78,6 +78,7 @@ class StateBatch:
     edges: list[np.ndarray | None]  # [E_i, 2] int64; None: default topology
     tasks: np.ndarray  # [B, 4] float64 in TASK_FIELDS order (reference task if omitted)
     models: list[str | None]  # each state's own "model" field
+    _values32: np.ndarray | None = None
 
     def __len__(self) -> int:
         return len(self.node_ids)
@@ -91,6 +92,17 @@ class StateBatch:
         out: np.ndarray = self.values[self.offsets[i]:self.offsets[i + 1]]
         return out
 
+    @property
+    def values32(self) -> np.ndarray:
+        """``values`` as float32 (what the models and the decision log take), made once."""
+        if self._values32 is None:
+            self._values32 = self.values.astype(np.float32)
+        return self._values32
+
+    def nodes32_of(self, i: int) -> np.ndarray:
+        out: np.ndarray = self.values32[self.offsets[i]:self.offsets[i + 1]]
+        return out
+
     def ids_of(self, i: int) -> list[str]:
         ids = self.node_ids[i]
         return ids if ids is not None else [str(k) for k in range(self.sizes[i])]
@@ -99,15 +111,14 @@ class StateBatch:
         """32-hex key of (state i, model, version) for the decision cache and log:
         equal for equal states however they were sent (single or batch, key order,
         ``1`` or ``1.0``); an omitted ``edges`` (default topology) differs from ``[]``."""
-        h = hashlib.blake2b(digest_size=16)
-        h.update(f"{model}\0{version}\0".encode())
-        h.update(self.nodes_of(i).tobytes())
-        h.update(self.tasks[i].tobytes())
-        ids = self.node_ids[i]
-        h.update(b"\1" + "\0".join(ids).encode() if ids is not None else b"\0")
-        e = self.edges[i]
-        h.update(b"\1" + e.tobytes() if e is not None else b"\0")
-        return h.hexdigest()
+        ids, e = self.node_ids[i], self.edges[i]
+        lo, hi = self.offsets[i], self.offsets[i + 1]
+        return hashlib.blake2b(b"".join((
+            f"{model}\0{version}\0".encode(), self.values[lo:hi].tobytes(),
+            self.tasks[i].tobytes(),
+            b"\1" + "\0".join(ids).encode() if ids is not None else b"\0",
+            b"\1" + e.tobytes() if e is not None else b"\0",
+        )), digest_size=16).hexdigest()
 
 
 def _number_column(nodes: Sequence[dict[str, Any]], name: str, integer: bool = False

@@ -97,7 +97,7 @@ class Bucket(NamedTuple):
 def node_features(batch: StateBatch) -> tuple[np.ndarray, np.ndarray]:
     """[T, F] features and [T] mask of every node, each state with its own task."""
     # float32 as the policies were trained on (graph.build_graph), whatever was sent
-    values = batch.values.astype(np.float32)
+    values = batch.values32
     per_node_task = np.repeat(batch.tasks.astype(np.float32), batch.sizes, axis=0)
     return features(values, per_node_task), feasible_mask(values, per_node_task)
 

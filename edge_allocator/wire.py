@@ -28,6 +28,7 @@ rejected whole.
 
 from __future__ import annotations
 
+import functools
 from collections.abc import Mapping
 from dataclasses import fields, is_dataclass
 from typing import Any
@@ -66,10 +67,15 @@ def decode_msgpack(body: bytes) -> Any:
         raise RequestError(400, f"malformed msgpack: {exc}") from None
 
 
+@functools.lru_cache(maxsize=64)
+def _field_names(cls: type) -> tuple[str, ...]:
+    return tuple(f.name for f in fields(cls))
+
+
 def _plain(obj: Any) -> Any:
     """msgpack's fallback for what it cannot pack: dataclasses and numpy values."""
     if is_dataclass(obj) and not isinstance(obj, type):
-        return {f.name: getattr(obj, f.name) for f in fields(obj)}
+        return {name: getattr(obj, name) for name in _field_names(type(obj))}
     if isinstance(obj, np.generic):
         return obj.item()
     if isinstance(obj, np.ndarray):
@@ -139,9 +145,13 @@ def _node_ids(ids: Any, offsets: np.ndarray) -> list[list[str] | None]:
         return [None] * b
     if not isinstance(ids, list) or len(ids) != offsets[-1]:
         raise _bad("nodes.node_id", f"must be an array of {offsets[-1]} strings")
+    bounds = offsets.tolist()
+    chunks = [ids[bounds[i]:bounds[i + 1]] for i in range(b)]
+    if set(map(type, ids)) == {str} and max(map(len, ids)) <= 128 \
+            and all(len(set(c)) == len(c) for c in chunks):
+        return list(chunks)  # the common case, checked in bulk
     out: list[list[str] | None] = []
-    for i in range(b):
-        chunk = ids[offsets[i]:offsets[i + 1]]
+    for i, chunk in enumerate(chunks):
         seen: dict[str, int] = {}
         for j, nid in enumerate(chunk):
             if not isinstance(nid, str) or len(nid) > 128:

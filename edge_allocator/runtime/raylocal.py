@@ -32,8 +32,9 @@ def free_port() -> int:
 
 
 def haproxy_env() -> dict[str, str]:
-    """HAProxy's files default to fixed /tmp paths and its stats/metrics to fixed ports:
-    give each Ray instance its own so two on one machine never collide. Paths short,
+    """HAProxy's files default to fixed /tmp paths and its stats/metrics (and the
+    fallback proxy) to fixed ports: give each Ray instance its own so two on one
+    machine never collide. Paths short,
     because Ray nests a 56-character hash under them and HAProxy caps socket paths at 97
     bytes."""
     d = tempfile.mkdtemp(prefix="hp", dir="/tmp")
@@ -42,7 +43,11 @@ def haproxy_env() -> dict[str, str]:
             "RAY_SERVE_HAPROXY_SERVER_STATE_BASE": d,
             "RAY_SERVE_HAPROXY_SERVER_STATE_FILE": f"{d}/server-state",
             "RAY_SERVE_HAPROXY_METRICS_PORT": str(free_port()),
-            "RAY_SERVE_HAPROXY_STATS_PORT": str(free_port())}
+            "RAY_SERVE_HAPROXY_STATS_PORT": str(free_port()),
+            # the head node's fallback Serve proxy (HAProxy's backup server) defaults
+            # to fixed ports 8500 (HTTP) and 9500 (gRPC)
+            "RAY_SERVE_FALLBACK_PROXY_HTTP_PORT": str(free_port()),
+            "RAY_SERVE_FALLBACK_PROXY_GRPC_PORT": str(free_port())}
 
 
 def reap(procs: Sequence[Any], timeout_s: float = 10, terminate: bool = False) -> None:

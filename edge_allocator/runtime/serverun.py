@@ -29,12 +29,16 @@ SERVE_CONFIG = PROJECT_ROOT / "serve_config.yaml"
 
 
 class ServeRun:
-    """``serve run`` on a copy of serve_config.yaml that listens on a free port."""
+    """``serve run`` on a copy of serve_config.yaml that listens on free ports (HTTP, and
+    gRPC when the config enables it)."""
 
     def __init__(self, config: Path = SERVE_CONFIG):
         raw = yaml.safe_load(config.read_text())
         self.port = free_port()
         raw["http_options"]["port"] = self.port
+        self.grpc_port: int | None = None
+        if raw.get("grpc_options", {}).get("grpc_servicer_functions"):  # the gRPC API too
+            self.grpc_port = raw["grpc_options"]["port"] = free_port()
         self._tmp = tempfile.NamedTemporaryFile("w", suffix=".yaml", delete=False)
         yaml.safe_dump(raw, self._tmp)
         self._tmp.close()

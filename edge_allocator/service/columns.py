@@ -59,6 +59,7 @@ class DecisionColumns:
     order: list[np.ndarray]  # per state feasible node indices, best first
     latency_ms: float = 0.0
     cached: bool = False
+    _built: list[Decision] | None = None
 
     def __len__(self) -> int:
         return len(self.decision_ids)
@@ -67,20 +68,20 @@ class DecisionColumns:
         ids = self.batch.node_ids[i]
         return ids if ids is not None else _INDEX_IDS
 
-    def node_type(self, i: int) -> int:
-        return int(self.batch.values[self.batch.offsets[i] + self.best[i], -1])
-
     def decision(self, i: int) -> Decision:
-        ids, order = self._ids(i), self.order[i]
-        feasible = np.sort(order)
-        keys = [ids[k] for k in feasible.tolist()]
+        return self.decisions()[i]
+
+    def _decision(self, i: int) -> Decision:
+        ids, order = self._ids(i), self.order[i].tolist()
+        feasible = sorted(order)  # maps keep node order, as the one-state assembly does
+        keys = [ids[k] for k in feasible]
         return Decision(
             decision_id=self.decision_ids[i],
             node_id=ids[int(self.best[i])],
             node_index=int(self.best[i]),
             confidence=float(self.confidence[i]),
             scores=dict(zip(keys, self.scores[i][feasible].tolist())),
-            ranking=[ids[k] for k in order.tolist()],
+            ranking=[ids[k] for k in order],
             probabilities=dict(zip(keys, self.probs[i][feasible].tolist())),
             model=self.model,
             cached=self.cached,
@@ -90,13 +91,16 @@ class DecisionColumns:
         )
 
     def decisions(self) -> list[Decision]:
-        return [self.decision(i) for i in range(len(self))]
+        """Every decision in full, built once (the response and the log share them);
+        ``latency_ms`` is the columns' value when first built."""
+        if self._built is None:
+            self._built = [self._decision(i) for i in range(len(self))]
+        return self._built
 
     def rows(self, selected: tuple[str, ...]) -> list[dict[str, Any]]:
         """Only the selected keys; per-node maps only if selected."""
         if _PER_NODE & set(selected):
-            full = [self.decision(i) for i in range(len(self))]
-            return [{f: getattr(d, f) for f in selected} for d in full]
+            return [{f: getattr(d, f) for f in selected} for d in self.decisions()]
         model = {"name": self.model.name, "version": self.model.version,
                  "backend": self.model.backend}
         columns: dict[str, list[Any]] = {}
