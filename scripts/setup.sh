@@ -5,7 +5,7 @@ cd "$(dirname "$0")/.."
 if [ ! -x .venv/bin/python ]; then python3 -m venv .venv; fi
 # Reinstall when anything is missing: the package and its heavy dependencies, or the dev
 # tools scripts/test.sh runs first (an older .venv may predate ruff and mypy in [dev]).
-if ! .venv/bin/python -c "import edge_allocator, ray.train.torch, ray.tune, torch" 2>/dev/null \
+if ! .venv/bin/python -c "import edge_allocator, ray.train.torch, ray.tune, torch, grpc_tools" 2>/dev/null \
     || ! .venv/bin/ruff --version >/dev/null 2>&1 \
     || ! .venv/bin/mypy --version >/dev/null 2>&1; then
   .venv/bin/pip install -q --upgrade pip

@@ -18,6 +18,8 @@ import pytest
 from edge_allocator.constants import MODELS_DIR, PROJECT_ROOT
 
 SERVE_CONFIG = PROJECT_ROOT / "serve_config.yaml"
+#: The gRPC API, as serve_config.yaml registers it (its port is the session's own).
+GRPC_SERVICERS = ["edge_allocator.grpc.edge_allocator_pb2_grpc.add_EdgeAllocatorServicer_to_server"]
 
 
 def free_port() -> int:
@@ -39,9 +41,11 @@ def ray_cluster():
     ray.init(address="local", num_cpus=4, include_dashboard=False,
              object_store_memory=200 * 1024 * 1024, _temp_dir=temp_dir,
              _metrics_export_port=free_port(), log_to_driver=False)
-    port = free_port()
-    serve.start(http_options={"host": "127.0.0.1", "port": port})
-    yield {"port": port, "metrics_port": ray._private.worker.global_worker.node.metrics_export_port}
+    port, grpc_port = free_port(), free_port()
+    serve.start(http_options={"host": "127.0.0.1", "port": port},
+                grpc_options={"port": grpc_port, "grpc_servicer_functions": GRPC_SERVICERS})
+    yield {"port": port, "grpc_port": grpc_port,
+           "metrics_port": ray._private.worker.global_worker.node.metrics_export_port}
     serve.shutdown()
     ray.shutdown()
     os.environ.clear()
