@@ -1,5 +1,6 @@
-"""The README's run command, ``serve run serve_config.yaml``, started as a user would:
-its own Ray, on a free port, stopped with Ctrl-C and then by process id (never
+"""The README's run command (``make run``: ``python -m deployments.launch``, Ray without
+its dashboard head) or plain ``serve run serve_config.yaml``, started as a user would:
+its own Ray, on free ports, stopped with Ctrl-C and then by process id (never
 ``ray stop``). Used by tests/serve/test_serve_run.py and benchmarks/serve_run.py.
 
 Nothing here imports Ray; httpx and psutil (dev dependencies) are imported when used.
@@ -26,13 +27,18 @@ if TYPE_CHECKING:
 
 #: The configuration the README runs.
 SERVE_CONFIG = PROJECT_ROOT / "serve_config.yaml"
+#: "launch": what ``make run`` runs; "serve-run": Serve's own CLI, dashboard included.
+COMMANDS = ("launch", "serve-run")
 
 
 class ServeRun:
-    """``serve run`` on a copy of serve_config.yaml that listens on free ports (HTTP, and
+    """The run command on a copy of serve_config.yaml that listens on free ports (HTTP, and
     gRPC when the config enables it)."""
 
-    def __init__(self, config: Path = SERVE_CONFIG):
+    def __init__(self, config: Path = SERVE_CONFIG, command: str = "launch"):
+        if command not in COMMANDS:
+            raise ValueError(f"ServeRun: command={command!r}; use one of {COMMANDS}")
+        self.command = command
         raw = yaml.safe_load(config.read_text())
         self.port = free_port()
         raw["http_options"]["port"] = self.port
@@ -47,23 +53,27 @@ class ServeRun:
         self._seen: list[psutil.Process] = []
 
     def start(self) -> float:
-        """Start ``serve run``; the seconds until /readyz answers 200."""
+        """Start the command; the seconds until /readyz answers 200."""
         import httpx
 
         env = {k: v for k, v in os.environ.items() if k != "RAY_ADDRESS"}  # its own Ray, always
         env.update({"RAY_USAGE_STATS_ENABLED": "0", **FAST_PATH_ENV, **haproxy_env()})
-        serve_bin = str(Path(sys.executable).with_name("serve"))
+        if self.command == "launch":
+            cmd = [sys.executable, "-m", "deployments.launch", self._tmp.name,
+                   "--metrics-port", str(free_port())]
+        else:
+            cmd = [str(Path(sys.executable).with_name("serve")), "run", self._tmp.name]
         t0 = time.perf_counter()
         self.log = Path(self._tmp.name).with_suffix(".log")
         with self.log.open("wb") as out:
-            self.proc = subprocess.Popen([serve_bin, "run", self._tmp.name], cwd=PROJECT_ROOT,
+            self.proc = subprocess.Popen(cmd, cwd=PROJECT_ROOT,
                                          env=env, stdout=out, stderr=subprocess.STDOUT,
                                          start_new_session=True)
         deadline = t0 + 180
         while time.perf_counter() < deadline:
             if self.proc.poll() is not None:
                 tail = self.log.read_text(errors="replace")[-3000:]
-                raise RuntimeError(f"serve run exited with {self.proc.returncode}:\n{tail}")
+                raise RuntimeError(f"{self.command} exited with {self.proc.returncode}:\n{tail}")
             try:
                 if httpx.get(f"{self.url}/readyz", timeout=2).status_code == 200:
                     ready = time.perf_counter() - t0
@@ -72,7 +82,7 @@ class ServeRun:
             except httpx.HTTPError:
                 pass
             time.sleep(0.2)
-        raise TimeoutError("serve run did not become ready in 180 s")
+        raise TimeoutError(f"{self.command} did not become ready in 180 s")
 
     def tree(self) -> list[psutil.Process]:
         """The `serve run` process and every descendant (Ray's processes included)."""
@@ -90,16 +100,25 @@ class ServeRun:
 
     def rss(self) -> tuple[int, int]:
         """Resident memory of the whole tree, in bytes, and how many processes it has."""
+        rss, _, n = self.memory()
+        return rss, n
+
+    def memory(self) -> tuple[int, int, int]:
+        """(RSS, PSS) of the whole tree in bytes, and how many processes it has. PSS
+        shares pages between the processes that map them, so it sums to what the tree
+        really holds (RSS counts shared libraries once per process)."""
         import psutil
 
         procs = self.tree()
-        total = 0
+        rss = pss = 0
         for p in procs:
             try:
-                total += p.memory_info().rss
+                full = p.memory_full_info()
+                rss += full.rss
+                pss += getattr(full, "pss", full.rss)
             except psutil.Error:
                 pass
-        return total, len(procs)
+        return rss, pss, len(procs)
 
     def stop(self) -> None:
         """Ctrl-C as a user would; then make sure every process we started is gone
