@@ -11,7 +11,7 @@ from __future__ import annotations
 
 import os
 from collections.abc import Iterator
-from contextlib import contextmanager
+from contextlib import AbstractContextManager, contextmanager, nullcontext
 from typing import Any
 
 from opentelemetry import context, propagate, trace
@@ -55,15 +55,28 @@ def configure(exporter: str | None = None, endpoint: str | None = None) -> Any:
 
 
 def carrier() -> dict[str, str]:
-    """The current span context as a dict that survives serialisation."""
+    """The current span context as a dict that survives serialisation ({} when off)."""
     out: dict[str, str] = {}
-    propagate.inject(out)
+    if _configured is not None:
+        propagate.inject(out)
     return out
 
 
+def span(name: str, parent: dict[str, str] | None = None,
+         **attributes: Any) -> AbstractContextManager[Any]:
+    """A span, child of ``parent`` (a carrier from another process) if given. With
+    tracing off, a shared no-op (the OTel API's no-op tracer still cost ~3 µs a span,
+    eight spans a request)."""
+    if _configured is None:
+        return _OFF
+    return _span(name, parent, **attributes)
+
+
+_OFF = nullcontext()
+
+
 @contextmanager
-def span(name: str, parent: dict[str, str] | None = None, **attributes: Any) -> Iterator[Any]:
-    """A span, child of ``parent`` (a carrier from another process) if given."""
+def _span(name: str, parent: dict[str, str] | None, **attributes: Any) -> Iterator[Any]:
     token = context.attach(propagate.extract(parent)) if parent else None
     try:
         tracer = trace.get_tracer(TRACER_NAME)
