@@ -20,9 +20,10 @@ SERVE_CONFIG = PROJECT_ROOT / "serve_config.yaml"
 
 
 @contextmanager
-def ray_serve(num_cpus: int = 2, env: dict[str, str] | None = None) -> Iterator[int]:
-    """Start Ray + Serve on free ports, with ``env`` set for every Ray process; yields
-    the HTTP port."""
+def ray_serve(num_cpus: int = 2, env: dict[str, str] | None = None,
+              grpc_port: int | None = None) -> Iterator[int]:
+    """Start Ray + Serve on free ports, with ``env`` set for every Ray process (and the
+    gRPC API on ``grpc_port`` if given); yields the HTTP port."""
     import os
 
     import ray
@@ -38,7 +39,9 @@ def ray_serve(num_cpus: int = 2, env: dict[str, str] | None = None) -> Iterator[
              object_store_memory=300 * 1024 * 1024, _temp_dir=temp_dir, log_to_driver=False,
              _metrics_export_port=free_port())
     port = free_port()
-    serve.start(http_options={"host": "127.0.0.1", "port": port})
+    grpc = None if grpc_port is None else {"port": grpc_port, "grpc_servicer_functions": [
+        "edge_allocator.grpc.edge_allocator_pb2_grpc.add_EdgeAllocatorServicer_to_server"]}
+    serve.start(http_options={"host": "127.0.0.1", "port": port}, grpc_options=grpc)
     try:
         yield port
     finally:

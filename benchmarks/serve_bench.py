@@ -22,6 +22,7 @@ import msgpack
 import orjson
 
 from benchmarks.cluster import default_settings_options, deploy, ray_serve, shipped_options
+from benchmarks.grpc_load import measure as grpc_measure
 from benchmarks.load import LoadResult, run_load, sample_bodies, table
 from edge_allocator.runtime.raylocal import FAST_PATH_ENV, free_port
 from edge_allocator.wire import columnar_request
@@ -115,7 +116,8 @@ def main() -> None:
         ]),
     ]
     for env, variants in phases:
-        with ray_serve(num_cpus=2, env=env) as port:
+        grpc_port = free_port()
+        with ray_serve(num_cpus=2, env=env, grpc_port=grpc_port) as port:
             from ray import serve
 
             base = f"http://127.0.0.1:{port}"
@@ -123,6 +125,11 @@ def main() -> None:
                 took = deploy("bench", "/", app_args, options)
                 print(f"{name}: deployed in {took:.1f} s", flush=True)
                 measure(name, base, bodies, batch_bodies, args, rows, batch_rows, formats)
+                if env and name == SHIPPED:  # gRPC beside HTTP, same app, same run
+                    g_rows, g_batch = grpc_measure(f"127.0.0.1:{grpc_port}", args.concurrency,
+                                                   args.requests, args.seconds, app="bench")
+                    rows += [(f"{SHIPPED}, {n}", r) for n, r in g_rows]
+                    batch_rows += [(f"{SHIPPED}, {n}", r) for n, r in g_batch]
                 serve.delete("bench")
             if env:  # cached vs uncached, concurrency 1, shipped app with its local cache
                 app_args, options = shipped_options(cache="local")
@@ -175,6 +182,11 @@ def ratios(rows, batch_rows, cache_rows) -> str:
         lines.append(f"- batch, {name}: JSON {js:,.0f} decisions/s = {js / nb:.1f}x the naive "
                      f"batch loop ({nb:,.0f}); msgpack {mp:,.0f} = {mp / js:.2f}x JSON; "
                      f"columnar JSON {cj:,.0f}; columnar msgpack {cm:,.0f}")
+    g1 = best(f"{SHIPPED}, gRPC Allocate", rows)
+    gs = best(f"{SHIPPED}, gRPC AllocateBatch, states", batch_rows)
+    gc = best(f"{SHIPPED}, gRPC AllocateBatch, columns", batch_rows)
+    lines.append(f"- gRPC, shipped: Allocate {g1:.1f} req/s ({g1 / shipped:.2f}x HTTP); "
+                 f"AllocateBatch {gs:,.0f} decisions/s (states), {gc:,.0f} (columns)")
     if len(cache_rows) == 2:
         lines.append(f"- cached / uncached median latency at concurrency 1: "
                      f"{cache_rows[1][1].p50_ms:.2f} / {cache_rows[0][1].p50_ms:.2f} ms = "
