@@ -75,8 +75,8 @@ GPU_TOLERATIONS = [{"key": "nvidia.com/gpu", "operator": "Exists", "effect": "No
 
 #: Container ports (KubeRay finds the serve and dashboard ports by these names).
 HEAD_PORTS = {"gcs-server": 6379, "dashboard": 8265, "client": 10001, "serve": 8000,
-              "metrics": 8080}
-WORKER_PORTS = {"serve": 8000, "metrics": 8080}
+              "grpc": 9000, "metrics": 8080}
+WORKER_PORTS = {"serve": 8000, "grpc": 9000, "metrics": 8080}
 SERVE_HOST, SERVE_PORT = "0.0.0.0", HEAD_PORTS["serve"]
 #: Label on every Ray pod of this service; k8s/podmonitor.yaml selects on it.
 POD_LABELS = {"app.kubernetes.io/part-of": NAME}
@@ -106,6 +106,15 @@ VARIANTS = (
     Variant("cpu", f"{IMAGE_REPO}:{IMAGE_TAG}", gpu=False),
     Variant("gpu", f"{IMAGE_REPO}:{IMAGE_TAG}-gpu", gpu=True),
 )
+
+
+def grpc_port(serve_config: dict[str, Any]) -> int:
+    """The gRPC port serve_config.yaml sets; the pods expose HEAD_PORTS["grpc"]."""
+    port = int(serve_config.get("grpc_options", {}).get("port", HEAD_PORTS["grpc"]))
+    if port != HEAD_PORTS["grpc"]:
+        raise ValueError(f"serve_config.yaml's grpc_options.port is {port}; the pods expose "
+                         f"{HEAD_PORTS['grpc']}: change HEAD_PORTS/WORKER_PORTS too")
+    return port
 
 
 def load_serve_config(path: Path = SERVE_CONFIG) -> dict[str, Any]:
@@ -417,7 +426,9 @@ def rayservice(serve_config: dict[str, Any], variant: Variant) -> dict[str, Any]
                 "metadata": {"name": f"{NAME}-serve-svc", "labels": dict(POD_LABELS)},
                 "spec": {"type": "ClusterIP",
                          "ports": [{"name": "serve", "port": SERVE_PORT,
-                                    "targetPort": SERVE_PORT}]},
+                                    "targetPort": SERVE_PORT},
+                                   {"name": "grpc", "port": grpc_port(serve),
+                                    "targetPort": grpc_port(serve)}]},
             },
             "serveConfigV2": _dump(serve),
             "rayClusterConfig": {

@@ -305,7 +305,9 @@ def test_head_runs_no_replicas_and_exposes_ports() -> None:
         ports = {p["name"]: p["containerPort"]
                  for p in rc["headGroupSpec"]["template"]["spec"]["containers"][0]["ports"]}
         assert ports == {"gcs-server": 6379, "dashboard": 8265, "client": 10001,
-                         "serve": 8000, "metrics": 8080}
+                         "serve": 8000, "grpc": 9000, "metrics": 8080}
+        svc = _manifest(variant)["spec"]["serveService"]["spec"]["ports"]
+        assert {p["name"]: p["port"] for p in svc} == {"serve": 8000, "grpc": 9000}
         assert rc["enableInTreeAutoscaling"] is True and rc["autoscalerOptions"]
         assert rc["rayVersion"] == "2.60.0"
 
