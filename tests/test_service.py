@@ -144,3 +144,33 @@ def test_openapi_document_lists_every_route():
     assert {"/v1/allocate", "/v1/allocate/batch", "/predict", "/batch-predict", "/v1/feedback"} \
         <= set(doc["paths"])
     assert "Node" in doc["components"]["schemas"]
+
+
+def test_a_misspelt_setting_is_an_error_naming_it():
+    from pydantic import ValidationError
+
+    from edge_allocator.config import PolicyConfig
+
+    with pytest.raises(ValidationError, match="cach"):
+        ServiceConfig.model_validate({"cach": "none"})
+    with pytest.raises(ValidationError, match="max_batch"):
+        PolicyConfig.model_validate({"inference": {"max_batch": 8}})
+    with pytest.raises(ValidationError, match="redis_url"):
+        ServiceConfig(cache="redis")
+
+
+def test_original_health_reports_what_actually_loaded(models, tmp_path):
+    import asyncio
+
+    from edge_allocator.service.inline import in_process_api
+    from edge_allocator.service.legacy import LegacyApi
+
+    shutil.copytree(models, tmp_path / "m")
+    cfg = ServiceConfig(models_dir=tmp_path / "m", database_url=None, cache="none",
+                        models={"hybrid": ModelSpec(), "dqn": ModelSpec()})
+    healthy = asyncio.run(LegacyApi(in_process_api(cfg)).health())
+    assert healthy.status == "healthy" and healthy.models_loaded == {"hybrid": True, "dqn": True}
+    (tmp_path / "m" / "hybrid" / "2" / "weights.pt").write_bytes(b"tampered")
+    broken = asyncio.run(LegacyApi(in_process_api(cfg)).health())
+    assert broken.status == "degraded"
+    assert broken.models_loaded == {"hybrid": False, "dqn": True}
