@@ -46,8 +46,16 @@ class OnnxBackend:
 
         from edge_allocator.runtime.device import onnx_providers
 
+        # Measured side by side (benchmarks/model_routes.py, results/model_routes.md): no
+        # other session option is reliably faster for the hybrid. The optimisation level
+        # (disable/basic/extended/all), the memory pattern, execution mode and an offline
+        # pre-optimised file are all within noise (the graph is ~40 MatMul/Add/Relu
+        # nodes, already what the optimiser would make of it). More intra-op threads pay
+        # at batch 256 only when a core is idle (1.69x) and cost when it is busy (0.83x)
+        # and at batch 1 always: a replica on a fractional CPU keeps one, and Serve
+        # scales by replicas.
         opts = ort.SessionOptions()
-        opts.intra_op_num_threads = intra_op_threads  # Serve scales by replicas, not threads
+        opts.intra_op_num_threads = intra_op_threads
         opts.inter_op_num_threads = 1
         opts.graph_optimization_level = ort.GraphOptimizationLevel.ORT_ENABLE_ALL
         path = model_path or artifact.file(ONNX)
