@@ -1,4 +1,5 @@
-"""Decision-quality summary from the shipped manifests (every model was evaluated on the
+"""Decision-quality summary from the shipped manifests, every version of every model
+(every model was evaluated on the
 same held-out seeds, so rows are comparable): mean episode reward ± 95% CI, the gap to
 the best heuristic, and the share of the heuristic → oracle gap the model closes.
 
@@ -9,13 +10,14 @@ from __future__ import annotations
 
 from edge_allocator.constants import MODELS_DIR
 from edge_allocator.policies.heuristics import HEURISTIC_NAMES
-from edge_allocator.runtime.artifacts import load_artifact, model_names
+from edge_allocator.runtime.artifacts import load_artifact, model_names, versions
 
 
 def main() -> None:
     rows: dict[tuple[str, str], dict] = {}
-    for name in model_names(MODELS_DIR):
-        art = load_artifact(MODELS_DIR, name)
+    for name, version in ((n, v) for n in model_names(MODELS_DIR)
+                          for v in versions(MODELS_DIR, n)):
+        art = load_artifact(MODELS_DIR, name, version)
         for r in art.manifest["evaluation"]:
             agent = (r["agent"] if r["agent"] not in ("dqn", "ppo", "hybrid")
                      else f"{name} v{art.version}")
