@@ -67,11 +67,15 @@ def shipped_options(separate: bool | None = None, fixed_replicas: bool = False,
     if not args.separate_stages:
         options.pop("GraphBuilder", None)
         options.pop("ResponseAssembler", None)
-    if args.inline_inference:
-        options.pop("PolicyInference", None)
+    auto = options["PolicyInference"].get("autoscaling_config")
+    if not args.inline_inference and auto:  # the ingress calls it: at least one replica
+        auto.update(min_replicas=max(1, auto.get("min_replicas", 1)),
+                    initial_replicas=max(1, auto.get("initial_replicas", 1)))
     options["Ingress"]["user_config"] = {**options["Ingress"]["user_config"], **user_overrides}
     if fixed_replicas:
-        for d in options.values():
+        for name, d in options.items():
+            if args.inline_inference and name == "PolicyInference":
+                continue  # stays at zero replicas: nothing calls it
             auto = d.pop("autoscaling_config", None)
             d["num_replicas"] = (auto or {}).get("min_replicas", 1)
     return args, options

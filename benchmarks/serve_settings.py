@@ -65,7 +65,7 @@ def measure(base: str, bodies: list[bytes], batch_bodies: list[bytes], seconds: 
 def main() -> None:
     p = argparse.ArgumentParser(description=__doc__)
     p.add_argument("--seconds", type=float, default=8)
-    p.add_argument("--composition", choices=["policy-hop", "inline"], default="policy-hop")
+    p.add_argument("--composition", choices=["policy-hop", "inline"], default="inline")
     args = p.parse_args()
     bodies = sample_bodies(3000, nodes=20)
     batch_bodies = sample_bodies(8, nodes=20, seed=1, batch=BATCH_STATES)

@@ -47,8 +47,10 @@ class AppArgs(BaseModel):
     """Run GraphBuilder and ResponseAssembler as their own deployments."""
     inline_inference: bool = False
     """Run the policy (with the same dynamic batching) inside the ingress too: no hop at
-    all, for small CPU-only machines. Needs ``separate_stages: false`` and the inference
-    settings in the ingress's ``user_config.inference``."""
+    all. Needs ``separate_stages: false`` and the inference settings in the ingress's
+    ``user_config.inference``. PolicyInference stays bound (at zero replicas in
+    serve_config.yaml), so one file holds both compositions and the GPU variant only
+    flips this switch and gives PolicyInference its GPU replicas."""
     stage_sizing: dict[Literal["GraphBuilder", "ResponseAssembler"], StageSizing] = Field(
         default_factory=dict)
     """Sizing of the separate stages (used with ``separate_stages: true``)."""
@@ -74,10 +76,10 @@ def build_app(args: AppArgs, options: dict[str, dict[str, Any]] | None = None) -
         return d.options(**opts[name]) if name in opts else d
 
     app: Application
-    if args.inline_inference:
-        app = dep("Ingress").bind(None)
-        return app
     policy = dep("PolicyInference").bind()
+    if args.inline_inference:
+        app = dep("Ingress").bind(policy, inline=True)
+        return app
     if args.separate_stages:
         app = dep("Ingress").bind(policy, dep("GraphBuilder").bind(),
                                   dep("ResponseAssembler").bind())

@@ -6,8 +6,9 @@ this class only picks the chain of stages once, from what ``app.py`` bound:
 * a GraphBuilder and a ResponseAssembler handle: every stage is its own deployment
   (``SeparateStages``);
 * only a PolicyInference handle: graphs and responses are made here, the policy runs
-  on its replicas (``StagesHere`` + ``RemotePolicy``; the shipped composition);
-* nothing: the policy runs here too, with the same dynamic batching (``inline_inference``).
+  on its replicas (``StagesHere`` + ``RemotePolicy``; serve_config.gpu.yaml's composition);
+* ``inline``: the policy runs here too, with the same dynamic batching
+  (``inline_inference``; the PolicyInference handle is then unused).
 """
 
 from __future__ import annotations
@@ -34,19 +35,18 @@ from edge_allocator.tracing import configure
 
 @serve.deployment
 class Ingress:
-    def __init__(self, policy: DeploymentHandle[Any] | None,
+    def __init__(self, policy: DeploymentHandle[Any],
                  graph: DeploymentHandle[Any] | None = None,
-                 assembler: DeploymentHandle[Any] | None = None) -> None:
+                 assembler: DeploymentHandle[Any] | None = None, inline: bool = False) -> None:
         configure()
-        self.local_policy = BatchedPolicy() if policy is None else None
+        self.local_policy = BatchedPolicy() if inline else None
         self.chain: Chain
-        if graph is not None and assembler is not None and policy is not None:
-            self.chain = SeparateStages(graph, policy, assembler)
-        elif policy is not None:
-            self.chain = StagesHere(RemotePolicy(policy))
-        else:
-            assert self.local_policy is not None
+        if self.local_policy is not None:
             self.chain = StagesHere(self.local_policy)
+        elif graph is not None and assembler is not None:
+            self.chain = SeparateStages(graph, policy, assembler)
+        else:
+            self.chain = StagesHere(RemotePolicy(policy))
         self.observer = RayObserver()
         self.door: FrontDoor | None = None
         self.grpc = GrpcFrontDoor(lambda: self._door().api)

@@ -144,16 +144,45 @@ def _gpu_deployments(cfg: dict[str, Any]) -> list[dict[str, Any]]:
     return found
 
 
+#: What the GPU variants set in the application's args: the ingress calls PolicyInference
+#: (on its GPU fraction) instead of running the policy itself.
+GPU_APP_ARGS = {"inline_inference": False}
+
+
+def _gpu_apps(cfg: dict[str, Any]) -> list[dict[str, Any]]:
+    return [app for app in cfg["applications"]
+            if any(d["name"] == GPU_DEPLOYMENT for d in app.get("deployments", []))]
+
+
+def _app_arg(app: dict[str, Any], key: str) -> Any:
+    """An app arg as the app builder reads it (an unset switch is off)."""
+    value = (app.get("args") or {}).get(key)
+    return False if value is None else value
+
+
+def _set_gpu_app_args(app: dict[str, Any]) -> None:
+    for key, value in GPU_APP_ARGS.items():
+        if _app_arg(app, key) != value:
+            app.setdefault("args", {})[key] = value
+
+
 def k8s_serve_config(serve_config: dict[str, Any], variant: Variant) -> dict[str, Any]:
     """The Serve config the RayService deploys: HTTP on all interfaces, and in the GPU
-    variant PolicyInference on a GPU fraction with ONNX Runtime on CUDA (its replica range
-    stays serve_config.yaml's: the cluster adds GPU pods as it scales)."""
+    variant the ingress calling PolicyInference on a GPU fraction with ONNX Runtime on
+    CUDA (at least one replica; the upper bound stays serve_config.yaml's: the cluster
+    adds GPU pods as it scales)."""
     cfg = copy.deepcopy(serve_config)
     cfg.setdefault("http_options", {}).update(host=SERVE_HOST, port=SERVE_PORT)
     if variant.gpu:
+        for app in _gpu_apps(cfg):
+            _set_gpu_app_args(app)
         for d in _gpu_deployments(cfg):
             d.setdefault("ray_actor_options", {})["num_gpus"] = GPU_PER_INFERENCE_REPLICA
             inference_settings(d).update(GPU_INFERENCE_SETTINGS)
+            auto = d.get("autoscaling_config") or {}
+            for key in ("min_replicas", "initial_replicas"):
+                if key in auto:
+                    auto[key] = max(1, auto[key])
     return cfg
 
 
@@ -175,6 +204,7 @@ def gpu_overrides(serve_config: dict[str, Any]) -> list[tuple[list[str], Any]]:
     where = ["user_config", "inference"] if isinstance(user_config.get("inference"), dict) \
         else ["user_config"]
     return [(["ray_actor_options", "num_gpus"], GPU_PER_INFERENCE_REPLICA),
+            (["autoscaling_config", "min_replicas"], GPU_INFERENCE_REPLICAS),
             (["autoscaling_config", "initial_replicas"], GPU_INFERENCE_REPLICAS),
             (["autoscaling_config", "max_replicas"], GPU_INFERENCE_REPLICAS),
             *((where + [k], v) for k, v in GPU_INFERENCE_SETTINGS.items())]
@@ -185,6 +215,8 @@ def gpu_serve_config(serve_config: dict[str, Any]) -> dict[str, Any]:
     aliases stay shared, so the ingress's copy of the inference settings (used only with
     inline_inference) follows, as it does in the file."""
     cfg = copy.deepcopy(serve_config)
+    for app in _gpu_apps(cfg):
+        _set_gpu_app_args(app)
     (d,) = _gpu_deployments(cfg)
     for path, value in gpu_overrides(cfg):
         obj = d
@@ -275,6 +307,15 @@ def gpu_serve_config_text(text: str) -> str:
     (deployment,) = found
     edits: dict[int, tuple[int, str]] = {}
     changes = []
+    (src_app,) = _gpu_apps(source)
+    (app_node,) = [app for app in _items(_get(root, "applications"))
+                   if any(_is_named(d, GPU_DEPLOYMENT) for d in _items(_get(app, "deployments")))]
+    for key, value in GPU_APP_ARGS.items():
+        was = (src_app.get("args") or {}).get(key)
+        if _app_arg(src_app, key) != value:
+            _patch(text, app_node, ["args", key], value, was, edits)
+            changes.append(f"args.{key}: {_scalar(value)} (serve_config.yaml: "
+                           f"{'unset' if was is None else _scalar(was)})")
     for path, value in gpu_overrides(source):
         was: Any = src
         for key in path:

@@ -25,7 +25,7 @@ def test_config_is_a_valid_serve_deploy_schema():
     app = load_config(CONFIG).applications[0]
     assert app.import_path == "deployments.app:app_builder"
     args = AppArgs.model_validate(app.args)
-    expected = {"Ingress"} | ({"PolicyInference"} if not args.inline_inference else set()) | (
+    expected = {"Ingress", "PolicyInference"} | (  # PolicyInference: bound even inline
         {"GraphBuilder", "ResponseAssembler"} if args.separate_stages else set())
     assert set(_deployments()) == expected and expected <= set(DEPLOYMENTS)
 
@@ -39,9 +39,12 @@ def test_inline_inference_needs_inline_stages():
 
 
 def test_autoscaling_configs_are_valid_and_sane():
+    inline = AppArgs.model_validate(load_config(CONFIG).applications[0].args).inline_inference
     for name, d in _deployments().items():
         auto = AutoscalingConfig(**d.autoscaling_config)
-        assert auto.min_replicas >= 1 and auto.max_replicas >= auto.min_replicas, name
+        # PolicyInference sits at zero replicas while the ingress runs the policy
+        least = 0 if inline and name == "PolicyInference" else 1
+        assert auto.min_replicas >= least and auto.max_replicas >= max(auto.min_replicas, 1), name
         assert auto.target_ongoing_requests < d.max_ongoing_requests, name
 
 

@@ -70,16 +70,17 @@ def app_options(test_models: Path, db_path: Path, *, mode: str = "shipped",
                 inference: dict[str, Any] | None = None) -> tuple[Any, dict[str, dict[str, Any]]]:
     """serve_config.yaml's application with test paths and overrides merged in.
 
-    ``mode``: 'shipped' (the file's own args), 'separate' (every stage its own
-    deployment) or 'single' (the ingress runs the policy too)."""
+    ``mode``: 'shipped' (the file's own args: the ingress runs the policy), 'separate'
+    (every stage its own deployment) or 'hop' (PolicyInference its own deployment, as in
+    serve_config.gpu.yaml)."""
     from deployments.app import config_options
     from edge_allocator.config import InferenceConfig
 
     args, options = config_options(SERVE_CONFIG)
     if mode == "separate":
         args = args.model_copy(update={"separate_stages": True, "inline_inference": False})
-    elif mode == "single":
-        args = args.model_copy(update={"separate_stages": False, "inline_inference": True})
+    elif mode == "hop":
+        args = args.model_copy(update={"separate_stages": False, "inline_inference": False})
     inf = copy.deepcopy(options["PolicyInference"]["user_config"])
     inf.update(models_dir=str(test_models))
     for k, v in (inference or {}).items():  # batching/backend keys go under "inference"
@@ -91,9 +92,9 @@ def app_options(test_models: Path, db_path: Path, *, mode: str = "shipped",
     ing.update(ingress or {})
     options["Ingress"]["user_config"] = ing
     options["PolicyInference"]["user_config"] = inf
-    if args.inline_inference:
-        options.pop("PolicyInference")
-    for d in options.values():  # fixed replica counts: tests must not wait on autoscaling
+    for name, d in options.items():  # fixed replica counts: no waiting on autoscaling
+        if args.inline_inference and name == "PolicyInference":
+            continue  # stays at zero replicas: nothing calls it
         d.pop("autoscaling_config", None)
         d["num_replicas"] = 1
     return args, options
@@ -137,11 +138,11 @@ def separate_url(ray_cluster, test_models, tmp_path_factory) -> str:
 
 
 @pytest.fixture(scope="session")
-def single_url(ray_cluster, test_models, tmp_path_factory) -> str:
-    """One deployment: the ingress runs the policy too."""
-    db = tmp_path_factory.mktemp("db-single") / "decisions.db"
-    deploy("edge-allocator-single", "/single", test_models, db, mode="single")
-    return f"http://127.0.0.1:{ray_cluster['port']}/single"
+def hop_url(ray_cluster, test_models, tmp_path_factory) -> str:
+    """The ingress builds graphs and responses; PolicyInference is its own deployment."""
+    db = tmp_path_factory.mktemp("db-hop") / "decisions.db"
+    deploy("edge-allocator-hop", "/hop", test_models, db, mode="hop")
+    return f"http://127.0.0.1:{ray_cluster['port']}/hop"
 
 
 @pytest.fixture

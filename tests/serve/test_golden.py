@@ -106,7 +106,7 @@ def _same(a: Any, b: Any, where: str) -> None:
         assert a == b, f"{where}: {a!r} != {b!r}"
 
 
-@pytest.mark.parametrize("target", ["app_url", "separate_url", "single_url"])
+@pytest.mark.parametrize("target", ["app_url", "separate_url", "hop_url"])
 def test_responses_match_the_recorded_ones(target, request, client):
     url = request.getfixturevalue(target)
     got = _run(client, url)

@@ -187,12 +187,12 @@ def test_batches_form_under_concurrent_load(app_url):
     assert max(sizes) > 1, sizes
 
 
-def test_every_composition_decides_identically(app_url, separate_url, single_url, client):
-    """Shipped (stages in the ingress), every stage separate, and a single deployment."""
+def test_every_composition_decides_identically(app_url, separate_url, hop_url, client):
+    """Shipped (everything in the ingress), every stage separate, and the policy hop."""
     for seed in range(3):
         state = {**_sample(client, app_url, seed=500 + seed), "model": "hybrid"}
         a = client.post(f"{app_url}/v1/allocate", json=state).json()
-        for other in (separate_url, single_url):
+        for other in (separate_url, hop_url):
             b = client.post(f"{other}/v1/allocate", json=state).json()
             assert (a["node_id"], a["ranking"]) == (b["node_id"], b["ranking"])
             assert a["scores"] == pytest.approx(b["scores"], rel=1e-6)

@@ -61,7 +61,7 @@ def test_killed_inference_replica_recovers(ray_cluster, test_models, tmp_path):
     import ray
 
     port = ray_cluster["port"]
-    deploy("killme", "/killme", test_models, tmp_path / "k.db",
+    deploy("killme", "/killme", test_models, tmp_path / "k.db", mode="hop",
            ingress={"cache": "none", "database_url": None})
     url = f"http://127.0.0.1:{port}/killme"
     codes: list[int] = []
