@@ -60,10 +60,14 @@ def batch_formats(batch_bodies: list[bytes]) -> dict[str, tuple[list[bytes], dic
 
 def measure(name: str, base: str, bodies, batch_bodies, args, rows, batch_rows,
             formats: tuple[str, ...] = ("JSON",)) -> None:
-    for c in args.concurrency:
+    for c in args.concurrency:  # each after a warm-up: autoscaling settles before measuring
+        asyncio.run(run_load(f"{base}/v1/allocate", bodies, c, args.requests, args.warmup))
         r = asyncio.run(run_load(f"{base}/v1/allocate", bodies, c, args.requests, args.seconds))
         rows.append((name, r))
         print(table([(name, r)]), flush=True)
+    fbodies, headers = batch_bodies[formats[0]]
+    asyncio.run(run_load(f"{base}/v1/allocate/batch", fbodies, 2, 10**6, args.warmup,
+                         headers=headers))
     for fmt in formats:
         fbodies, headers = batch_bodies[fmt]
         rb = asyncio.run(run_load(f"{base}/v1/allocate/batch", fbodies, 2, 10**6, args.seconds,
@@ -77,6 +81,8 @@ def measure(name: str, base: str, bodies, batch_bodies, args, rows, batch_rows,
 def main() -> None:
     p = argparse.ArgumentParser(description=__doc__)
     p.add_argument("--seconds", type=float, default=10)
+    p.add_argument("--warmup", type=float, default=7,
+                   help="seconds of load before each measurement (autoscaling settles)")
     p.add_argument("--requests", type=int, default=100_000)
     p.add_argument("--concurrency", type=int, nargs="*", default=[1, 8, 32])
     p.add_argument("--skip-naive", action="store_true")

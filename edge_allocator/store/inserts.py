@@ -12,6 +12,7 @@ PostgreSQL drivers without ``cursor.copy``).
 
 from __future__ import annotations
 
+from datetime import timezone
 from typing import Any
 
 import orjson
@@ -87,6 +88,34 @@ def _copy_rows(conn: Connection, rows: list[dict[str, Any]]) -> None:
         ) from err
 
 
+_SQLITE_SQL = (f"INSERT INTO predictions ({', '.join(PREDICTION_COLUMNS)}) VALUES "
+               f"({', '.join('?' * len(PREDICTION_COLUMNS))}) "
+               "ON CONFLICT (decision_id) DO NOTHING")
+
+
+def _sqlite_value(column: str, value: Any) -> Any:
+    """What SQLAlchemy would bind for ``column`` on SQLite: UTC datetimes as its naive
+    DATETIME text, JSON as text, booleans as 0/1."""
+    if column == "created_at":
+        return value.astimezone(timezone.utc).strftime("%Y-%m-%d %H:%M:%S.%f")
+    if column in _JSON_COLUMNS:
+        return orjson.dumps(value).decode()
+    if isinstance(value, bool):
+        return int(value)
+    return value
+
+
+def _sqlite_rows(conn: Connection, rows: list[dict[str, Any]]) -> None:
+    """executemany straight on the sqlite3 cursor: the same values SQLAlchemy's type
+    processing would bind, at a fraction of its per-row cost (the writer shares the
+    ingress's process). Driver errors are raised as SQLAlchemy's, as on every path."""
+    try:
+        values = [tuple(_sqlite_value(c, row[c]) for c in PREDICTION_COLUMNS) for row in rows]
+    except (TypeError, ValueError, AttributeError) as err:
+        raise exc.StatementError(str(err), _SQLITE_SQL, None, err) from err
+    conn.exec_driver_sql(_SQLITE_SQL, values)  # DBAPIErrors come wrapped by SQLAlchemy
+
+
 def insert_records(conn: Connection, records: list[DecisionRecord]) -> int:
     """Insert the records not yet stored, in the caller's transaction.
 
@@ -106,6 +135,8 @@ def insert_records(conn: Connection, records: list[DecisionRecord]) -> int:
         raise exc.StatementError(str(err), "DecisionRecord.prediction_row", None, err) from err
     if copy_available(conn):
         _copy_rows(conn, rows)
+    elif conn.dialect.name == "sqlite":
+        _sqlite_rows(conn, rows)
     else:
         conn.execute(_insert_predictions(conn.dialect.name), rows)
     return len(rows)
