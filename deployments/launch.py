@@ -67,6 +67,10 @@ def main(argv: list[str] | None = None) -> None:
             status = serve.status().applications
             if all(n in status and status[n].status == "RUNNING" for n in names):
                 break
+            failed = {n: status[n].message for n in names
+                      if n in status and status[n].status == "DEPLOY_FAILED"}
+            if failed:
+                raise RuntimeError(f"deploying {path} failed: {failed}")
             if time.monotonic() > deadline:
                 raise TimeoutError(f"applications not RUNNING after {READY_TIMEOUT_S} s: "
                                    f"{ {n: status[n].status for n in names if n in status} }")
