@@ -1,6 +1,7 @@
 """Cost per decision by stage of /v1/allocate/batch, in one process (no HTTP, no Ray):
 the row path this service used before (pydantic objects, one graph per state, per-state
-assembly, one dict per node in the log) against the columnar path it uses now.
+assembly, one dict per node in the log, CPython's default garbage collector settings)
+against the columnar path it uses now (with the replicas' collector settings).
 
 Same 256 states of 20 nodes from the simulator (JSON bytes as a client sends them), the
 shipped hybrid model on ONNX Runtime, median of repeats, µs per state:
@@ -13,6 +14,7 @@ Writes benchmarks/results/batch_path.{md,json}.
 from __future__ import annotations
 
 import argparse
+import gc
 import json
 import statistics
 import tempfile
@@ -30,6 +32,7 @@ from edge_allocator.config import ServiceConfig
 from edge_allocator.graph import TopologyCache, build_graph
 from edge_allocator.graph_batch import TopologyKeys, buckets, node_features
 from edge_allocator.responses import BatchDecisions, ModelRef
+from edge_allocator.runtime.gc_tuning import tune_gc
 from edge_allocator.schema import NODE_FIELDS, BatchAllocateRequest, parse
 from edge_allocator.service.columns import assemble_columns
 from edge_allocator.service.routing import ModelRouter
@@ -153,7 +156,13 @@ def main() -> None:
             body, stage, key, log, TopologyKeys(TopologyCache()), ("node_id", "confidence")),
     }
     results: dict[str, dict[str, float]] = {}
+    default_gc = gc.get_threshold()
     for name, run in paths.items():
+        if name.startswith("row"):  # as before: CPython's default collector settings
+            gc.unfreeze()
+            gc.set_threshold(*default_gc)
+        else:  # as the replicas run now (runtime/gc_tuning.py)
+            tune_gc()
         run()  # warm-up: ONNX Runtime allocations, caches
         samples = [run() for _ in range(args.repeats)]
         log.flush()

@@ -26,6 +26,7 @@ from deployments.policy_inference import BatchedPolicy
 from deployments.remote import RemotePolicy, SeparateStages
 from edge_allocator.config import ServiceConfig
 from edge_allocator.grpc import edge_allocator_pb2 as pb
+from edge_allocator.runtime.gc_tuning import tune_gc
 from edge_allocator.service.api import AllocatorApi
 from edge_allocator.service.chain import Chain, StagesHere
 from edge_allocator.service.grpc_api import GrpcFrontDoor, ServicerContext
@@ -61,6 +62,7 @@ class Ingress:
             self.door = FrontDoor(api)
         else:
             self.door.api.reconfigure(cfg)
+        tune_gc()  # after models and stores are loaded: they are never scanned again
 
     def _door(self) -> FrontDoor:
         if self.door is None:  # deployed without user_config: embedded defaults

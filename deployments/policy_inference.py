@@ -27,6 +27,7 @@ from deployments.metrics import InferenceMetrics
 from edge_allocator.config import PolicyConfig
 from edge_allocator.graph_batch import Bucket
 from edge_allocator.responses import BatchConfig, ModelInfo
+from edge_allocator.runtime.gc_tuning import tune_gc
 from edge_allocator.service.routing import ModelRouter
 from edge_allocator.service.stages import (
     ModelKey,
@@ -59,6 +60,7 @@ class BatchedPolicy:
         batcher: Any = self._infer_batch  # type: ignore[misc]
         batcher.set_max_batch_size(inf.max_batch_size)
         batcher.set_batch_wait_timeout_s(inf.batch_wait_timeout_s)
+        tune_gc()  # the loaded models are never scanned again
 
     def _stage(self) -> PolicyStage:
         if self.stage is None:

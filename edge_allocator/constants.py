@@ -30,6 +30,9 @@ QUEUE_CAPACITY = _env_int("EDGE_ALLOCATOR_QUEUE_CAPACITY", 32)
 #: Score of an infeasible node: low enough that softmax gives it 0, finite so fp32/ONNX
 #: stay NaN-free (policies mask in fp32: -1e9 overflows fp16).
 MASKED_SCORE = -1e9
+#: Allocations between two runs of the garbage collector's youngest generation in a
+#: serving process (CPython's default is 700; see runtime/gc_tuning.py).
+GC_THRESHOLD = _env_int("EDGE_ALLOCATOR_GC_THRESHOLD", 50_000)
 #: Entries of the in-process topology (adjacency) cache.
 TOPOLOGY_CACHE_ENTRIES = _env_int("EDGE_ALLOCATOR_TOPOLOGY_CACHE_ENTRIES", 4096)
 #: Default decision-cache TTL.
