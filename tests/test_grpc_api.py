@@ -78,14 +78,27 @@ def test_edges_unset_vs_empty() -> None:
 
 
 def test_columns_are_the_same_states() -> None:
+    """NodeColumns become the columnar batch shape, which decodes to the same arrays as
+    the states sent one message each."""
+    import numpy as np
+
+    from edge_allocator.columnar import decode_batch
+    from edge_allocator.wire import columnar_batch
+
     states = [{"nodes": [node(latency=i + k) for k in range(n)]} for i, n in enumerate((3, 1, 4))]
-    got = batch_dict(pb.BatchAllocateRequest(columns=columns_message(states)))
-    assert got == {"states": states}
+    got, _ = columnar_batch(batch_dict(pb.BatchAllocateRequest(columns=columns_message(states))))
+    want, _ = decode_batch({"states": states})
+    np.testing.assert_array_equal(got.values, want.values)
+    np.testing.assert_array_equal(got.offsets, want.offsets)
+    np.testing.assert_array_equal(got.tasks, want.tasks)
     cols = columns_message(states)
     cols.tasks.extend([pb.Task(deadline_ms=5), pb.Task(), pb.Task(memory_mb=1)])
-    got = batch_dict(pb.BatchAllocateRequest(columns=cols, model="dqn"))
-    assert got["model"] == "dqn"
-    assert [s.get("task") for s in got["states"]] == [{"deadline_ms": 5}, {}, {"memory_mb": 1}]
+    body = batch_dict(pb.BatchAllocateRequest(columns=cols, model="dqn"))
+    assert body["model"] == "dqn"
+    tasks = [{"deadline_ms": 5}, None, {"memory_mb": 1}]
+    got, _ = columnar_batch(body)
+    want, _ = decode_batch({"states": [{**s, "task": t} for s, t in zip(states, tasks)]})
+    np.testing.assert_array_equal(got.tasks, want.tasks)
 
 
 def test_status_codes() -> None:

@@ -39,7 +39,13 @@ import grpc
 
 from edge_allocator.grpc import edge_allocator_pb2 as pb
 from edge_allocator.responses import BatchDecisions, Decision
-from edge_allocator.schema import NODE_FIELDS, RequestError, ServiceUnavailable
+from edge_allocator.schema import (
+    NODE_FIELDS,
+    REFERENCE_TASK,
+    TASK_FIELDS,
+    RequestError,
+    ServiceUnavailable,
+)
 from edge_allocator.service.api import AllocatorApi
 
 log = logging.getLogger(__name__)
@@ -105,8 +111,9 @@ def state_dict(req: pb.AllocateRequest) -> dict[str, Any]:
     return out
 
 
-def _columns_states(cols: pb.NodeColumns) -> list[dict[str, Any]]:
-    """NodeColumns as the list of states a batch's JSON ``states`` holds."""
+def _columns_body(cols: pb.NodeColumns) -> dict[str, Any]:
+    """NodeColumns as the columnar batch shape (``edge_allocator.wire``): decoded into
+    arrays and checked vectorised, as the HTTP endpoint's columnar bodies are."""
     counts = list(cols.node_counts)
     total = sum(counts)
     columns = {f: list(getattr(cols, f)) for f in NODE_FIELDS}
@@ -121,17 +128,12 @@ def _columns_states(cols: pb.NodeColumns) -> list[dict[str, Any]]:
         raise RequestError(422, f"columns.tasks: {len(cols.tasks)} tasks for {len(counts)} "
                                 "states (send none, or one per state)",
                            [{"loc": "columns.tasks", "msg": "length mismatch"}])
-    names = list(columns)
-    rows = [dict(zip(names, values)) for values in zip(*columns.values())]
-    states: list[dict[str, Any]] = []
-    start = 0
-    for i, n in enumerate(counts):
-        state: dict[str, Any] = {"nodes": rows[start: start + n]}
-        if len(cols.tasks):
-            state["task"] = _present(cols.tasks[i])
-        states.append(state)
-        start += n
-    return states
+    body: dict[str, Any] = {"node_counts": counts, "nodes": columns}
+    if len(cols.tasks):
+        tasks = [_present(t) for t in cols.tasks]
+        body["tasks"] = {f: [t.get(f, getattr(REFERENCE_TASK, f)) for t in tasks]
+                         for f in TASK_FIELDS}
+    return body
 
 
 def batch_dict(req: pb.BatchAllocateRequest) -> dict[str, Any]:
@@ -140,10 +142,9 @@ def batch_dict(req: pb.BatchAllocateRequest) -> dict[str, Any]:
         if len(req.states):
             raise RequestError(422, "columns: send either states or columns, not both",
                                [{"loc": "columns", "msg": "states given too"}])
-        states = _columns_states(req.columns)
+        out = _columns_body(req.columns)
     else:
-        states = [state_dict(s) for s in req.states]
-    out: dict[str, Any] = {"states": states}
+        out = {"states": [state_dict(s) for s in req.states]}
     if req.HasField("model"):
         out["model"] = req.model
     return out
