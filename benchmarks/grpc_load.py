@@ -19,10 +19,9 @@ from collections import Counter
 from collections.abc import Sequence
 from typing import Any
 
-import numpy as np
 import orjson
 
-from benchmarks.load import LoadResult, sample_bodies, table
+from benchmarks.load import LoadResult, load_result, sample_bodies, table
 from edge_allocator.grpc import edge_allocator_pb2 as pb
 from edge_allocator.grpc import edge_allocator_pb2_grpc as pb_grpc
 from edge_allocator.service.grpc_api import columns_message, state_message
@@ -71,11 +70,7 @@ async def run_grpc_load(target: str, requests: Sequence[Any], concurrency: int,
         start = time.perf_counter()
         await asyncio.gather(*(worker() for _ in range(concurrency)))
         elapsed = time.perf_counter() - start
-    ok = statuses.get(0, 0)
-    lat = np.array(latencies) * 1000 if latencies else np.array([np.nan])
-    return LoadResult(concurrency, len(latencies), elapsed, ok / elapsed,
-                      float(np.percentile(lat, 50)), float(np.percentile(lat, 90)),
-                      float(np.percentile(lat, 99)), len(latencies) - ok, dict(statuses))
+    return load_result(concurrency, latencies, elapsed, statuses, ok=0)  # 0: gRPC OK
 
 
 def sample_requests(count: int, nodes: int = 20, seed: int = 0) -> list[pb.AllocateRequest]:

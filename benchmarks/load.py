@@ -68,11 +68,17 @@ async def run_load(url: str, bodies: Sequence[bytes], concurrency: int, max_requ
         start = time.perf_counter()
         await asyncio.gather(*(worker() for _ in range(concurrency)))
         elapsed = time.perf_counter() - start
-    ok = statuses.get(200, 0)
+    return load_result(concurrency, latencies, elapsed, statuses, ok=200)
+
+
+def load_result(concurrency: int, latencies: Sequence[float], elapsed: float,
+                statuses: Counter[int], ok: int) -> LoadResult:
+    """Throughput of the ``ok`` status and latency percentiles (ms) of one load run."""
+    good = statuses.get(ok, 0)
     lat = np.array(latencies) * 1000 if latencies else np.array([np.nan])
-    return LoadResult(concurrency, len(latencies), elapsed, ok / elapsed,
+    return LoadResult(concurrency, len(latencies), elapsed, good / elapsed,
                       float(np.percentile(lat, 50)), float(np.percentile(lat, 90)),
-                      float(np.percentile(lat, 99)), len(latencies) - ok, dict(statuses))
+                      float(np.percentile(lat, 99)), len(latencies) - good, dict(statuses))
 
 
 def sample_bodies(count: int, nodes: int = 20, seed: int = 0, model: str | None = None,

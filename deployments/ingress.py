@@ -62,7 +62,8 @@ class Ingress:
             self.door = FrontDoor(api)
         else:
             self.door.api.reconfigure(cfg)
-        tune_gc()  # after models and stores are loaded: they are never scanned again
+        if self.local_policy is None:  # inline, BatchedPolicy.reconfigure has done it
+            tune_gc()  # after the stores are set up: they are never scanned again
 
     def _door(self) -> FrontDoor:
         if self.door is None:  # deployed without user_config: embedded defaults

@@ -16,7 +16,7 @@ from __future__ import annotations
 from collections.abc import Awaitable, Sequence
 from typing import Any, TypeVar
 
-from ray.exceptions import ActorDiedError, ActorUnavailableError, RayActorError, RayTaskError
+from ray.exceptions import RayActorError, RayTaskError
 from ray.serve.exceptions import (
     BackPressureError,
     DeploymentUnavailableError,
@@ -39,9 +39,9 @@ from edge_allocator.service.stages import (
 )
 
 T = TypeVar("T")
-#: A replica that is gone or cannot be reached: the request may succeed on another.
-LOST_REPLICA = (ActorDiedError, ActorUnavailableError, RayActorError, ReplicaUnavailableError,
-                DeploymentUnavailableError)
+#: A replica that is gone or cannot be reached: the request may succeed on another
+#: (RayActorError covers ActorDiedError and ActorUnavailableError).
+LOST_REPLICA = (RayActorError, ReplicaUnavailableError, DeploymentUnavailableError)
 
 
 async def call(response: Awaitable[T]) -> T:

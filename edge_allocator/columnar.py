@@ -31,6 +31,7 @@ import numpy as np
 import orjson
 
 from edge_allocator.constants import MAX_BATCH_STATES, MAX_EDGES, MAX_NODES
+from edge_allocator.graph import NODE_TYPE_COLUMN
 from edge_allocator.schema import (
     NODE_FIELDS,
     REFERENCE_TASK,
@@ -44,20 +45,19 @@ from edge_allocator.schema import (
 _NUMBER = (int, float)
 _MISSING = object()
 #: Inclusive ranges of the float node fields (pydantic: ge/le, finite numbers).
-_NODE_RANGES: dict[str, tuple[float, float]] = {
+NODE_RANGES: dict[str, tuple[float, float]] = {
     "cpu_util": (0.0, 1.0), "mem_util": (0.0, 1.0), "energy": (0.0, np.inf),
     "latency": (0.0, np.inf), "bandwidth": (0.0, np.inf), "queue_len": (0.0, 1e6),
 }
 #: Task fields: (lower, lower is exclusive, upper), as in ``schema.Task``.
-_TASK_RANGES: dict[str, tuple[float, bool, float]] = {
+TASK_RANGES: dict[str, tuple[float, bool, float]] = {
     "compute_gcycles": (0.0, True, 1e6), "memory_mb": (0.0, False, 1e7),
     "data_mb": (0.0, False, 1e6), "deadline_ms": (0.0, True, 1e9),
 }
 _NUMBER_TYPES = {int, float}
 _NODE_GETTER = operator.itemgetter(*NODE_FIELDS)
-_TYPE_COLUMN = NODE_FIELDS.index("node_type")
-_LOWER = np.array([_NODE_RANGES.get(f, (0.0, 2.0))[0] for f in NODE_FIELDS])
-_UPPER = np.array([_NODE_RANGES.get(f, (0.0, 2.0))[1] for f in NODE_FIELDS])
+_LOWER = np.array([NODE_RANGES.get(f, (0.0, 2.0))[0] for f in NODE_FIELDS])
+_UPPER = np.array([NODE_RANGES.get(f, (0.0, 2.0))[1] for f in NODE_FIELDS])
 #: Up to this many nodes in a call, node fields are read row by row, above column by column.
 _ROW_WISE_NODES = 128
 _REFERENCE_TASK: np.ndarray = np.array([getattr(REFERENCE_TASK, f) for f in TASK_FIELDS],
@@ -65,7 +65,7 @@ _REFERENCE_TASK: np.ndarray = np.array([getattr(REFERENCE_TASK, f) for f in TASK
 _MAX_ID_CHARS = 128
 #: Distinct edge lists whose validation is remembered.
 EDGE_LIST_CACHE_ENTRIES = 4096
-_MAX_MODEL_CHARS = 64
+MAX_MODEL_CHARS = 64
 
 
 class _Irregular(Exception):
@@ -165,7 +165,7 @@ def _check_nodes(nodes: Sequence[dict[str, Any]]) -> np.ndarray:
     if not (np.isfinite(values).all() and (values >= _LOWER).all()
             and (values <= _UPPER).all()):
         raise _Irregular("range")
-    types = values[:, _TYPE_COLUMN]
+    types = values[:, NODE_TYPE_COLUMN]
     if not ((types == 0.0) | (types == 1.0) | (types == 2.0)).all():
         raise _Irregular("node_type")
     return values
@@ -234,16 +234,21 @@ def _check_task(task: Any) -> np.ndarray:
         if type(v) not in _NUMBER:
             raise _Irregular(name)
         x = float(v)
-        lo, exclusive, hi = _TASK_RANGES[name]
+        lo, exclusive, hi = TASK_RANGES[name]
         if not (np.isfinite(x) and (x > lo if exclusive else x >= lo) and x <= hi):
             raise _Irregular(name)
         out[k] = x
     return out
 
 
+def valid_model(model: Any) -> bool:
+    """A state's or batch's ``model``: absent, or a name of at most MAX_MODEL_CHARS."""
+    return model is None or (type(model) is str and len(model) <= MAX_MODEL_CHARS)
+
+
 def _check_model(model: Any) -> str | None:
-    if model is None or (type(model) is str and len(model) <= _MAX_MODEL_CHARS):
-        return model
+    if valid_model(model):
+        return model  # type: ignore[no-any-return]
     raise _Irregular("model")
 
 

@@ -9,10 +9,9 @@ published shapes cannot drift from the returned ones.
 
 from __future__ import annotations
 
-from dataclasses import dataclass, field
+from dataclasses import dataclass, field, fields
 from typing import Annotated, Any, Literal
 
-import orjson
 from pydantic import Field
 
 
@@ -47,13 +46,20 @@ class Decision:
                               Field(description="Ray node that ran the model")] = None
 
     def to_dict(self) -> dict[str, Any]:
-        """The JSON object, for stores that keep plain JSON (the decision cache)."""
-        out: dict[str, Any] = orjson.loads(orjson.dumps(self))
+        """The JSON object as plain dicts and lists (the decision cache stores it); the
+        maps are this decision's own, not copies."""
+        out = {name: getattr(self, name) for name in DECISION_FIELDS}
+        out["model"] = {"name": self.model.name, "version": self.model.version,
+                        "backend": self.model.backend}
         return out
 
     @classmethod
     def from_dict(cls, data: dict[str, Any]) -> Decision:
         return cls(**{**data, "model": ModelRef(**data["model"])})
+
+
+#: Every key of a decision, in order (what a ``fields`` selection may name).
+DECISION_FIELDS: tuple[str, ...] = tuple(f.name for f in fields(Decision))
 
 
 @dataclass(slots=True)

@@ -36,8 +36,7 @@ from typing import Any
 import msgpack  # type: ignore[import-untyped]  # no stubs, no py.typed
 import numpy as np
 
-from edge_allocator.columnar import _NODE_RANGES, _TASK_RANGES, StateBatch, _check_model
-from edge_allocator.columnar import _Irregular as _Unchecked
+from edge_allocator.columnar import NODE_RANGES, TASK_RANGES, StateBatch, valid_model
 from edge_allocator.constants import MAX_BATCH_STATES, MAX_EDGES, MAX_NODES
 from edge_allocator.schema import NODE_FIELDS, REFERENCE_TASK, TASK_FIELDS, RequestError
 
@@ -201,7 +200,7 @@ def _tasks(tasks: Any, b: int) -> np.ndarray:
         if tasks.get(name) is None:
             continue
         col = _array(tasks[name], f"tasks.{name}", "f4", b)
-        lo, exclusive, hi = _TASK_RANGES[name]
+        lo, exclusive, hi = TASK_RANGES[name]
         bad = ~np.isfinite(col) | ((col <= lo) if exclusive else (col < lo)) | (col > hi)
         if bad.any():
             i = int(np.flatnonzero(bad)[0])
@@ -238,12 +237,11 @@ def columnar_batch(data: Mapping[str, Any]) -> tuple[StateBatch, str | None]:
                 i, j = _state_node(offsets, int(np.flatnonzero(bad)[0]))
                 raise _bad(f"states.{i}.nodes.{j}.node_type", "Input should be 0, 1 or 2")
         else:
-            _check_range(col, *_NODE_RANGES[name], name, offsets)
+            _check_range(col, *NODE_RANGES[name], name, offsets)
         cols.append(col.astype(np.float64))
-    try:
-        model = _check_model(data.get("model"))
-    except _Unchecked:
-        raise _bad("model", "must be a string of at most 64 characters") from None
+    model = data.get("model")
+    if not valid_model(model):
+        raise _bad("model", "must be a string of at most 64 characters")
     batch = StateBatch(
         values=np.stack(cols, axis=1), offsets=offsets,
         node_ids=_node_ids(nodes.get("node_id"), offsets), edges=_edges(data, offsets),

@@ -22,6 +22,7 @@ from typing import Any
 
 import orjson
 import pytest
+import redis  # a pinned dev dependency
 
 from edge_allocator.cache import (
     CacheStats,
@@ -33,8 +34,7 @@ from edge_allocator.cache import (
     redact_url,
     request_key,
 )
-
-redis = pytest.importorskip("redis")
+from tests.conftest import missing
 
 REDIS_URL = "redis://127.0.0.1:6379/15"
 #: Far below the 5 s that 100 calls at a 50 ms timeout would take without a breaker.
@@ -298,7 +298,7 @@ def redis_client() -> Iterator[Any]:
     try:
         client.ping()
     except (redis.RedisError, OSError) as exc:
-        pytest.skip(f"no Redis at {REDIS_URL}: {exc}")
+        missing("Redis", f"nothing answers at {REDIS_URL}: {exc}")
     yield client
     client.close()
 
@@ -332,7 +332,7 @@ class RedisServer:
     def start(self) -> None:
         exe = shutil.which("redis-server")
         if exe is None:
-            pytest.skip("redis-server is not installed")
+            missing("redis-server", "it is not installed")
         self.proc = subprocess.Popen(
             [exe, "--port", str(self.port), "--bind", "127.0.0.1", "--save", "",
              "--appendonly", "no", "--dir", str(self.workdir), "--requirepass", self.password],
@@ -348,7 +348,7 @@ class RedisServer:
             except (redis.RedisError, OSError):
                 if time.monotonic() > deadline or self.proc.poll() is not None:
                     self.stop()
-                    pytest.skip("private redis-server did not come up")
+                    missing("redis-server", "a private one did not come up")
                 time.sleep(0.05)
         probe.close()
 

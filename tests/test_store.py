@@ -44,10 +44,12 @@ from edge_allocator.store import (
     unpack_node_values,
 )
 from edge_allocator.store.engine import alembic_config
+from tests.conftest import missing
 
 PG_URL = os.environ.get(
     "EDGE_ALLOCATOR_TEST_PG_URL", "postgresql+psycopg://postgres@127.0.0.1:5432/test"
 )
+
 #: Short, so tests that wait on the writer stay fast.
 FAST_FLUSH_S = 0.05
 T0 = datetime(2025, 1, 1, 12, 0, tzinfo=timezone.utc)
@@ -135,8 +137,8 @@ def pg_server() -> Iterator[sa.Engine]:
             conn.execute(sa.text("SELECT 1"))
     except sa.exc.OperationalError as err:
         admin.dispose()
-        pytest.skip(f"PostgreSQL not reachable at {make_url(PG_URL).render_as_string()}: "
-                    f"{str(err.orig).splitlines()[0]}")
+        missing("PostgreSQL", f"it is not reachable at {make_url(PG_URL).render_as_string()}: "
+                f"{str(err.orig).splitlines()[0]}")
     yield admin
     admin.dispose()
 

@@ -28,8 +28,6 @@ from edge_allocator.train.sweep import (  # imports no Ray
     run_sweep,
 )
 
-pytest.importorskip("ray.tune")
-
 pytestmark = pytest.mark.slow
 
 

@@ -18,14 +18,16 @@ import numpy as np
 from edge_allocator.cache import DecisionCache, make_cache
 from edge_allocator.columnar import StateBatch, decode_batch, decode_state
 from edge_allocator.config import ServiceConfig
+from edge_allocator.graph import NODE_TYPE_COLUMN
 from edge_allocator.responses import (
     BatchDecisions,
     Decision,
     FeedbackReceipt,
+    ModelRef,
     ModelsOverview,
     Readiness,
 )
-from edge_allocator.schema import NODE_FIELDS, FeedbackRequest, RequestError, parse
+from edge_allocator.schema import FeedbackRequest, RequestError, parse
 from edge_allocator.service.auth import TokenAuth
 from edge_allocator.service.chain import Chain
 from edge_allocator.service.columns import DecisionColumns
@@ -42,7 +44,6 @@ from edge_allocator.tracing import carrier, span
 from edge_allocator.wire import columnar_batch, is_columnar
 
 log = logging.getLogger(__name__)
-NODE_TYPE_FIELD = NODE_FIELDS.index("node_type")
 #: How long readiness waits for the policy to describe itself.
 READINESS_TIMEOUT_S = 5.0
 
@@ -131,7 +132,10 @@ class AllocatorApi:
             decision.latency_ms = (time.perf_counter() - t0) * 1000
             self.cache.set(ckey, decision.to_dict())
         if self.decision_log is not None:
-            self.decision_log.record(self._record(decision, state, 0, ckey))
+            d = decision
+            self.decision_log.record(self._record(
+                d.decision_id, d.model, d.node_id, d.node_index, d.confidence, d.scores,
+                d.latency_ms, d.cached, state, 0, ckey))
         self._observe_one(decision, state, route, t0)
         return decision
 
@@ -147,21 +151,23 @@ class AllocatorApi:
             cols = await self.chain.decide_many(batch, meta)
         cols.latency_ms = (time.perf_counter() - t0) * 1000
         if self.decision_log is not None:
-            for i in range(len(batch)):
+            for i in range(len(batch)):  # per-node maps only as far as the log needs them
                 self.decision_log.record(self._record(
-                    cols.decision(i), batch, i, batch.key(i, key.name, key.version)))
+                    cols.decision_ids[i], cols.model, cols.node_id(i), int(cols.best[i]),
+                    float(cols.confidence[i]), cols.scores_of(i), cols.latency_ms, False,
+                    batch, i, batch.key(i, key.name, key.version)))
         self._observe_many(cols, route, t0)
         return cols
 
     def _observe_one(self, d: Decision, state: StateBatch, route: str, t0: float) -> None:
-        node_type = NODE_TYPE_NAMES[int(state.values[d.node_index, NODE_TYPE_FIELD])]
+        node_type = NODE_TYPE_NAMES[int(state.values[d.node_index, NODE_TYPE_COLUMN])]
         self.observer.decisions(DecisionCounts(
             {(d.model.name, d.model.version, d.model.backend, node_type, d.cached): 1}))
         self.observer.latency(d.model.name, route, (time.perf_counter() - t0) * 1000)
 
     def _observe_many(self, cols: DecisionColumns, route: str, t0: float) -> None:
         rows = cols.batch.offsets[:-1] + cols.best
-        types = np.bincount(cols.batch.values[rows, NODE_TYPE_FIELD].astype(np.int64),
+        types = np.bincount(cols.batch.values[rows, NODE_TYPE_COLUMN].astype(np.int64),
                             minlength=len(NODE_TYPE_NAMES))
         m = cols.model
         self.observer.decisions(DecisionCounts(
@@ -170,12 +176,14 @@ class AllocatorApi:
         self.observer.latency(m.name, route, (time.perf_counter() - t0) * 1000)
 
     @staticmethod
-    def _record(d: Decision, batch: StateBatch, i: int, ckey: str) -> DecisionRecord:
+    def _record(decision_id: str, model: ModelRef, node_id: str, node_index: int,
+                confidence: float, scores: dict[str, float], latency_ms: float, cached: bool,
+                batch: StateBatch, i: int, ckey: str) -> DecisionRecord:
         return DecisionRecord(
-            decision_id=d.decision_id, created_at=utc_now(), model_name=d.model.name,
-            model_version=d.model.version, backend=d.model.backend, node_id=d.node_id,
-            node_index=d.node_index, confidence=d.confidence, scores=d.scores,
-            latency_ms=d.latency_ms, request_hash=ckey, cached=d.cached,
+            decision_id=decision_id, created_at=utc_now(), model_name=model.name,
+            model_version=model.version, backend=model.backend, node_id=node_id,
+            node_index=node_index, confidence=confidence, scores=scores,
+            latency_ms=latency_ms, request_hash=ckey, cached=cached,
             node_ids=batch.node_ids[i], node_values=batch.nodes32_of(i))
 
     # --- feedback -------------------------------------------------------------------------

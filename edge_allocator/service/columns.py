@@ -12,7 +12,7 @@ from __future__ import annotations
 
 import time
 from collections.abc import Sequence
-from dataclasses import dataclass, fields
+from dataclasses import dataclass
 from typing import Any
 
 import numpy as np
@@ -20,11 +20,9 @@ import numpy as np
 from edge_allocator.columnar import StateBatch
 from edge_allocator.constants import MAX_NODES
 from edge_allocator.graph_batch import Bucket
-from edge_allocator.responses import Decision, ModelRef
+from edge_allocator.responses import DECISION_FIELDS, Decision, ModelRef
 from edge_allocator.schema import RequestError
 
-#: The keys a ``fields`` selection may name (every key of a decision).
-DECISION_FIELDS: tuple[str, ...] = tuple(f.name for f in fields(Decision))
 #: Node ids of states sent without ids: their indices as strings, made once.
 _INDEX_IDS = [str(i) for i in range(MAX_NODES + 1)]
 _PER_NODE = frozenset({"scores", "probabilities", "ranking"})
@@ -70,6 +68,18 @@ class DecisionColumns:
 
     def decision(self, i: int) -> Decision:
         return self.decisions()[i]
+
+    def node_id(self, i: int) -> str:
+        return self._ids(i)[int(self.best[i])]
+
+    def scores_of(self, i: int) -> dict[str, float]:
+        """State i's scores of feasible nodes, in node order (what the decision log keeps),
+        without building the rest of the decision."""
+        if self._built is not None:
+            return self._built[i].scores
+        feasible = sorted(self.order[i].tolist())
+        ids = self._ids(i)
+        return dict(zip([ids[k] for k in feasible], self.scores[i][feasible].tolist()))
 
     def _decision(self, i: int) -> Decision:
         ids, order = self._ids(i), self.order[i].tolist()

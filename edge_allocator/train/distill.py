@@ -34,21 +34,27 @@ def load_teacher(path: Path) -> tuple[nn.Module, Artifact]:
 
 
 @torch.inference_mode()
-def label_with_teacher(demos: Demonstrations, teacher: nn.Module, pad_to: int | None = None,
-                       batch_size: int = 256) -> None:
-    """Fill ``demos.teacher`` with the teacher's [N] logits for every decision (graphs of
-    similar size batched together, so padding stays small)."""
-    teacher = teacher.eval()
+def _scores(demos: Demonstrations, module: nn.Module, pad_to: int | None,
+            batch_size: int) -> list[np.ndarray]:
+    """``module``'s [N] scores for every decision, in order (graphs of similar size
+    batched together, so padding stays small)."""
+    module = module.eval()
     order = sorted(range(len(demos)), key=lambda i: demos.x[i].shape[0])
     out: list[np.ndarray | None] = [None] * len(demos)
     for k in range(0, len(order), batch_size):
         chunk = order[k: k + batch_size]
         b = collate([demos.graph(i) for i in chunk], pad_to=pad_to)
-        scores = teacher(torch.from_numpy(b.x), torch.from_numpy(b.adj),
-                         torch.from_numpy(b.mask)).numpy()
+        scores = module(torch.from_numpy(b.x), torch.from_numpy(b.adj),
+                        torch.from_numpy(b.mask)).numpy()
         for j, i in enumerate(chunk):
             out[i] = scores[j, : demos.x[i].shape[0]].astype(np.float32)
-    demos.teacher = [s for s in out if s is not None]
+    return [s for s in out if s is not None]
+
+
+def label_with_teacher(demos: Demonstrations, teacher: nn.Module, pad_to: int | None = None,
+                       batch_size: int = 256) -> None:
+    """Fill ``demos.teacher`` with the teacher's [N] logits for every decision."""
+    demos.teacher = _scores(demos, teacher, pad_to, batch_size)
 
 
 def agreement(demos: Demonstrations, student: nn.Module, pad_to: int | None = None,
@@ -57,18 +63,9 @@ def agreement(demos: Demonstrations, student: nn.Module, pad_to: int | None = No
     how closely it imitates; the decision-quality gate is the paired evaluation)."""
     if not demos.teacher:
         raise ValueError("agreement: the demonstrations have no teacher logits")
-    student = student.eval()
-    order = sorted(range(len(demos)), key=lambda i: demos.x[i].shape[0])
     same = 0
-    with torch.inference_mode():
-        for k in range(0, len(order), batch_size):
-            chunk = order[k: k + batch_size]
-            b = collate([demos.graph(i) for i in chunk], pad_to=pad_to)
-            s = student(torch.from_numpy(b.x), torch.from_numpy(b.adj),
-                        torch.from_numpy(b.mask)).numpy()
-            for j, i in enumerate(chunk):
-                n = demos.x[i].shape[0]
-                m = demos.mask[i]
-                same += int(np.argmax(np.where(m, s[j, :n], -np.inf))
-                            == np.argmax(np.where(m, demos.teacher[i], -np.inf)))
+    for i, s in enumerate(_scores(demos, student, pad_to, batch_size)):
+        m = demos.mask[i]
+        same += int(np.argmax(np.where(m, s, -np.inf))
+                    == np.argmax(np.where(m, demos.teacher[i], -np.inf)))
     return same / max(len(demos), 1)

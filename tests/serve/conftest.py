@@ -30,7 +30,7 @@ def free_port() -> int:
 
 @pytest.fixture(scope="session")
 def ray_cluster():
-    ray = pytest.importorskip("ray")
+    import ray
     from ray import serve
 
     temp_dir = tempfile.mkdtemp(prefix="ea-ray-", dir="/tmp")  # short: socket paths

@@ -22,6 +22,7 @@ from edge_allocator.service.grpc_api import (
     decision_dict,
     state_message,
 )
+from tests.conftest import missing
 from tests.serve.conftest import GRPC_SERVICERS, SERVE_CONFIG, deploy
 
 pytestmark = pytest.mark.cluster
@@ -203,7 +204,7 @@ def test_grpc_goes_through_haproxy_straight_to_the_replicas(grpc_app):
     (direct ingress); the Serve proxy actor is only a backup server (and answers
     ListApplications)."""
     if os.environ.get("RAY_SERVE_ENABLE_HA_PROXY") != "1":  # set by the ray_cluster fixture
-        pytest.skip("the session runs without HAProxy")
+        missing("HAProxy (Serve's fast path)", "the session runs without it")
     loc = Path(os.environ["RAY_SERVE_HAPROXY_CONFIG_FILE_LOC"])
     configs = sorted(loc.parent.glob(f"*/{loc.name}"))  # one per node: <dir>/<node id>/
     assert len(configs) == 1, configs

@@ -14,6 +14,7 @@ import uuid
 import httpx
 import pytest
 
+from tests.conftest import missing
 from tests.serve.conftest import deploy, free_port
 
 pytestmark = pytest.mark.cluster
@@ -99,7 +100,7 @@ def test_killed_inference_replica_recovers(ray_cluster, test_models, tmp_path):
 @pytest.fixture
 def private_redis():
     if shutil.which("redis-server") is None:
-        pytest.skip("redis-server is not installed")
+        missing("redis-server", "it is not installed")
     port = free_port()
     proc = subprocess.Popen(["redis-server", "--port", str(port), "--save", "",
                              "--appendonly", "no", "--bind", "127.0.0.1"],
@@ -193,12 +194,12 @@ class TcpProxy:
 
 @pytest.fixture
 def postgres_db():
-    psycopg = pytest.importorskip("psycopg")
+    import psycopg  # a pinned dev dependency
     try:
         admin = psycopg.connect("postgresql://postgres@127.0.0.1:5432/postgres", autocommit=True,
                                 connect_timeout=2)
     except psycopg.OperationalError as exc:
-        pytest.skip(f"PostgreSQL is not reachable on 127.0.0.1:5432 ({exc})")
+        missing("PostgreSQL", f"it is not reachable on 127.0.0.1:5432 ({exc})")
     name = f"ea_test_{uuid.uuid4().hex[:10]}"
     admin.execute(f"CREATE DATABASE {name}")
     yield name
