@@ -12,3 +12,18 @@ if ! .venv/bin/python -c "import edge_allocator, ray.train.torch, ray.tune, torc
   .venv/bin/pip install -q torch==2.13.0
   .venv/bin/pip install -q -e ".[dev]"
 fi
+# Prometheus and promtool (Debian's `prometheus` package) for the monitoring tests: the
+# alert rules and dashboard queries run against a real Prometheus. Installed only as
+# root and only when missing; otherwise those tests skip (and fail under CI=true).
+if ! command -v prometheus >/dev/null 2>&1 || ! command -v promtool >/dev/null 2>&1; then
+  if [ "$(id -u)" = 0 ] && command -v apt-get >/dev/null 2>&1; then
+    echo "setup: installing prometheus and promtool (apt-get install prometheus)"
+    DEBIAN_FRONTEND=noninteractive apt-get install -y -q --no-install-recommends prometheus \
+      >/dev/null || { apt-get update -q >/dev/null && DEBIAN_FRONTEND=noninteractive \
+        apt-get install -y -q --no-install-recommends prometheus >/dev/null; }
+  else
+    echo "setup: prometheus/promtool not found and not root (or no apt-get): install Debian's" \
+         "'prometheus' package (sudo apt-get install prometheus) for the monitoring tests;" \
+         "without it they skip, and fail under CI=true" >&2
+  fi
+fi

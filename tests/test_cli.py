@@ -84,23 +84,37 @@ def test_sample_then_predict(tmp_path):
 
 
 def test_report_summarises_outcomes_per_model_version(tmp_path):
+    """Each model version's row carries its own counts, success rate, completion times,
+    confidence and cache rate, computed by hand from what was logged."""
     from edge_allocator.store import DecisionLog, DecisionRecord, new_decision_id, utc_now
 
+    # (model, version, confidence, cached, feedback (completion_ms, success) or None)
+    sent = [("hybrid", "1", 0.9, False, (100.0, True)), ("hybrid", "1", 0.8, False, (200.0, True)),
+            ("hybrid", "1", 0.7, True, (600.0, False)), ("hybrid", "1", 0.6, False, None),
+            ("hybrid", "2", 0.5, False, (300.0, True)), ("hybrid", "2", 0.3, False, (500.0, False)),
+            ("dqn", "1", 0.2, False, None)]
     url = f"sqlite:///{tmp_path / 'd.db'}"
     with DecisionLog(url, spool_path=tmp_path / "spool.jsonl") as log:
         ids = []
-        for version, n in (("1", 3), ("2", 2)):
-            for _ in range(n):
-                did = new_decision_id()
-                ids.append((did, version))
-                log.record(DecisionRecord(
-                    decision_id=did, created_at=utc_now(), model_name="hybrid",
-                    model_version=version, backend="onnx", node_id="a", node_index=0,
-                    confidence=0.9, scores={"a": 1.0}, latency_ms=2.0, request_hash="ab" * 16))
+        for name, version, confidence, cached, _ in sent:
+            did = new_decision_id()
+            ids.append(did)
+            log.record(DecisionRecord(
+                decision_id=did, created_at=utc_now(), model_name=name, model_version=version,
+                backend="onnx", node_id="a", node_index=0, confidence=confidence, cached=cached,
+                scores={"a": 1.0}, latency_ms=2.0, request_hash="ab" * 16))
         log.flush()
-        for did, version in ids:
-            log.record_feedback(did, 100.0 if version == "1" else 300.0, True)
+        for did, (*_, fb) in zip(ids, sent, strict=True):
+            if fb is not None:
+                log.record_feedback(did, fb[0], fb[1])
     out = cli("report", "--db", url, cwd=tmp_path)
-    lines = [line for line in out.splitlines() if "hybrid" in line]
-    assert len(lines) == 2
-    assert any("100" in line for line in lines) and any("300" in line for line in lines)
+    rows = {tuple(cells[:2]): cells[2:] for line in out.splitlines()
+            if (cells := [c.strip() for c in line.strip().strip("|").split("|")])[0]
+            in ("hybrid", "dqn")}
+    # decisions, feedback, success, mean completion, p90 completion (linear interpolation:
+    # [100, 200, 600] -> 200 + 0.8 * 400), mean confidence, cache hits
+    assert rows == {
+        ("dqn", "1"): ["1", "0", "–", "–", "–", "0.200", "0.0%"],
+        ("hybrid", "1"): ["4", "3", "66.7%", "300.0", "520.0", "0.750", "25.0%"],
+        ("hybrid", "2"): ["2", "2", "50.0%", "400.0", "480.0", "0.400", "0.0%"],
+    }, out

@@ -91,6 +91,34 @@ def test_manifests_follow_serve_config(tmp_path: Path) -> None:
     assert generate.drift(files) != []
 
 
+def test_check_command_fails_on_drift_and_writes_nothing(tmp_path: Path) -> None:
+    """``python -m k8s.generate --check`` as CI runs it: a serve_config.yaml the committed
+    files were not generated from exits 1, prints the diff of each stale file and names
+    them, and leaves the files on disk as they were."""
+    import subprocess
+    import sys
+
+    text = generate.SERVE_CONFIG.read_text()
+    assert text.count("max_replicas: 2\n") == 2
+    changed = tmp_path / "serve_config.yaml"  # PolicyInference's max_replicas 2 -> 7
+    changed.write_text(text.replace("max_replicas: 2\n", "max_replicas: 7\n", 1))
+    before = {p: p.read_text() for p in generate.outputs()}
+    run = lambda *a: subprocess.run(  # noqa: E731
+        [sys.executable, "-m", "k8s.generate", "--check", *a], cwd=ROOT, capture_output=True,
+        text=True, timeout=120)
+    stale = run("--config", str(changed))
+    assert stale.returncode == 1, stale.stdout + stale.stderr
+    assert "out of date" in stale.stderr
+    assert "--- k8s/rayservice-cpu.yaml (on disk)" in stale.stdout
+    assert "--- k8s/monitoring/alerts.yaml (on disk)" in stale.stdout
+    added = [ln for ln in stale.stdout.splitlines() if ln.startswith("+")]
+    assert any("max_replicas: 7" in ln for ln in added)  # serveConfigV2 of the manifests
+    assert "-        >= 2\n+        >= 7\n" in stale.stdout  # PolicyInference's at-max alert
+    assert {p: p.read_text() for p in before} == before
+    fresh = run()
+    assert fresh.returncode == 0 and "up to date" in fresh.stdout, fresh.stdout + fresh.stderr
+
+
 # --- serve_config.gpu.yaml ----------------------------------------------------------------
 
 GPU_CONFIG = ROOT / "serve_config.gpu.yaml"
