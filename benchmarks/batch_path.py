@@ -118,17 +118,16 @@ def columnar_path(body: bytes, stage: PolicyStage, key: ModelKey, log: DecisionL
         return cols, (cols.decisions() if fields is None else cols.rows(fields))
     t["assemble"], (cols, out) = timed(assemble)
 
-    def log_rows() -> None:
-        for i in range(len(batch)):
-            log.record(DecisionRecord(
-                decision_id=ids[i], created_at=utc_now(), model_name=key.name,
-                model_version=key.version, backend="onnx",
-                node_id=batch.ids_of(i)[int(cols.best[i])] if batch.node_ids[i] else
-                str(int(cols.best[i])), node_index=int(cols.best[i]),
-                confidence=float(cols.confidence[i]),
-                scores=out[i].scores if fields is None else {}, latency_ms=0.0,
-                request_hash=batch.key(i, key.name, key.version),
-                node_ids=batch.node_ids[i], node_values=batch.nodes_of(i)))
+    def log_rows() -> None:  # as AllocatorApi.decide_many records a batch
+        now = utc_now()
+        best, conf = cols.best.tolist(), cols.confidence.tolist()
+        log.record_many([DecisionRecord(
+            decision_id=ids[i], created_at=now, model_name=key.name,
+            model_version=key.version, backend="onnx", node_id=cols.node_id(i),
+            node_index=best[i], confidence=conf[i], scores=cols.scores_of(i),
+            latency_ms=0.0, request_hash=batch.key(i, key.name, key.version),
+            node_ids=batch.node_ids[i], node_values=batch.nodes32_of(i))
+            for i in range(len(batch))])
     t["log"], _ = timed(log_rows)
     t["serialise"], _ = timed(lambda: orjson.dumps(
         BatchDecisions(out) if fields is None else {"decisions": out}))

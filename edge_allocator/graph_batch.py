@@ -1,9 +1,9 @@
 """A whole ``StateBatch`` -> model inputs in a few array operations, in padded buckets.
 
 Features and the feasibility mask are computed once over every node of the batch (one
-numpy expression, not one per state). States are grouped by size into power-of-two
-buckets (at least ``MIN_BUCKET`` nodes) so ONNX Runtime sees few shapes and a 1,000-node
-state never pads 255 small ones to 1,000 x 1,000. Adjacencies come from the topology
+numpy expression, not one per state). States are grouped by size into buckets (see
+``bucket_size``) so ONNX Runtime sees few shapes and a 1,000-node state never pads 255
+small ones to 1,000 x 1,000. Adjacencies come from the topology
 cache, keyed by a digest of the edge list (or of the node types, for the default
 topology, which is built with array operations).
 
@@ -31,11 +31,27 @@ from edge_allocator.graph import (
 )
 
 #: Smallest padded size: tiny states share one shape.
-MIN_BUCKET = 16
+MIN_BUCKET = 8
+#: Padded sizes per doubling of the node count above ``FINE_BUCKETS_UP_TO``.
+BUCKETS_PER_OCTAVE = 8
+#: Up to this many nodes, sizes are padded to a multiple of ``FINE_BUCKET_STEP``.
+FINE_BUCKETS_UP_TO = 64
+FINE_BUCKET_STEP = 4
 
 
 def bucket_size(n: int) -> int:
-    return max(MIN_BUCKET, 1 << math.ceil(math.log2(max(n, 1))))
+    """The padded size of a state of ``n`` nodes: a multiple of 4 up to 64 nodes, then
+    eight sizes per doubling (72, 80, ... 128, 144, ...), so padding adds at most 12.5 %
+    and a batch sees a bounded set of shapes (55 up to the default MAX_NODES of 2,000).
+
+    Why not powers of two: the model's cost grows with the padded size (the dense
+    adjacency is P x P), and padding 20 nodes to 32 made the hybrid 1.7x slower per
+    state than at 20 (benchmarks/results/batch_path.md)."""
+    n = max(n, MIN_BUCKET)
+    if n <= FINE_BUCKETS_UP_TO:
+        return -(-n // FINE_BUCKET_STEP) * FINE_BUCKET_STEP
+    step = 1 << (n.bit_length() - 1 - int(math.log2(BUCKETS_PER_OCTAVE)))
+    return -(-n // step) * step
 
 
 def default_adjacency(node_types: np.ndarray) -> np.ndarray:
@@ -119,7 +135,7 @@ def one_graph(batch: StateBatch, topo: TopologyKeys, x: np.ndarray, mask: np.nda
 
 def buckets(batch: StateBatch, topo: TopologyKeys, x: np.ndarray, mask: np.ndarray
             ) -> list[Bucket]:
-    """The batch padded into power-of-two buckets, in order of first appearance."""
+    """The batch padded into buckets (``bucket_size``), in order of first appearance."""
     sizes = batch.sizes
     pads = np.array([bucket_size(int(n)) for n in sizes])
     out = []

@@ -10,6 +10,7 @@ import logging
 import os
 import time
 import uuid
+from datetime import datetime
 from pathlib import Path
 from typing import Any
 
@@ -150,12 +151,13 @@ class AllocatorApi:
             meta = AssembleMeta(key, len(batch), t0, ids, carrier())
             cols = await self.chain.decide_many(batch, meta)
         cols.latency_ms = (time.perf_counter() - t0) * 1000
-        if self.decision_log is not None:
-            for i in range(len(batch)):  # per-node maps only as far as the log needs them
-                self.decision_log.record(self._record(
-                    cols.decision_ids[i], cols.model, cols.node_id(i), int(cols.best[i]),
-                    float(cols.confidence[i]), cols.scores_of(i), cols.latency_ms, False,
-                    batch, i, batch.key(i, key.name, key.version)))
+        if self.decision_log is not None:  # per-node maps only as far as the log needs them
+            now = utc_now()  # the batch's decisions were made together
+            best, conf = cols.best.tolist(), cols.confidence.tolist()
+            self.decision_log.record_many([self._record(
+                cols.decision_ids[i], cols.model, cols.node_id(i), best[i], conf[i],
+                cols.scores_of(i), cols.latency_ms, False, batch, i,
+                batch.key(i, key.name, key.version), now) for i in range(len(batch))])
         self._observe_many(cols, route, t0)
         return cols
 
@@ -178,9 +180,11 @@ class AllocatorApi:
     @staticmethod
     def _record(decision_id: str, model: ModelRef, node_id: str, node_index: int,
                 confidence: float, scores: dict[str, float], latency_ms: float, cached: bool,
-                batch: StateBatch, i: int, ckey: str) -> DecisionRecord:
+                batch: StateBatch, i: int, ckey: str,
+                created_at: datetime | None = None) -> DecisionRecord:
         return DecisionRecord(
-            decision_id=decision_id, created_at=utc_now(), model_name=model.name,
+            decision_id=decision_id, created_at=created_at or utc_now(),
+            model_name=model.name,
             model_version=model.version, backend=model.backend, node_id=node_id,
             node_index=node_index, confidence=confidence, scores=scores,
             latency_ms=latency_ms, request_hash=ckey, cached=cached,

@@ -1,7 +1,8 @@
 """Bulk, idempotent insertion of decision records.
 
 Every write — first attempt or spool replay — goes through :func:`insert_records`, which
-skips decision ids already in ``predictions``. That one rule is what makes replay
+skips decision ids already in ``predictions`` (a lookup before COPY, which has no ON
+CONFLICT; ``ON CONFLICT DO NOTHING`` in the statement elsewhere). That one rule is what makes replay
 exactly-once: a batch whose commit was lost in transit, or a replay cut short, can be
 written again without storing a prediction twice.
 
@@ -12,7 +13,7 @@ PostgreSQL drivers without ``cursor.copy``).
 
 from __future__ import annotations
 
-from datetime import timezone
+from datetime import datetime, timezone
 from typing import Any
 
 import orjson
@@ -21,7 +22,12 @@ from sqlalchemy import exc
 from sqlalchemy.dialects import postgresql, sqlite
 from sqlalchemy.engine import Connection
 
-from edge_allocator.store.records import DecisionRecord
+from edge_allocator.store.records import (
+    NODE_FORMAT,
+    DecisionRecord,
+    pack_node_ids,
+    pack_node_values,
+)
 from edge_allocator.store.tables import predictions
 
 #: Ids per ``IN (...)`` lookup; far below SQLite's and PostgreSQL's parameter limits.
@@ -93,27 +99,47 @@ _SQLITE_SQL = (f"INSERT INTO predictions ({', '.join(PREDICTION_COLUMNS)}) VALUE
                "ON CONFLICT (decision_id) DO NOTHING")
 
 
-def _sqlite_value(column: str, value: Any) -> Any:
-    """What SQLAlchemy would bind for ``column`` on SQLite: UTC datetimes as its naive
-    DATETIME text, JSON as text, booleans as 0/1."""
-    if column == "created_at":
-        return value.astimezone(timezone.utc).strftime("%Y-%m-%d %H:%M:%S.%f")
-    if column in _JSON_COLUMNS:
-        return orjson.dumps(value).decode()
-    if isinstance(value, bool):
-        return int(value)
-    return value
+def _sqlite_time(value: datetime) -> str:
+    """What SQLAlchemy binds for a UTC datetime on SQLite: its naive DATETIME text."""
+    if value.tzinfo is not timezone.utc:
+        value = value.astimezone(timezone.utc)
+    return value.isoformat(" ", "microseconds")[:26]  # drops the "+00:00"
 
 
-def _sqlite_rows(conn: Connection, rows: list[dict[str, Any]]) -> None:
-    """executemany straight on the sqlite3 cursor: the same values SQLAlchemy's type
-    processing would bind, at a fraction of its per-row cost (the writer shares the
-    ingress's process). Driver errors are raised as SQLAlchemy's, as on every path."""
+def _sqlite_row(rec: DecisionRecord) -> tuple[Any, ...]:
+    """One record as the values SQLAlchemy's type processing would bind on SQLite, in
+    ``PREDICTION_COLUMNS`` order, built straight from the record (no row dict, no
+    per-column dispatch: the writer shares the ingress's process and core)."""
+    n = rec.node_values.shape[0]
+    return (rec.decision_id, _sqlite_time(rec.created_at), rec.model_name, rec.model_version,
+            rec.backend, rec.node_id, rec.node_index, rec.confidence,
+            orjson.dumps(rec.scores).decode(), rec.latency_ms, rec.request_hash,
+            int(rec.cached), NODE_FORMAT, n, pack_node_values(rec.node_values),
+            pack_node_ids(rec.node_ids, n))
+
+
+#: The columns ``_sqlite_row`` fills, in its order; checked against the table at import.
+_SQLITE_ROW_COLUMNS = ("decision_id", "created_at", "model_name", "model_version", "backend",
+                       "node_id", "node_index", "confidence", "scores", "latency_ms",
+                       "request_hash", "cached", "node_format", "node_count", "node_values",
+                       "node_ids")
+if _SQLITE_ROW_COLUMNS != PREDICTION_COLUMNS:  # a new column must be added to both
+    raise RuntimeError(f"_sqlite_row fills {_SQLITE_ROW_COLUMNS}, the table has "
+                       f"{PREDICTION_COLUMNS}")
+
+
+def _sqlite_insert(conn: Connection, records: list[DecisionRecord]) -> int:
+    """executemany straight on the sqlite3 cursor, duplicates skipped by ``ON CONFLICT
+    DO NOTHING`` (one statement; no lookup of existing ids first). Returns the rows
+    inserted. Driver errors are raised as SQLAlchemy's, as on every path."""
     try:
-        values = [tuple(_sqlite_value(c, row[c]) for c in PREDICTION_COLUMNS) for row in rows]
-    except (TypeError, ValueError, AttributeError) as err:
+        values = [_sqlite_row(r) for r in records]
+    except (TypeError, ValueError, AttributeError, OverflowError) as err:
         raise exc.StatementError(str(err), _SQLITE_SQL, None, err) from err
+    dbapi_conn: Any = conn.connection.driver_connection
+    before = dbapi_conn.total_changes
     conn.exec_driver_sql(_SQLITE_SQL, values)  # DBAPIErrors come wrapped by SQLAlchemy
+    return int(dbapi_conn.total_changes - before)
 
 
 def insert_records(conn: Connection, records: list[DecisionRecord]) -> int:
@@ -122,6 +148,8 @@ def insert_records(conn: Connection, records: list[DecisionRecord]) -> int:
     COPY on PostgreSQL with psycopg 3, executemany otherwise. Returns how many
     predictions were inserted; duplicates within ``records`` count once.
     """
+    if conn.dialect.name == "sqlite":
+        return _sqlite_insert(conn, records)
     fresh: dict[str, DecisionRecord] = {}
     for rec in records:
         fresh.setdefault(rec.decision_id, rec)
@@ -135,8 +163,6 @@ def insert_records(conn: Connection, records: list[DecisionRecord]) -> int:
         raise exc.StatementError(str(err), "DecisionRecord.prediction_row", None, err) from err
     if copy_available(conn):
         _copy_rows(conn, rows)
-    elif conn.dialect.name == "sqlite":
-        _sqlite_rows(conn, rows)
     else:
         conn.execute(_insert_predictions(conn.dialect.name), rows)
     return len(rows)

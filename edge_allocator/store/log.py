@@ -194,6 +194,17 @@ class DecisionLog:
         if full:
             self._wake.set()
 
+    def record_many(self, recs: list[DecisionRecord]) -> None:
+        """Queue the decisions of one batch request at once: one lock, one wake-up."""
+        with self._lock:
+            if self._closed:
+                raise RuntimeError("DecisionLog is closed; record() after close() is lost")
+            self._queue.extend(recs)
+            self._accepted += len(recs)
+            full = len(self._queue) >= self.batch_size
+        if full:
+            self._wake.set()
+
     def pending(self) -> Pending:
         """How many accepted records are not in the database yet, and where they are.
 
