@@ -12,6 +12,7 @@ from __future__ import annotations
 
 from pathlib import Path
 from typing import Literal
+from urllib.parse import urlsplit
 
 from pydantic import BaseModel, ConfigDict, Field, field_validator, model_validator
 
@@ -20,6 +21,7 @@ from edge_allocator.constants import (
     DECISION_CACHE_TTL_S,
     MAX_BODY_BYTES,
     MODELS_DIR,
+    MQTT_URL,
     PROJECT_ROOT,
     SPOOL_PATH,
 )
@@ -154,3 +156,90 @@ class ServiceConfig(RoutingConfig):
         """The settings an in-process policy runs with (``inline_inference``)."""
         return PolicyConfig(models_dir=self.models_dir, default_model=self.default_model,
                             models=self.models, inference=self.inference)
+
+
+# --- the live network (MQTT telemetry; edge_allocator.live) ------------------------------
+
+MQTT_SCHEMES = ("mqtt", "mqtts", "tcp", "ssl")
+
+
+class MqttTls(_Settings):
+    """TLS to the broker (``mqtts://`` without this block: the system's CAs)."""
+
+    ca_file: Path | None = Field(default=None, description="CA bundle; null: system CAs")
+    cert_file: Path | None = Field(default=None, description="Client certificate (mutual TLS)")
+    key_file: Path | None = Field(default=None, description="Client key (mutual TLS)")
+    insecure: bool = Field(default=False, description="Skip the hostname check (tests only)")
+
+
+class MqttConfig(_Settings):
+    """The broker, topics and session of the telemetry subscriber."""
+
+    url: str | None = Field(
+        default=None, validate_default=True,
+        description="mqtt://[user:password@]host:port (mqtts:// for TLS); null: live network "
+                    "off. $EDGE_ALLOCATOR_MQTT_URL wins over this")
+    device_prefix: str = Field(default="iot/devices", min_length=1,
+                               description="Devices publish on <prefix>/<device_id> and "
+                                           "<prefix>/batch (the original project's topics)")
+    topology_topic: str = Field(default="edge-allocator/topology", min_length=1,
+                                description="Our own topic: links and node fields")
+    qos: Literal[0, 1, 2] = 1
+    client_id: str | None = Field(default=None,
+                                  description="null: edge-allocator-ingest-<pid>")
+    username: str | None = None
+    password_file: Path | None = Field(default=None, description="File holding the password")
+    tls: MqttTls | None = None
+    keepalive_s: int = Field(default=30, ge=5, le=3600)
+    reconnect_max_s: float = Field(default=5.0, gt=0, le=300,
+                                   description="Longest wait between reconnection attempts")
+
+    @field_validator("url")
+    @classmethod
+    def _url(cls, v: str | None) -> str | None:
+        url = MQTT_URL or v
+        if url is None:
+            return None
+        parts = urlsplit(url)
+        if parts.scheme not in MQTT_SCHEMES or not parts.hostname:
+            raise ValueError(f"url: {parts.scheme}://{parts.hostname or ''}... is not an MQTT "
+                             "URL; use mqtt://host:1883 or mqtts://host:8883")
+        try:
+            parts.port  # noqa: B018 - raises on a bad port
+        except ValueError as exc:
+            raise ValueError(f"url: {exc}") from None
+        return url
+
+    @field_validator("password_file")
+    @classmethod
+    def _password_file(cls, v: Path | None) -> Path | None:
+        return None if v is None else project_path(v)
+
+    @property
+    def enabled(self) -> bool:
+        return self.url is not None
+
+
+class LiveNetworkConfig(_Settings):
+    """The MqttIngest deployment's ``user_config``: where telemetry comes from, how the
+    view ages, and where it is kept. Ingress replicas read these settings from it."""
+
+    mqtt: MqttConfig = Field(default_factory=MqttConfig)
+    stale_after_s: float = Field(default=30.0, gt=0,
+                                 description="Silent longer: masked as unreachable")
+    forget_after_s: float | None = Field(default=600.0, gt=0,
+                                         description="Silent longer: out of the view")
+    redis_url: str | None = Field(
+        default=None, description="Keep the view in Redis (shared by every replica, kept "
+                                  "across ingest restarts); null: in the MqttIngest replica")
+    redis_prefix: str = Field(default="edge-allocator:live:", min_length=1)
+    snapshot_reuse_s: float = Field(
+        default=0.2, ge=0, description="An ingress replica reuses a snapshot this young "
+                                       "(responses say when it was taken)")
+
+    @model_validator(mode="after")
+    def _ages(self) -> LiveNetworkConfig:
+        if self.forget_after_s is not None and self.forget_after_s < self.stale_after_s:
+            raise ValueError(f"forget_after_s: {self.forget_after_s} is below stale_after_s "
+                             f"({self.stale_after_s}); a node is masked before it is forgotten")
+        return self

@@ -38,6 +38,10 @@ TOPOLOGY_CACHE_ENTRIES = _env_int("EDGE_ALLOCATOR_TOPOLOGY_CACHE_ENTRIES", 4096)
 #: Default decision-cache TTL.
 DECISION_CACHE_TTL_S = _env_float("EDGE_ALLOCATOR_DECISION_CACHE_TTL_S", 5.0)
 
+#: MQTT broker of the live network (``mqtt://host:port``, ``mqtts://`` for TLS); set, it
+#: wins over the MqttIngest deployment's ``user_config`` ``mqtt.url``. Unset: off.
+MQTT_URL = os.environ.get("EDGE_ALLOCATOR_MQTT_URL") or None
+
 #: The checkout (or install prefix) the package lives in: defaults resolve against it,
 #: not against the working directory of whichever Ray worker happens to read them.
 PROJECT_ROOT = Path(__file__).resolve().parent.parent

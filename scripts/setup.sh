@@ -5,7 +5,7 @@ cd "$(dirname "$0")/.."
 if [ ! -x .venv/bin/python ]; then python3 -m venv .venv; fi
 # Reinstall when anything is missing: the package and its heavy dependencies, or the dev
 # tools scripts/test.sh runs first (an older .venv may predate ruff and mypy in [dev]).
-if ! .venv/bin/python -c "import edge_allocator, ray.train.torch, ray.tune, torch, grpc_tools" 2>/dev/null \
+if ! .venv/bin/python -c "import edge_allocator, ray.train.torch, ray.tune, torch, grpc_tools, paho.mqtt" 2>/dev/null \
     || ! .venv/bin/ruff --version >/dev/null 2>&1 \
     || ! .venv/bin/mypy --version >/dev/null 2>&1; then
   .venv/bin/pip install -q --upgrade pip
@@ -25,5 +25,16 @@ if ! command -v prometheus >/dev/null 2>&1 || ! command -v promtool >/dev/null 2
     echo "setup: prometheus/promtool not found and not root (or no apt-get): install Debian's" \
          "'prometheus' package (sudo apt-get install prometheus) for the monitoring tests;" \
          "without it they skip, and fail under CI=true" >&2
+  fi
+fi
+# The live-network tests need a real MQTT broker (Debian's mosquitto): install it as root
+# when absent. Development and CI machines run one on 127.0.0.1:1883; tests that restart a
+# broker start their own `mosquitto -p <port>` from this package.
+if ! command -v mosquitto >/dev/null 2>&1 && [ ! -x /usr/sbin/mosquitto ]; then
+  if [ "$(id -u)" = 0 ] && command -v apt-get >/dev/null 2>&1; then
+    apt-get update -qq && DEBIAN_FRONTEND=noninteractive apt-get install -y -qq mosquitto \
+      mosquitto-clients >/dev/null
+  else
+    echo "setup: mosquitto is not installed; as root: apt-get install mosquitto" >&2
   fi
 fi

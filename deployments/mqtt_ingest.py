@@ -1,0 +1,56 @@
+"""MqttIngest: subscribes to the MQTT broker and keeps the live network view.
+
+All behaviour lives in ``edge_allocator.live`` (``LiveNetwork``); this class starts it
+from ``user_config`` (``edge_allocator.config.LiveNetworkConfig``; off without an MQTT
+URL) and answers the ingress replicas: ``settings`` (where the view is and how it
+ages), ``snapshot`` (when the view is kept here rather than in Redis) and ``status``.
+One replica: each replica would be one more subscriber applying every message.
+"""
+
+from __future__ import annotations
+
+import logging
+from typing import Any
+
+from ray import serve
+
+from edge_allocator.config import LiveNetworkConfig
+from edge_allocator.live.network import IngestStatus, LiveNetwork
+from edge_allocator.live.view import LiveSnapshot
+
+log = logging.getLogger(__name__)
+
+
+@serve.deployment
+class MqttIngest:
+    def __init__(self) -> None:
+        self.network: LiveNetwork | None = None
+
+    def reconfigure(self, user_config: dict[str, Any]) -> None:
+        """Validates ``user_config`` (an unknown key fails the deployment, naming it); a
+        changed config replaces the subscriber (and the view, unless it is in Redis)."""
+        cfg = LiveNetworkConfig.model_validate(user_config)
+        if self.network is not None:
+            if self.network.cfg == cfg:
+                return
+            self.network.stop()
+        self.network = LiveNetwork(cfg).start()
+
+    def _net(self) -> LiveNetwork:
+        if self.network is None:  # deployed without user_config: off
+            self.reconfigure({})
+        assert self.network is not None
+        return self.network
+
+    def settings(self) -> LiveNetworkConfig:
+        return self._net().cfg
+
+    def snapshot(self) -> LiveSnapshot:
+        return self._net().snapshot()
+
+    def status(self) -> IngestStatus:
+        return self._net().status()
+
+    def __del__(self) -> None:
+        if self.network is not None:
+            self.network.stop()

@@ -1,0 +1,179 @@
+"""MQTT clients (paho-mqtt 2.x): the telemetry subscriber and a plain publisher.
+
+``connect_client`` turns an ``MqttConfig`` into a paho client (URL, credentials, TLS,
+MQTT 5). ``TelemetrySubscriber`` runs paho's network thread: it connects in the
+background, subscribes on every (re)connection, hands each message to a callback, and
+reconnects by itself when the broker goes away (paho's loop retries with a back-off of
+1 s doubling up to ``reconnect_max_s``), so a broker restart costs the messages sent
+while it was down, nothing more.
+"""
+
+from __future__ import annotations
+
+import logging
+import os
+import ssl
+import threading
+import time
+from collections.abc import Callable
+from dataclasses import dataclass
+from typing import Any
+from urllib.parse import unquote, urlsplit
+
+import paho.mqtt.client as paho
+from paho.mqtt.enums import CallbackAPIVersion
+from paho.mqtt.properties import Properties
+from paho.mqtt.reasoncodes import ReasonCode
+
+from edge_allocator.cache import redact_url
+from edge_allocator.config import MqttConfig
+
+log = logging.getLogger(__name__)
+DEFAULT_PORTS = {"mqtt": 1883, "tcp": 1883, "mqtts": 8883, "ssl": 8883}
+
+
+@dataclass(frozen=True, slots=True)
+class Broker:
+    host: str
+    port: int
+    tls: bool
+    username: str | None
+    password: str | None
+
+
+def broker_of(cfg: MqttConfig) -> Broker:
+    """Host, port, TLS and credentials from the URL and the config (the config's
+    ``username``/``password_file`` win over the URL's)."""
+    if cfg.url is None:
+        raise ValueError("MqttConfig.url is not set: the live network is off")
+    parts = urlsplit(cfg.url)
+    tls = parts.scheme in ("mqtts", "ssl") or cfg.tls is not None
+    password = unquote(parts.password) if parts.password is not None else None
+    if cfg.password_file is not None:
+        password = cfg.password_file.read_text().strip()
+    username = cfg.username or (unquote(parts.username) if parts.username else None)
+    return Broker(parts.hostname or "", parts.port or DEFAULT_PORTS[parts.scheme], tls,
+                  username, password)
+
+
+def make_client(cfg: MqttConfig, client_id: str) -> tuple[paho.Client, Broker]:
+    broker = broker_of(cfg)
+    client = paho.Client(CallbackAPIVersion.VERSION2, client_id=client_id,
+                         protocol=paho.MQTTv5)
+    if broker.username is not None:
+        client.username_pw_set(broker.username, broker.password)
+    if broker.tls:
+        t = cfg.tls
+        client.tls_set(ca_certs=str(t.ca_file) if t and t.ca_file else None,
+                       certfile=str(t.cert_file) if t and t.cert_file else None,
+                       keyfile=str(t.key_file) if t and t.key_file else None,
+                       cert_reqs=ssl.CERT_REQUIRED)
+        if t is not None and t.insecure:
+            client.tls_insecure_set(True)
+    client.reconnect_delay_set(min_delay=1, max_delay=max(1, round(cfg.reconnect_max_s)))
+    return client, broker
+
+
+MessageHandler = Callable[[str, bytes], None]
+
+
+@dataclass(frozen=True, slots=True)
+class SubscriberStatus:
+    connected: bool
+    broker: str  # URL without password
+    connections: int  # successful connections so far (> 1: it has reconnected)
+    last_error: str | None
+    messages: int
+
+
+class TelemetrySubscriber:
+    """Subscribes to ``topics`` and calls ``handler(topic, payload)`` for each message
+    on paho's thread. ``start`` returns at once; the connection follows in the
+    background and is retried for as long as the subscriber runs."""
+
+    def __init__(self, cfg: MqttConfig, topics: tuple[str, ...], handler: MessageHandler,
+                 client_id: str | None = None) -> None:
+        self.cfg = cfg
+        self.topics = topics
+        self.handler = handler
+        self.client_id = client_id or cfg.client_id or f"edge-allocator-ingest-{os.getpid()}"
+        self.client, self.broker = make_client(cfg, self.client_id)
+        self.client.on_connect = self._on_connect
+        self.client.on_disconnect = self._on_disconnect
+        self.client.on_message = self._on_message
+        self._connected = threading.Event()
+        self.connections = 0
+        self.messages = 0
+        self.last_error: str | None = None
+
+    def start(self) -> None:
+        self.client.connect_async(self.broker.host, self.broker.port,
+                                  keepalive=self.cfg.keepalive_s)
+        self.client.loop_start()
+        log.info("live network: subscribing to %s on %s", ", ".join(self.topics),
+                 redact_url(self.cfg.url or ""))
+
+    def stop(self) -> None:
+        self.client.disconnect()
+        self.client.loop_stop()
+        self._connected.clear()
+
+    def wait_connected(self, timeout_s: float) -> bool:
+        return self._connected.wait(timeout_s)
+
+    def status(self) -> SubscriberStatus:
+        return SubscriberStatus(self._connected.is_set(), redact_url(self.cfg.url or ""),
+                                self.connections, self.last_error, self.messages)
+
+    def _on_connect(self, client: paho.Client, userdata: Any, flags: Any,
+                    reason: ReasonCode, properties: Properties | None) -> None:
+        if reason.is_failure:
+            self.last_error = f"connection refused: {reason}"
+            log.warning("live network: broker refused the connection: %s", reason)
+            return
+        client.subscribe([(t, int(self.cfg.qos)) for t in self.topics])
+        self.connections += 1
+        self._connected.set()
+        if self.connections > 1:
+            log.info("live network: reconnected to the broker (connection %d)",
+                     self.connections)
+
+    def _on_disconnect(self, client: paho.Client, userdata: Any, flags: Any,
+                       reason: ReasonCode, properties: Properties | None) -> None:
+        self._connected.clear()
+        if reason.is_failure:
+            self.last_error = f"disconnected at {time.strftime('%H:%M:%S')}: {reason}"
+            log.warning("live network: lost the broker (%s); reconnecting", reason)
+
+    def _on_message(self, client: paho.Client, userdata: Any, msg: paho.MQTTMessage) -> None:
+        self.messages += 1
+        try:
+            self.handler(msg.topic, bytes(msg.payload))
+        except Exception:  # the handler never raises by contract; keep the thread alive
+            log.exception("live network: message handler failed on %s", msg.topic)
+
+
+class Publisher:
+    """A connected client for publishing (the device simulator, tests, benchmarks)."""
+
+    def __init__(self, cfg: MqttConfig, client_id: str | None = None,
+                 connect_timeout_s: float = 10.0) -> None:
+        self.client, self.broker = make_client(
+            cfg, client_id or f"edge-allocator-publisher-{os.getpid()}-{id(self):x}")
+        ready = threading.Event()
+        self.client.on_connect = lambda c, u, f, rc, p: ready.set() if not rc.is_failure else None
+        self.client.connect_async(self.broker.host, self.broker.port, keepalive=cfg.keepalive_s)
+        self.client.loop_start()
+        if not ready.wait(connect_timeout_s):
+            self.client.loop_stop()
+            raise ConnectionError(f"no MQTT broker answered at {redact_url(cfg.url or '')} "
+                                  f"within {connect_timeout_s:g} s")
+
+    def publish(self, topic: str, payload: bytes, qos: int = 1, retain: bool = False,
+                properties: Properties | None = None) -> paho.MQTTMessageInfo:
+        return self.client.publish(topic, payload, qos=qos, retain=retain,
+                                   properties=properties)
+
+    def close(self) -> None:
+        self.client.disconnect()
+        self.client.loop_stop()

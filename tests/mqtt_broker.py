@@ -1,0 +1,92 @@
+"""Real Mosquitto brokers for the live-network tests.
+
+``shared_broker_url`` is the one running on 127.0.0.1:1883 on development and CI
+machines (tests use their own topic prefix on it); ``OwnBroker`` starts a private
+``mosquitto -p <free port>`` for tests that stop or restart a broker, and stops it by
+its PID. Absent components go through ``tests.conftest.missing`` (skip locally, fail
+under CI=true).
+"""
+
+from __future__ import annotations
+
+import shutil
+import socket
+import subprocess
+import time
+import uuid
+
+from tests.conftest import missing
+
+SHARED_HOST, SHARED_PORT = "127.0.0.1", 1883
+
+
+def _port_open(host: str, port: int) -> bool:
+    try:
+        with socket.create_connection((host, port), timeout=0.5):
+            return True
+    except OSError:
+        return False
+
+
+def shared_broker_url() -> str:
+    if not _port_open(SHARED_HOST, SHARED_PORT):
+        missing("Mosquitto on 127.0.0.1:1883", "nothing listens there (apt-get install "
+                "mosquitto; scripts/setup.sh does it as root)")
+    return f"mqtt://{SHARED_HOST}:{SHARED_PORT}"
+
+
+def unique_prefix(name: str) -> str:
+    """A topic prefix no other test (or concurrent run) publishes on."""
+    return f"test-{name}-{uuid.uuid4().hex[:8]}"
+
+
+def free_port() -> int:
+    with socket.socket() as s:
+        s.bind(("127.0.0.1", 0))
+        return int(s.getsockname()[1])
+
+
+class OwnBroker:
+    """``mosquitto -p PORT`` of our own; ``stop``/``start`` keep the port."""
+
+    def __init__(self, port: int | None = None) -> None:
+        binary = shutil.which("mosquitto") or shutil.which("/usr/sbin/mosquitto")
+        if binary is None:
+            missing("the mosquitto binary", "it is not installed (apt-get install mosquitto)")
+        self.binary = str(binary)
+        self.port = port or free_port()
+        self.proc: subprocess.Popen[bytes] | None = None
+
+    @property
+    def url(self) -> str:
+        return f"mqtt://127.0.0.1:{self.port}"
+
+    def start(self, timeout_s: float = 10.0) -> OwnBroker:
+        self.proc = subprocess.Popen([self.binary, "-p", str(self.port)],
+                                     stdout=subprocess.DEVNULL, stderr=subprocess.DEVNULL)
+        deadline = time.monotonic() + timeout_s
+        while not _port_open("127.0.0.1", self.port):
+            if self.proc.poll() is not None or time.monotonic() > deadline:
+                raise RuntimeError(f"mosquitto -p {self.port} did not start "
+                                   f"(exit {self.proc.poll()})")
+            time.sleep(0.05)
+        return self
+
+    def stop(self) -> None:
+        if self.proc is not None and self.proc.poll() is None:
+            self.proc.terminate()  # this PID only
+            try:
+                self.proc.wait(5)
+            except subprocess.TimeoutExpired:
+                self.proc.kill()
+                self.proc.wait(5)
+        self.proc = None
+
+
+def wait_for(predicate, timeout_s: float = 10.0, every_s: float = 0.05) -> bool:  # type: ignore[no-untyped-def]
+    deadline = time.monotonic() + timeout_s
+    while time.monotonic() < deadline:
+        if predicate():
+            return True
+        time.sleep(every_s)
+    return bool(predicate())
