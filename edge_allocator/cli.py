@@ -34,7 +34,8 @@ def _train(args: argparse.Namespace) -> None:
                 arch = {k: v for k, v in (("conv", args.conv), ("hidden", args.hidden),
                                           ("layers", args.layers)) if v is not None}
             cfg = TrainConfig(
-                kind=kind, seed=args.seed, architecture=arch, demo_episodes=args.demo_episodes,
+                kind=kind, name=args.name if args.model != "all" else None, seed=args.seed,
+                architecture=arch, demo_episodes=args.demo_episodes,
                 dagger_episodes=args.dagger_episodes, expert=args.expert,
                 bc=BCConfig(epochs=args.bc_epochs, grad_accum=args.grad_accum,
                             precision=args.precision, device=args.device,
@@ -143,6 +144,9 @@ def main(argv: list[str] | None = None) -> None:
     t.add_argument("--conv", choices=["gcn", "sage", "gat"], default=None)
     t.add_argument("--hidden", type=int, default=None, help="hybrid: embedding width (64)")
     t.add_argument("--layers", type=int, default=None, help="hybrid: graph layers (2)")
+    t.add_argument("--name", default=None,
+                   help="artifact name under --models-dir (default: the model kind), "
+                        "e.g. hybrid_gat")
     t.add_argument("--seed", type=int, default=0)
     t.add_argument("--demo-episodes", type=int, default=120)
     t.add_argument("--dagger-episodes", type=int, default=40)

@@ -39,6 +39,22 @@ def test_train_smoke_writes_a_verified_artifact(tmp_path, model):
         assert (tmp_path / "runs" / "checkpoints" / "hybrid-seed0" / "dagger.pt").is_file()
 
 
+def test_train_a_named_gat_hybrid(tmp_path):
+    """``--conv gat --name hybrid_gat``: how models/hybrid_gat/1 was made (distilled from
+    hybrid v1), at a tiny budget: its own artifact name, GAT layers, the teacher recorded."""
+    cli("train", "--model", "hybrid", "--conv", "gat", "--hidden", "16", "--name", "hybrid_gat",
+        "--distill-from", str(Path(__file__).parents[1] / "models" / "hybrid" / "1"),
+        "--demo-episodes", "2", "--dagger-episodes", "0", "--bc-epochs", "1",
+        "--rl-steps", "0", "--eval-episodes", "0",
+        "--models-dir", str(tmp_path / "models"), "--out-dir", str(tmp_path / "runs"), cwd=tmp_path)
+    art = load_artifact(tmp_path / "models", "hybrid_gat")
+    assert (art.manifest["name"], art.version, art.kind) == ("hybrid_gat", "1", "hybrid")
+    assert art.manifest["architecture"]["conv"] == "gat"
+    assert art.manifest["training"]["distillation"]["teacher"] == "hybrid v1"
+    assert not (tmp_path / "models" / "hybrid").exists()
+    assert (tmp_path / "runs" / "hybrid_gat-v1" / "training_curve.png").is_file()
+
+
 def test_train_pipeline_runs_every_stage_on_ray(tmp_path):
     """``train --pipeline``: demonstrations as Ray tasks, behaviour cloning on Ray Train
     (2 DDP workers), RL as a Ray Tune grid; its own private Ray, stopped afterwards."""

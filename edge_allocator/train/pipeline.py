@@ -50,6 +50,9 @@ class TrainConfig:
 
     kind: str = "hybrid"
     """'hybrid', 'ppo' or 'dqn'."""
+    name: str | None = None
+    """The artifact's name, ``models_dir/<name>/<version>/`` (default: ``kind``); e.g.
+    'hybrid_gat' for a hybrid with GAT layers served as its own model."""
     seed: int = 0
     """Seeds demonstrations, weights and RL."""
     architecture: dict[str, Any] = field(default_factory=dict)
@@ -185,7 +188,8 @@ def train(cfg: TrainConfig, scenarios: list[EvalScenario] | None = None,
         "rl_seconds": rl_seconds,
         "wall_seconds": time.perf_counter() - t0,
     }
-    path = save_artifact(module, cfg.kind, arch, cfg.models_dir, training=training,
+    path = save_artifact(module, cfg.kind, arch, cfg.models_dir, name=cfg.name,
+                         training=training,
                          evaluation=to_json(evaluation))
     run_dir = _plot_curve(curve, cfg, path)
     if sweep is not None:
@@ -299,7 +303,7 @@ def _plot_curve(curve: list[float], cfg: TrainConfig, artifact: Path) -> Path:
     matplotlib.use("Agg")
     import matplotlib.pyplot as plt
 
-    out = cfg.out_dir / f"{cfg.kind}-v{artifact.name}"
+    out = cfg.out_dir / f"{cfg.name or cfg.kind}-v{artifact.name}"
     out.mkdir(parents=True, exist_ok=True)
     fig, ax = plt.subplots(figsize=(5, 3.2))
     ax.plot(range(1, len(curve) + 1), curve, marker="o")
