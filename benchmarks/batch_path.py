@@ -44,7 +44,7 @@ from edge_allocator.service.stages import (
     ResponseStage,
 )
 from edge_allocator.sim import EdgeAllocationEnv, EnvConfig
-from edge_allocator.store import DecisionLog, DecisionRecord, utc_now
+from edge_allocator.store import DecisionLog, DecisionRecord, new_decision_ids, utc_now
 
 RESULTS = Path(__file__).parent / "results"
 STAGES = ("parse", "validate", "features", "model", "assemble", "log", "serialise")
@@ -110,7 +110,7 @@ def columnar_path(body: bytes, stage: PolicyStage, key: ModelKey, log: DecisionL
         return buckets(batch, topo, x, mask)
     t["features"], bks = timed(graphs)
     t["model"], scores = timed(lambda: stage.run_batches(key, [b.graphs for b in bks]))
-    ids = tuple(uuid.uuid4().hex for _ in range(len(batch)))
+    ids = new_decision_ids(len(batch))
 
     def assemble() -> Any:
         cols = assemble_columns(batch, bks, scores, ids, ModelRef(key.name, key.version,

@@ -69,9 +69,12 @@ def _states(decisions: int, nodes: int, seed: int = 0) -> tuple[list[dict[str, A
 
 
 def _fixed(nodes: int) -> dict[str, Any]:
-    """The record's fields other than the node states (the decision made them)."""
+    """The record's fields other than the node states (the decision made them); the
+    decision id as the service under test makes it (time-ordered since UUIDv7 ids)."""
+    from edge_allocator.store import new_decision_id
+
     return {
-        "decision_id": uuid.uuid4().hex, "model_name": "hybrid", "model_version": "1",
+        "decision_id": new_decision_id(), "model_name": "hybrid", "model_version": "1",
         "backend": "onnx", "node_id": "node-1", "node_index": 1, "confidence": 0.5,
         "scores": {f"node-{j}": 1.0 / nodes for j in range(nodes)}, "latency_ms": 2.0,
         "request_hash": uuid.uuid4().hex, "cached": False,

@@ -7,6 +7,7 @@ runs never share tables; they are skipped with the reason when no server answers
 
 from __future__ import annotations
 
+import dataclasses
 import logging
 import os
 import subprocess
@@ -39,6 +40,7 @@ from edge_allocator.store import (
     make_engine,
     metadata,
     new_decision_id,
+    new_decision_ids,
     predictions,
     unpack_node_ids,
     unpack_node_values,
@@ -176,6 +178,25 @@ def open_log(url: str, tmp_path: Path, **kwargs: object) -> DecisionLog:
 
 
 # --------------------------------------------------------------------------- records
+
+
+def test_decision_ids_are_uuid7_time_ordered_and_unique() -> None:
+    import time
+
+    first = new_decision_ids(300)
+    time.sleep(0.002)
+    later = new_decision_id()
+    ids = [*first, later]
+    assert len(set(ids)) == len(ids)
+    for i in ids:  # 32 lowercase hex, version 7, RFC 9562 variant
+        assert len(i) == 32 and set(i) <= set("0123456789abcdef")
+        assert uuid.UUID(hex=i).version == 7 and uuid.UUID(hex=i).variant == uuid.RFC_4122
+    assert list(first) == sorted(first)  # one batch's ids sort in state order
+    assert later > max(first)  # a later millisecond sorts after
+    ms = int(later[:12], 16)
+    assert abs(ms - time.time() * 1000) < 5000  # the prefix is the Unix time in ms
+    assert new_decision_ids(0) == ()
+    dataclasses.replace(make_record(0), decision_id=later)  # the log takes it
 
 
 def test_record_json_round_trip_and_validation() -> None:

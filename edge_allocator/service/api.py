@@ -7,9 +7,7 @@ from __future__ import annotations
 
 import asyncio
 import logging
-import os
 import time
-import uuid
 from datetime import datetime
 from pathlib import Path
 from typing import Any
@@ -40,20 +38,20 @@ from edge_allocator.service.observe import (
 )
 from edge_allocator.service.routing import ModelRouter
 from edge_allocator.service.stages import AssembleMeta, ModelKey
-from edge_allocator.store import DecisionLog, DecisionRecord, UnknownDecision, utc_now
+from edge_allocator.store import (
+    DecisionLog,
+    DecisionRecord,
+    UnknownDecision,
+    new_decision_id,
+    new_decision_ids,
+    utc_now,
+)
 from edge_allocator.tracing import carrier, span
 from edge_allocator.wire import columnar_batch, is_columnar
 
 log = logging.getLogger(__name__)
 #: How long readiness waits for the policy to describe itself.
 READINESS_TIMEOUT_S = 5.0
-
-
-def new_decision_ids(n: int) -> tuple[str, ...]:
-    """``n`` random 128-bit ids as 32 lowercase hex characters, from one read of the
-    system's random source (one ``uuid4()`` each cost a system call apiece)."""
-    blob = os.urandom(16 * n).hex()
-    return tuple(blob[k:k + 32] for k in range(0, 32 * n, 32))
 
 
 def _make_cache(cfg: ServiceConfig) -> DecisionCache:
@@ -121,11 +119,11 @@ class AllocatorApi:
         if hit is not None:  # a new decision (own id, logged) that reuses the answer
             decision = Decision.from_dict(hit)
             decision.cached = True
-            decision.decision_id = uuid.uuid4().hex
+            decision.decision_id = new_decision_id()
             decision.batch_size = 0  # no model call was made for it
             decision.latency_ms = (time.perf_counter() - t0) * 1000
         else:
-            decision_id = uuid.uuid4().hex
+            decision_id = new_decision_id()
             with span("ingress.allocate", decision_id=decision_id, model=key.name,
                       version=key.version):
                 meta = AssembleMeta(key, 1, t0, (decision_id,), carrier())

@@ -6,7 +6,6 @@ from __future__ import annotations
 
 import sys
 import time
-import uuid
 from collections.abc import Sequence
 from pathlib import Path
 from typing import NamedTuple
@@ -30,6 +29,7 @@ from edge_allocator.runtime.artifacts import Artifact, ArtifactError, load_artif
 from edge_allocator.runtime.backends import Backend, make_backend
 from edge_allocator.schema import RequestError
 from edge_allocator.service.columns import DecisionColumns, assemble_columns
+from edge_allocator.store.records import new_decision_id, new_decision_ids
 from edge_allocator.tracing import span
 
 
@@ -228,14 +228,14 @@ class ResponseStage:
     """Scores -> decision: mask, pick, confidence, ranking, decision id."""
 
     def assemble(self, state: PreparedState, scored: ScoredOne, meta: AssembleMeta) -> Decision:
-        decision_id = meta.decision_ids[0] if meta.decision_ids else uuid.uuid4().hex
+        decision_id = meta.decision_ids[0] if meta.decision_ids else new_decision_id()
         with span("response.assemble", meta.trace, decision_id=decision_id):
             return self._assemble(state, scored.scores, meta, decision_id, scored.batch_size,
                                   scored.backend, scored.node)
 
     def assemble_batch(self, batch: StateBatch, buckets: Sequence[Bucket],
                        scored: ScoredBatch, meta: AssembleMeta) -> DecisionColumns:
-        ids = meta.decision_ids or tuple(uuid.uuid4().hex for _ in range(len(batch)))
+        ids = meta.decision_ids or new_decision_ids(len(batch))
         with span("response.assemble_many", meta.trace, states=len(batch),
                   decision_ids=list(ids)):  # one span per batch, as in prepare_batch
             return assemble_columns(batch, buckets, scored.scores, ids,
