@@ -18,11 +18,15 @@ from k8s.crd import validation_errors
 from k8s.monitoring.metrics import (
     ALERTS_PATH,
     DASHBOARD_PATH,
+    alert_signals,
     declared_metrics,
     expressions,
+    grafana_promql,
     metric_names,
+    named_expressions,
     queried_metrics,
 )
+from k8s.monitoring.rules import app_rules, uncalled_deployments
 from k8s.sizing import PodShape, ReplicaDemand, pods_needed
 
 ROOT = Path(__file__).resolve().parent.parent
@@ -77,6 +81,7 @@ def test_manifests_follow_serve_config(tmp_path: Path) -> None:
     the replicas-at-max alert threshold, and the drift check then fails."""
     cfg = generate.load_serve_config()
     _deployment(cfg, "PolicyInference")["autoscaling_config"]["max_replicas"] = 20
+    _deployment(cfg, "Ingress")["autoscaling_config"]["max_replicas"] = 3
     path = tmp_path / "serve_config.yaml"
     path.write_text(yaml.safe_dump(cfg))
     files = generate.outputs(path)
@@ -87,7 +92,8 @@ def test_manifests_follow_serve_config(tmp_path: Path) -> None:
     # 20 x 0.4 CPU of inference alone needs 4 two-CPU pods.
     assert after >= 4 + generate.SPARE_PODS
     assert _deployment(_serve(cpu), "PolicyInference")["autoscaling_config"]["max_replicas"] == 20
-    assert ">= 20" in files[K8S / "monitoring" / "alerts.yaml"]
+    alerts = files[K8S / "monitoring" / "alerts.yaml"]
+    assert ">= 3" in alerts and ">= 20" not in alerts  # no alert on the idle PolicyInference
     assert generate.drift(files) != []
 
 
@@ -100,8 +106,9 @@ def test_check_command_fails_on_drift_and_writes_nothing(tmp_path: Path) -> None
 
     text = generate.SERVE_CONFIG.read_text()
     assert text.count("max_replicas: 2\n") == 2
-    changed = tmp_path / "serve_config.yaml"  # PolicyInference's max_replicas 2 -> 7
-    changed.write_text(text.replace("max_replicas: 2\n", "max_replicas: 7\n", 1))
+    changed = tmp_path / "serve_config.yaml"  # the Ingress's max_replicas (the last) 2 -> 7
+    head, _, tail = text.rpartition("max_replicas: 2\n")
+    changed.write_text(head + "max_replicas: 7\n" + tail)
     before = {p: p.read_text() for p in generate.outputs()}
     run = lambda *a: subprocess.run(  # noqa: E731
         [sys.executable, "-m", "k8s.generate", "--check", *a], cwd=ROOT, capture_output=True,
@@ -113,7 +120,7 @@ def test_check_command_fails_on_drift_and_writes_nothing(tmp_path: Path) -> None
     assert "--- k8s/monitoring/alerts.yaml (on disk)" in stale.stdout
     added = [ln for ln in stale.stdout.splitlines() if ln.startswith("+")]
     assert any("max_replicas: 7" in ln for ln in added)  # serveConfigV2 of the manifests
-    assert "-        >= 2\n+        >= 7\n" in stale.stdout  # PolicyInference's at-max alert
+    assert "-        >= 2\n+        >= 7\n" in stale.stdout  # the Ingress's at-max alert
     assert {p: p.read_text() for p in before} == before
     fresh = run()
     assert fresh.returncode == 0 and "up to date" in fresh.stdout, fresh.stdout + fresh.stderr
@@ -455,10 +462,32 @@ def test_alert_rules_parse_and_follow_serve_config() -> None:
     for app in cfg["applications"]:
         for d in app["deployments"]:
             auto = d["autoscaling_config"]
-            if auto["max_replicas"] > auto.get("min_replicas", 1):
+            if d["name"] in uncalled_deployments(app):
+                assert d["name"] not in at_max
+            elif auto["max_replicas"] > auto.get("min_replicas", 1):
                 assert at_max[d["name"]].endswith(f">= {auto['max_replicas']}")
             else:
                 assert d["name"] not in at_max
+
+
+def test_replica_alerts_follow_the_composition() -> None:
+    """The shipped composition runs the policy in the ingress, so PolicyInference has no
+    replicas and no replica alerts (they could never fire); with inline_inference off it
+    has them."""
+    cfg = generate.load_serve_config()
+    app = cfg["applications"][0]
+    assert app["args"]["inline_inference"] is True
+    assert uncalled_deployments(app) == {"PolicyInference"}
+
+    def at_max(config: dict[str, Any]) -> set[str]:
+        return {r["labels"]["deployment"] for r in app_rules(app["name"], config)
+                if r["alert"] == "EdgeAllocatorReplicasAtMax"}
+
+    assert at_max(cfg) == {"Ingress"}
+    hop = copy.deepcopy(cfg)
+    hop["applications"][0]["args"]["inline_inference"] = False
+    assert uncalled_deployments(hop["applications"][0]) == set()
+    assert at_max(hop) == {"Ingress", "PolicyInference"}
 
 
 def test_dashboard_is_grafana_json_with_the_promised_panels() -> None:
@@ -485,6 +514,27 @@ def test_metric_names_parse_loosely() -> None:
     expr = ('sum by (le) (rate(ray_a_bucket{route="ray_not_a_metric"}[5m]))'
             " / on() ray_b_total and xray_c")
     assert metric_names(expr) == {"ray_a_bucket", "ray_b_total"}
+
+
+def test_alert_signals_and_grafana_queries_as_prometheus_runs_them() -> None:
+    """What the Prometheus cluster test (tests/serve/test_prometheus.py) runs: an alert's
+    operands without thresholds, and dashboard queries with Grafana's variables filled."""
+    assert alert_signals("sum(rate(a[5m]))\n  / sum(rate(b[5m])) > 0.01") == [
+        "sum(rate(a[5m]))\n  / sum(rate(b[5m]))"]
+    assert alert_signals("histogram_quantile(0.99, x) > 100\nand sum(rate(c[5m])) > 1") == [
+        "histogram_quantile(0.99, x)", "sum(rate(c[5m]))"]
+    assert alert_signals('absent(s{application="a"})') == ['s{application="a"}']
+    assert alert_signals("max by (d) (s)\n  <= 2") == ["max by (d) (s)"]
+    assert alert_signals("x != 6") == ["x"] and alert_signals("y >= 1e3") == ["y"]
+    variables = {"application": "app", "__rate_interval": "1m"}
+    assert grafana_promql('rate(m{application="$application"}[$__rate_interval])',
+                          variables) == ('rate(m{application="app"}[1m])', None)
+    assert grafana_promql("label_values(ray_s, application)", variables) == (
+        "ray_s", "application")
+    named = named_expressions()
+    assert [q.expr for q in named] == expressions() and len({q.where for q in named}) > 25
+    assert all(q.expr != "prometheus" for q in named)  # the data-source variable is no query
+    assert "panel 'Cache hit ratio' target A" in {q.where for q in named}
 
 
 def test_every_queried_metric_is_declared() -> None:

@@ -13,7 +13,7 @@ import json
 import re
 from collections.abc import Iterable, Iterator
 from pathlib import Path
-from typing import Any
+from typing import Any, NamedTuple
 
 import yaml
 
@@ -27,26 +27,83 @@ _QUOTED = re.compile(r"\"(?:[^\"\\]|\\.)*\"|'(?:[^'\\]|\\.)*'|`[^`]*`")
 _NAME_FIELDS = {"protocol_name": ("http", "grpc")}
 
 
-def _dashboard_queries(node: Any) -> Iterator[str]:
+class Query(NamedTuple):
+    """One PromQL expression and where it comes from, for messages that name it."""
+
+    where: str
+    """``alert <name>[/<deployment>]``, ``panel '<title>' <refId>`` or ``variable <name>``."""
+    expr: str
+
+
+def _dashboard_queries(node: Any, where: str = "dashboard") -> Iterator[Query]:
     """PromQL of every panel target and every templating query in a Grafana dashboard."""
     if isinstance(node, dict):
+        if node.get("type") == "datasource":
+            return  # a data-source variable: its "query" is a plugin type, not PromQL
+        if "title" in node and "targets" in node:
+            where = f"panel {node['title']!r}"
+        elif "name" in node and "type" in node:
+            where = f"variable {node['name']}"
         for key, value in node.items():
             if key in ("expr", "query", "definition") and isinstance(value, str):
-                yield value
+                ref = f" target {node['refId']}" if where.startswith("panel") else f" {key}"
+                yield Query(where + ref, value)
             else:
-                yield from _dashboard_queries(value)
+                yield from _dashboard_queries(value, where)
     elif isinstance(node, list):
         for item in node:
-            yield from _dashboard_queries(item)
+            yield from _dashboard_queries(item, where)
+
+
+def named_expressions(alerts_path: Path = ALERTS_PATH,
+                      dashboard_path: Path = DASHBOARD_PATH) -> list[Query]:
+    """Every PromQL expression of the alert rules and the dashboard, in file order, each
+    with where it comes from."""
+    rules = yaml.safe_load(Path(alerts_path).read_text())
+    out = [Query("alert " + "/".join([rule["alert"], *([rule["labels"]["deployment"]]
+                                                      if "deployment" in rule.get("labels", {})
+                                                      else [])]), str(rule["expr"]))
+           for group in rules["spec"]["groups"] for rule in group["rules"]]
+    out += _dashboard_queries(json.loads(Path(dashboard_path).read_text()))
+    return out
 
 
 def expressions(alerts_path: Path = ALERTS_PATH,
                 dashboard_path: Path = DASHBOARD_PATH) -> list[str]:
     """Every PromQL expression of the alert rules and the dashboard, in file order."""
-    rules = yaml.safe_load(Path(alerts_path).read_text())
-    out = [str(rule["expr"]) for group in rules["spec"]["groups"] for rule in group["rules"]]
-    out += _dashboard_queries(json.loads(Path(dashboard_path).read_text()))
+    return [q.expr for q in named_expressions(alerts_path, dashboard_path)]
+
+
+_THRESHOLD = re.compile(r"\s*(?:>=|<=|!=|==|>|<)\s*[-+]?[0-9.]+(?:e[-+]?[0-9]+)?\s*$")
+_AND = re.compile(r"\s+and\s+")
+_ABSENT = re.compile(r"absent\((.*)\)", re.S)
+
+
+def alert_signals(expr: str) -> list[str]:
+    """What an alert expression measures: each operand of a top-level ``and`` with its
+    threshold comparison removed, and the selector inside ``absent(...)``. On a healthy
+    system the alert itself returns nothing, but each of these must return series: one
+    that does not is a rule that can never fire."""
+    out = []
+    for part in _AND.split(expr.strip()):
+        part = _THRESHOLD.sub("", part.strip())
+        m = _ABSENT.fullmatch(part)
+        out.append(m.group(1) if m else part)
     return out
+
+
+_LABEL_VALUES = re.compile(r"label_values\((.+),\s*([A-Za-z_][A-Za-z0-9_]*)\)", re.S)
+
+
+def grafana_promql(expr: str, variables: dict[str, str]) -> tuple[str, str | None]:
+    """A dashboard query as Prometheus runs it once Grafana has filled in the variables
+    (``$name``, ``${name}``, ``$__rate_interval``): (PromQL, label) where ``label`` is
+    the label a ``label_values(metric, label)`` variable lists, else None."""
+    out = expr
+    for name in sorted(variables, key=len, reverse=True):
+        out = out.replace("${" + name + "}", variables[name]).replace("$" + name, variables[name])
+    m = _LABEL_VALUES.fullmatch(out.strip())
+    return (m.group(1), m.group(2)) if m else (out, None)
 
 
 def metric_names(expr: str) -> set[str]:

@@ -29,6 +29,13 @@ def _rule(alert: str, expr: str, for_: str, severity: str, summary: str,
             "annotations": {"summary": summary, "description": description}}
 
 
+def uncalled_deployments(app: dict[str, Any]) -> set[str]:
+    """Deployments an application of a Serve config binds but never calls, so they run
+    no replicas: PolicyInference while the ingress runs the policy itself
+    (``args.inline_inference``; deployments/app.py)."""
+    return {"PolicyInference"} if (app.get("args") or {}).get("inline_inference") else set()
+
+
 def app_rules(app: str, serve_config: dict[str, Any]) -> list[dict[str, Any]]:
     """Alert rules of one Serve application."""
     sel = f'application="{app}"'
@@ -72,8 +79,11 @@ def app_rules(app: str, serve_config: dict[str, Any]) -> list[dict[str, Any]]:
               "Serve reports status {{ $value }} (1 DEPLOY_FAILED, 2 UNHEALTHY) for deployment "
               "{{ $labels.deployment }}: replicas fail their health checks or cannot start."),
     ]
-    for d in app_demands({"applications": [a for a in serve_config["applications"]
-                                           if a["name"] == app]}):
+    apps = [a for a in serve_config["applications"] if a["name"] == app]
+    idle = {name for a in apps for name in uncalled_deployments(a)}
+    for d in app_demands({"applications": apps}):
+        if d.deployment in idle:
+            continue  # no replicas by design: a replica alert on it could never fire
         healthy = ("sum by (application, deployment) (ray_serve_deployment_replica_healthy"
                    f"{{{sel},deployment=\"{d.deployment}\"}})")
         if d.max_replicas > d.min_replicas:

@@ -67,12 +67,14 @@ def test_models(tmp_path_factory) -> Path:
 
 def app_options(test_models: Path, db_path: Path, *, mode: str = "shipped",
                 ingress: dict[str, Any] | None = None,
-                inference: dict[str, Any] | None = None) -> tuple[Any, dict[str, dict[str, Any]]]:
+                inference: dict[str, Any] | None = None,
+                autoscaling: bool = False) -> tuple[Any, dict[str, dict[str, Any]]]:
     """serve_config.yaml's application with test paths and overrides merged in.
 
     ``mode``: 'shipped' (the file's own args: the ingress runs the policy), 'separate'
     (every stage its own deployment) or 'hop' (PolicyInference its own deployment, as in
-    serve_config.gpu.yaml)."""
+    serve_config.gpu.yaml). ``autoscaling``: keep the file's autoscaling_config (else one
+    replica each, no waiting on the autoscaler)."""
     from deployments.app import config_options
     from edge_allocator.config import InferenceConfig
 
@@ -93,7 +95,7 @@ def app_options(test_models: Path, db_path: Path, *, mode: str = "shipped",
     options["Ingress"]["user_config"] = ing
     options["PolicyInference"]["user_config"] = inf
     for name, d in options.items():  # fixed replica counts: no waiting on autoscaling
-        if args.inline_inference and name == "PolicyInference":
+        if autoscaling or (args.inline_inference and name == "PolicyInference"):
             continue  # stays at zero replicas: nothing calls it
         d.pop("autoscaling_config", None)
         d["num_replicas"] = 1
