@@ -18,13 +18,15 @@ from ray.serve.schema import ServeDeploySchema
 
 from deployments.graph_builder import GraphBuilder
 from deployments.ingress import Ingress
+from deployments.mqtt_ingest import MqttIngest
 from deployments.policy_inference import PolicyInference
 from deployments.response_assembler import ResponseAssembler
 
 #: ``@serve.deployment`` turns each class into a ``Deployment`` (its stubs say otherwise).
 DEPLOYMENTS: dict[str, Deployment] = {
     d.name: d for d in cast(tuple[Deployment, ...],
-                            (Ingress, GraphBuilder, PolicyInference, ResponseAssembler))}
+                            (Ingress, GraphBuilder, PolicyInference, ResponseAssembler,
+                             MqttIngest))}
 
 
 class StageSizing(BaseModel):
@@ -77,14 +79,15 @@ def build_app(args: AppArgs, options: dict[str, dict[str, Any]] | None = None) -
 
     app: Application
     policy = dep("PolicyInference").bind()
+    ingest = dep("MqttIngest").bind()  # the live network; idle while MQTT is off
     if args.inline_inference:
-        app = dep("Ingress").bind(policy, inline=True)
+        app = dep("Ingress").bind(policy, inline=True, ingest=ingest)
         return app
     if args.separate_stages:
         app = dep("Ingress").bind(policy, dep("GraphBuilder").bind(),
-                                  dep("ResponseAssembler").bind())
+                                  dep("ResponseAssembler").bind(), ingest=ingest)
     else:
-        app = dep("Ingress").bind(policy)
+        app = dep("Ingress").bind(policy, ingest=ingest)
     return app
 
 

@@ -22,6 +22,7 @@ from starlette.requests import Request
 from starlette.responses import Response
 
 from deployments.metrics import RayObserver
+from deployments.mqtt_ingest import RemoteIngest
 from deployments.policy_inference import BatchedPolicy
 from deployments.remote import RemotePolicy, SeparateStages
 from edge_allocator.config import ServiceConfig
@@ -31,6 +32,7 @@ from edge_allocator.service.api import AllocatorApi
 from edge_allocator.service.chain import Chain, StagesHere
 from edge_allocator.service.grpc_api import GrpcFrontDoor, ServicerContext
 from edge_allocator.service.http import FrontDoor
+from edge_allocator.service.live_api import LiveApi
 from edge_allocator.tracing import configure
 
 
@@ -38,7 +40,8 @@ from edge_allocator.tracing import configure
 class Ingress:
     def __init__(self, policy: DeploymentHandle[Any],
                  graph: DeploymentHandle[Any] | None = None,
-                 assembler: DeploymentHandle[Any] | None = None, inline: bool = False) -> None:
+                 assembler: DeploymentHandle[Any] | None = None, inline: bool = False,
+                 ingest: DeploymentHandle[Any] | None = None) -> None:
         configure()
         self.local_policy = BatchedPolicy() if inline else None
         self.chain: Chain
@@ -50,6 +53,7 @@ class Ingress:
             self.chain = StagesHere(RemotePolicy(policy))
         self.observer = RayObserver()
         self.door: FrontDoor | None = None
+        self.ingest = RemoteIngest(ingest) if ingest is not None else None  # live network
         self.grpc = GrpcFrontDoor(lambda: self._door().api)
 
     def reconfigure(self, user_config: dict[str, Any]) -> None:
@@ -59,7 +63,7 @@ class Ingress:
             self.local_policy.reconfigure(cfg.policy())
         if self.door is None:
             api = AllocatorApi(cfg, self.chain, self.observer, replica_tag=str(os.getpid()))
-            self.door = FrontDoor(api)
+            self.door = FrontDoor(api, LiveApi(api, self.ingest) if self.ingest else None)
         else:
             self.door.api.reconfigure(cfg)
         if self.local_policy is None:  # inline, BatchedPolicy.reconfigure has done it

@@ -13,7 +13,9 @@ import logging
 from typing import Any
 
 from ray import serve
+from ray.serve.handle import DeploymentHandle
 
+from deployments.remote import call
 from edge_allocator.config import LiveNetworkConfig
 from edge_allocator.live.network import IngestStatus, LiveNetwork
 from edge_allocator.live.view import LiveSnapshot
@@ -54,3 +56,22 @@ class MqttIngest:
     def __del__(self) -> None:
         if self.network is not None:
             self.network.stop()
+
+
+class RemoteIngest:
+    """``IngestPort`` (service/live_api.py) over the MqttIngest handle."""
+
+    def __init__(self, handle: DeploymentHandle[Any]) -> None:
+        self.handle = handle
+
+    async def settings(self) -> LiveNetworkConfig:
+        result: LiveNetworkConfig = await call(self.handle.settings.remote())
+        return result
+
+    async def snapshot(self) -> LiveSnapshot:
+        result: LiveSnapshot = await call(self.handle.snapshot.remote())
+        return result
+
+    async def status(self) -> IngestStatus:
+        result: IngestStatus = await call(self.handle.status.remote())
+        return result

@@ -186,7 +186,7 @@ class MqttConfig(_Settings):
                                 description="Our own topic: links and node fields")
     qos: Literal[0, 1, 2] = 1
     client_id: str | None = Field(default=None,
-                                  description="null: edge-allocator-ingest-<pid>")
+                                  description="null: edge-allocator-ingest-<pid>-<random>")
     username: str | None = None
     password_file: Path | None = Field(default=None, description="File holding the password")
     tls: MqttTls | None = None

@@ -108,6 +108,81 @@ class BatchConfig:
 
 
 @dataclass(slots=True)
+class SnapshotRef:
+    """Which snapshot of the live network a decision used."""
+
+    taken_at: Annotated[float, Field(description="Unix time of the snapshot, seconds")]
+    age_ms: Annotated[float, Field(description="Its age when the decision was made")]
+    node_count: int
+    masked: Annotated[dict[str, str],
+                      Field(description="Nodes masked as unreachable, with the reason")]
+    source: Annotated[Literal["ingest", "redis"], Field(description="Where the view is kept")]
+
+
+@dataclass(slots=True)
+class LiveDecision(Decision):
+    """POST /v1/allocate with ``network: live``: a decision and the snapshot it used."""
+
+    snapshot: SnapshotRef | None = None
+
+
+@dataclass(slots=True)
+class LiveBatchDecisions:
+    """POST /v1/allocate/batch with ``network: live``: one decision per task, in order,
+    all on one snapshot."""
+
+    decisions: list[Decision] | list[dict[str, Any]]
+    snapshot: SnapshotRef
+
+
+@dataclass(slots=True)
+class LiveNode:
+    """One node of the live view."""
+
+    node_id: str
+    node_type: int
+    metrics: Annotated[dict[str, float], Field(description="Latest reported metrics")]
+    age_s: Annotated[float, Field(description="Seconds since its latest telemetry arrived")]
+    last_seen: Annotated[float, Field(description="Unix time its latest telemetry arrived")]
+    device_time: Annotated[float | None, Field(description="Unix time the device stamped")]
+    masked: bool
+    reason: Annotated[str | None, Field(description="Why it is masked as unreachable")]
+    fields: Annotated[dict[str, float],
+                      Field(description="From the topology topic (capacities; shown only)")]
+
+
+@dataclass(slots=True)
+class IngestInfo:
+    """The MqttIngest replica's subscriber, as it reports itself."""
+
+    reachable: bool
+    connected: bool | None = None
+    broker: str | None = None
+    connections: Annotated[int | None, Field(description="> 1: it has reconnected")] = None
+    last_error: str | None = None
+    store_errors: int | None = None
+    recent_rejections: list[dict[str, Any]] = field(default_factory=list)
+
+
+@dataclass(slots=True)
+class NetworkView:
+    """GET /v1/network: the live view, per-node age and masking, and the ingest counters."""
+
+    enabled: bool
+    source: Literal["ingest", "redis"] | None
+    taken_at: float | None
+    stale_after_s: float
+    node_count: int
+    masked_count: int
+    nodes: list[LiveNode]
+    edges: Annotated[list[tuple[str, str]] | None,
+                     Field(description="Published links by node id; null: default topology")]
+    counts: Annotated[dict[str, Any],
+                      Field(description="messages, reports, topology, rejected: {reason: n}")]
+    ingest: IngestInfo
+
+
+@dataclass(slots=True)
 class Liveness:
     status: Literal["ok"] = "ok"
 

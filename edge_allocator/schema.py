@@ -112,6 +112,38 @@ class BatchAllocateRequest(_Strictish):
     model: str | None = Field(default=None, max_length=64)
 
 
+#: Keys of a full state that a request on the live network must not carry.
+_STATE_KEYS = ("nodes", "edges", "states", "node_counts")
+
+
+class _OnLiveNetwork(_Strictish):
+    network: Literal["live"] = Field(
+        description="Decide on the live network view (MQTT telemetry; GET /v1/network)")
+    model: str | None = Field(default=None, max_length=64)
+
+    @model_validator(mode="before")
+    @classmethod
+    def _no_state(cls, data: Any) -> Any:
+        if isinstance(data, dict):
+            for key in _STATE_KEYS:
+                if key in data:
+                    raise ValueError(f"{key}: not allowed with network 'live' (the nodes "
+                                     "come from the live view); send one or the other")
+        return data
+
+
+class LiveAllocateRequest(_OnLiveNetwork):
+    """POST /v1/allocate on the live network: only the task."""
+
+    task: Task | None = None
+
+
+class LiveBatchRequest(_OnLiveNetwork):
+    """POST /v1/allocate/batch on the live network: many tasks, one snapshot."""
+
+    tasks: list[Task] = Field(min_length=1, max_length=MAX_BATCH_STATES)
+
+
 class ColumnarNodes(_Strictish):
     """Every node of the batch, field by field (T = sum of node_counts entries each).
     In msgpack a numeric array may be ``bin``: little-endian float32 (int32 for

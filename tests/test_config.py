@@ -25,7 +25,7 @@ def test_config_is_a_valid_serve_deploy_schema():
     app = load_config(CONFIG).applications[0]
     assert app.import_path == "deployments.app:app_builder"
     args = AppArgs.model_validate(app.args)
-    expected = {"Ingress", "PolicyInference"} | (  # PolicyInference: bound even inline
+    expected = {"Ingress", "PolicyInference", "MqttIngest"} | (  # both bound even when idle
         {"GraphBuilder", "ResponseAssembler"} if args.separate_stages else set())
     assert set(_deployments()) == expected and expected <= set(DEPLOYMENTS)
 

@@ -15,6 +15,7 @@ import os
 import ssl
 import threading
 import time
+import uuid
 from collections.abc import Callable
 from dataclasses import dataclass
 from typing import Any
@@ -96,7 +97,8 @@ class TelemetrySubscriber:
         self.cfg = cfg
         self.topics = topics
         self.handler = handler
-        self.client_id = client_id or cfg.client_id or f"edge-allocator-ingest-{os.getpid()}"
+        self.client_id = (client_id or cfg.client_id
+                          or f"edge-allocator-ingest-{os.getpid()}-{uuid.uuid4().hex[:8]}")
         self.client, self.broker = make_client(cfg, self.client_id)
         self.client.on_connect = self._on_connect
         self.client.on_disconnect = self._on_disconnect
@@ -159,7 +161,7 @@ class Publisher:
     def __init__(self, cfg: MqttConfig, client_id: str | None = None,
                  connect_timeout_s: float = 10.0) -> None:
         self.client, self.broker = make_client(
-            cfg, client_id or f"edge-allocator-publisher-{os.getpid()}-{id(self):x}")
+            cfg, client_id or f"edge-allocator-publisher-{os.getpid()}-{uuid.uuid4().hex[:8]}")
         ready = threading.Event()
         self.client.on_connect = lambda c, u, f, rc, p: ready.set() if not rc.is_failure else None
         self.client.connect_async(self.broker.host, self.broker.port, keepalive=cfg.keepalive_s)

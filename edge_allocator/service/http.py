@@ -21,6 +21,7 @@ from edge_allocator.schema import RequestError, ServiceUnavailable
 from edge_allocator.service.api import AllocatorApi
 from edge_allocator.service.columns import parse_fields
 from edge_allocator.service.legacy import LegacyApi
+from edge_allocator.service.live_api import LiveApi, is_live
 from edge_allocator.service.observe import UNMATCHED_ROUTE
 from edge_allocator.service.openapi import openapi_document
 from edge_allocator.service.sample import sample_state
@@ -94,8 +95,9 @@ def _encode(obj: Any, status: int, accept_encoding: str,
 class FrontDoor:
     """Routes of the v1 API and the original API over ``AllocatorApi``."""
 
-    def __init__(self, api: AllocatorApi) -> None:
+    def __init__(self, api: AllocatorApi, live: LiveApi | None = None) -> None:
         self.api = api
+        self.live = live
         self.legacy = LegacyApi(api)
         self.posts: dict[str, PostHandler] = {
             "/v1/allocate": self._allocate,
@@ -108,6 +110,7 @@ class FrontDoor:
             "/v1/models": lambda q: api.models(),
             "/v1/batch-config": lambda q: api.chain.policy.batch_config(),
             "/v1/sample": self._sample,
+            "/v1/network": lambda q: self._live().network(),
             "/healthz": self._liveness,
             "/openapi.json": self._openapi,
             "/health": lambda q: self.legacy.health(),
@@ -117,6 +120,8 @@ class FrontDoor:
     async def _allocate(self, data: dict[str, Any], query: Mapping[str, str]) -> Any:
         """``?fields=node_id,confidence`` returns only those keys."""
         selected = parse_fields(query.get("fields"))
+        if is_live(data):
+            return await self._live().allocate(data, selected)
         d = await self.api.allocate(data)
         return d if selected is None else {f: getattr(d, f) for f in selected}
 
@@ -128,10 +133,19 @@ class FrontDoor:
             raise RequestError(422, "fields: a comma-separated string, e.g. "
                                "'node_id,confidence'", [{"loc": "fields", "msg": "not a string"}])
         selected = parse_fields(spec)
+        if is_live(data):
+            return await self._live().allocate_batch(data, selected)
         cols = await self.api.allocate_columns(data)
         if selected is None:
             return BatchDecisions(cols.decisions())
         return {"decisions": cols.rows(selected)}
+
+    def _live(self) -> LiveApi:
+        if self.live is None:
+            raise RequestError(422, "network: this service runs without the live network "
+                               "(no MqttIngest deployment)", [{"loc": "network",
+                                                              "msg": "live network absent"}])
+        return self.live
 
     @staticmethod
     async def _liveness(query: Mapping[str, str]) -> Liveness:

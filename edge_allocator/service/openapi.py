@@ -18,8 +18,11 @@ from edge_allocator.responses import (
     LegacyModelInfo,
     LegacyModelSummary,
     LegacyPrediction,
+    LiveBatchDecisions,
+    LiveDecision,
     Liveness,
     ModelsOverview,
+    NetworkView,
     Readiness,
 )
 from edge_allocator.schema import (
@@ -29,6 +32,8 @@ from edge_allocator.schema import (
     FeedbackRequest,
     LegacyBatchRequest,
     LegacyPredictRequest,
+    LiveAllocateRequest,
+    LiveBatchRequest,
 )
 
 REF = "#/components/schemas/{model}"
@@ -115,5 +120,19 @@ def openapi_document(version: str) -> dict[str, Any]:
     }
     paths["/models/{name}"]["get"]["parameters"] = [
         {"name": "name", "in": "path", "required": True, "schema": {"type": "string"}}]
+    # the live network (service/live_api.py): both POSTs also take ``network: live`` and
+    # no nodes, and answer with the snapshot they used; GET /v1/network shows the view
+    for path, req, resp in (("/v1/allocate", LiveAllocateRequest, LiveDecision),
+                            ("/v1/allocate/batch", LiveBatchRequest, LiveBatchDecisions)):
+        op = paths[path]["post"]
+        schema = op["requestBody"]["content"][JSON]["schema"]
+        live_schema = {"anyOf": [*schema.get("anyOf", [schema]), ref(req, "validation")]}
+        ok = op["responses"]["200"]["content"][JSON]["schema"]
+        live_ok = {"anyOf": [ok, ref(resp, "serialization")]}
+        for media in (JSON, MSGPACK):
+            op["requestBody"]["content"][media] = {"schema": live_schema}
+            op["responses"]["200"]["content"][media] = {"schema": live_ok}
+    paths["/v1/network"] = get(NetworkView, "The live network: per-node age and masking",
+                               extra={"422": error, "503": error})
     return {"openapi": "3.1.0", "info": {"title": "Edge Allocator", "version": version},
             "paths": paths, "components": {"schemas": schemas}}

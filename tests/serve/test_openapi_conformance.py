@@ -54,6 +54,8 @@ def test_every_endpoint_returns_what_the_document_says(app_url, client, openapi)
         ("POST", "/batch-predict", "/batch-predict", {"network_states": [legacy, legacy]}),
         ("GET", "/v1/models", "/v1/models", None),
         ("GET", "/v1/batch-config", "/v1/batch-config", None),
+        ("GET", "/v1/network", "/v1/network", None),  # live network off: enabled false
+        ("POST", "/v1/allocate", "/v1/allocate", {"network": "live"}),  # off: a 422
         ("GET", "/healthz", "/healthz", None),
         ("GET", "/readyz", "/readyz", None),
         ("GET", "/health", "/health", None),
