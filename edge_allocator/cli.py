@@ -135,6 +135,30 @@ def _report(args: argparse.Namespace) -> None:
         log.close()
 
 
+def _simulate_devices(args: argparse.Namespace) -> None:
+    from edge_allocator.config import MqttConfig
+    from edge_allocator.live.devices import DeviceFleet, publish_fleet
+    from edge_allocator.live.mqtt import Publisher
+    from edge_allocator.live.telemetry import Topics
+
+    url = args.broker if "://" in args.broker else f"mqtt://{args.broker}"
+    cfg = MqttConfig(url=url, device_prefix=args.prefix, topology_topic=args.topology_topic)
+    fleet = DeviceFleet(args.devices, seed=args.seed, tasks_per_tick=args.tasks_per_tick)
+    publisher = Publisher(cfg)
+    print(f"publishing {fleet.n} devices every {args.interval:g} s to {cfg.url} "
+          f"({args.prefix}/<id>, {args.prefix}/batch, topology on {args.topology_topic})",
+          file=sys.stderr)
+    try:
+        sent = publish_fleet(fleet, publisher, Topics(args.prefix, args.topology_topic),
+                             args.interval, ticks=args.ticks or None, mode=args.mode,
+                             qos=args.qos)
+        print(f"published {sent} messages", file=sys.stderr)
+    except KeyboardInterrupt:
+        pass
+    finally:
+        publisher.close()
+
+
 def main(argv: list[str] | None = None) -> None:
     p = argparse.ArgumentParser(prog="edge-allocator", description=__doc__)
     sub = p.add_subparsers(dest="cmd", required=True)
@@ -220,6 +244,23 @@ def main(argv: list[str] | None = None) -> None:
     r = sub.add_parser("report", help="realised outcomes per model version (decision log)")
     r.add_argument("--db", default=DATABASE_URL, help="decision log URL (default: the service's)")
     r.set_defaults(func=_report)
+
+    d = sub.add_parser("simulate-devices",
+                       help="publish IoT telemetry from the simulator over MQTT")
+    d.add_argument("--broker", default="mqtt://127.0.0.1:1883",
+                   help="mqtt://host:port (or host:port)")
+    d.add_argument("--devices", type=int, default=10, help="devices (nodes), at least 5")
+    d.add_argument("--interval", type=float, default=5.0, help="seconds between reports")
+    d.add_argument("--ticks", type=int, default=0, help="reports to send; 0: until Ctrl-C")
+    d.add_argument("--mode", choices=["both", "device", "batch"], default="both",
+                   help="per-device topics, the batch topic, or both (as the original)")
+    d.add_argument("--prefix", default="iot/devices")
+    d.add_argument("--topology-topic", default="edge-allocator/topology")
+    d.add_argument("--qos", type=int, choices=[0, 1, 2], default=1)
+    d.add_argument("--seed", type=int, default=0)
+    d.add_argument("--tasks-per-tick", type=int, default=5,
+                   help="tasks placed on the simulated network between two reports")
+    d.set_defaults(func=_simulate_devices)
 
     args = p.parse_args(argv)
     args.func(args)
