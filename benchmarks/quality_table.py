@@ -1,13 +1,15 @@
 """Decision-quality summary from the shipped manifests, every version of every model
 (every model was evaluated on the
 same held-out seeds, so rows are comparable): mean episode reward ± 95% CI, the gap to
-the best heuristic, and the share of the heuristic → oracle gap the model closes.
+the best heuristic, and the share of the heuristic → oracle gap the model closes. A
+model that an alias also names (hybrid_gat: hybrid_attention) says so in its row.
 
     python -m benchmarks.quality_table
 """
 
 from __future__ import annotations
 
+from edge_allocator.config import DEFAULT_ALIASES
 from edge_allocator.constants import MODELS_DIR
 from edge_allocator.policies.heuristics import HEURISTIC_NAMES
 from edge_allocator.runtime.artifacts import load_artifact, model_names, versions
@@ -19,8 +21,10 @@ def main() -> None:
                           for v in versions(MODELS_DIR, n)):
         art = load_artifact(MODELS_DIR, name, version)
         for r in art.manifest["evaluation"]:
+            aliases = "".join(f" (also answers {a})" for a, m in DEFAULT_ALIASES.items()
+                              if m == name)
             agent = (r["agent"] if r["agent"] not in ("dqn", "ppo", "hybrid")
-                     else f"{name} v{art.version}")
+                     else f"{name} v{art.version}{aliases}")
             rows[(r["scenario"], agent)] = r["metrics"]
     scenarios = list(dict.fromkeys(s for s, _ in rows))
     print("| scenario | best heuristic | oracle (greedy, hidden state) | model | model reward "

@@ -30,6 +30,7 @@ from edge_allocator.grpc import edge_allocator_pb2 as pb
 from edge_allocator.runtime.gc_tuning import tune_gc
 from edge_allocator.service.api import AllocatorApi
 from edge_allocator.service.chain import Chain, StagesHere
+from edge_allocator.service.cors import CorsFront, cors_front
 from edge_allocator.service.grpc_api import GrpcFrontDoor, ServicerContext
 from edge_allocator.service.http import FrontDoor
 from edge_allocator.service.live_api import LiveApi
@@ -54,6 +55,7 @@ class Ingress:
         self.observer = RayObserver()
         self.door: FrontDoor | None = None
         self.ingest = RemoteIngest(ingest) if ingest is not None else None  # live network
+        self.cors: CorsFront | None = None
         self.grpc = GrpcFrontDoor(lambda: self._door().api)
 
     def reconfigure(self, user_config: dict[str, Any]) -> None:
@@ -66,6 +68,7 @@ class Ingress:
             self.door = FrontDoor(api, LiveApi(api, self.ingest) if self.ingest else None)
         else:
             self.door.api.reconfigure(cfg)
+        self.cors = cors_front(cfg.cors, self.door.handle)  # None: CORS off (the default)
         if self.local_policy is None:  # inline, BatchedPolicy.reconfigure has done it
             tune_gc()  # after the stores are set up: they are never scanned again
 
@@ -76,8 +79,12 @@ class Ingress:
         return self.door
 
     async def __call__(self, request: Request) -> Response:
+        door = self._door()
+        if self.cors is not None:  # Starlette's CORSMiddleware, then the same handle()
+            status, body, headers = await self.cors.respond(request.scope, request.receive)
+            return Response(body, status_code=status, headers=headers)
         root = request.scope.get("root_path", "")  # the app's route_prefix under Serve
-        out = await self._door().handle(
+        out = await door.handle(
             request.method.upper(), request.url.path.removeprefix(root), request.headers,
             request.query_params, request.body)
         return Response(out.body, status_code=out.status, headers=out.headers)
@@ -90,6 +97,19 @@ class Ingress:
     async def AllocateBatch(self, request: pb.BatchAllocateRequest,  # noqa: N802
                             grpc_context: ServicerContext) -> pb.BatchDecisions:
         return await self.grpc.allocate_batch(request, grpc_context)
+
+    async def mqtt_request(self, body: bytes, authorization: str | None) -> tuple[int, bytes]:
+        """A task that arrived over MQTT (MqttIngest's request topic), answered as POST
+        /v1/allocate: (HTTP status, JSON body)."""
+        headers = {"content-type": "application/json"}
+        if authorization is not None:
+            headers["authorization"] = authorization
+
+        async def read() -> bytes:
+            return body
+
+        out = await self._door().handle("POST", "/v1/allocate", headers, {}, read)
+        return out.status, out.body
 
     async def check_health(self) -> None:
         """Serve's health check: with the policy in-process, the model must answer."""

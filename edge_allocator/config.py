@@ -28,8 +28,11 @@ from edge_allocator.constants import (
 from edge_allocator.runtime.backends import BACKENDS
 
 #: The models served when ``models`` is not given: every shipped kind, newest version.
-DEFAULT_MODEL_NAMES: tuple[str, ...] = ("hybrid", "dqn", "ppo")
+DEFAULT_MODEL_NAMES: tuple[str, ...] = ("hybrid", "dqn", "ppo", "hybrid_gat")
 DEFAULT_MODEL = "hybrid"
+#: Names a request may use for a served model of another name: the original API's
+#: ``hybrid_attention`` (a hybrid with attention) is answered by the GAT hybrid.
+DEFAULT_ALIASES: dict[str, str] = {"hybrid_attention": "hybrid_gat"}
 CacheKind = Literal["none", "local", "redis"]
 Device = Literal["auto", "cpu", "cuda", "mps"]
 
@@ -95,17 +98,57 @@ class RoutingConfig(_Settings):
     models_dir: Path = Field(default=MODELS_DIR, description="models/<name>/<version>/")
     default_model: str = Field(default=DEFAULT_MODEL, description="For requests naming none")
     models: dict[str, ModelSpec] = Field(default_factory=_default_models)
+    aliases: dict[str, str] = Field(
+        default_factory=lambda: dict(DEFAULT_ALIASES),
+        description="alias -> served model name: requests naming the alias get that model")
 
     @field_validator("models_dir")
     @classmethod
     def _models_dir(cls, v: Path) -> Path:
         return project_path(v)
 
+    @model_validator(mode="after")
+    def _aliases_are_not_models(self) -> RoutingConfig:
+        clash = sorted(set(self.aliases) & set(self.models))
+        if clash:
+            raise ValueError(f"aliases: {clash} are also model names; an alias must name "
+                             "no served model")
+        return self
+
 
 class PolicyConfig(RoutingConfig):
     """PolicyInference's ``user_config``: the versions to load and how to run them."""
 
     inference: InferenceConfig = Field(default_factory=InferenceConfig)
+
+
+class CorsConfig(_Settings):
+    """Cross-origin requests from browsers (Starlette's CORSMiddleware in front of every
+    route): off while ``allow_origins`` is empty, the default."""
+
+    allow_origins: list[str] = Field(
+        default_factory=list,
+        description="Origins allowed to call the API, e.g. ['http://localhost:3000']; "
+                    "['*'] for any; empty: CORS off")
+    allow_methods: list[str] = Field(default_factory=lambda: ["GET", "POST"])
+    allow_headers: list[str] = Field(
+        default_factory=lambda: ["authorization", "content-type", "accept"],
+        description="Request headers a cross-origin request may send")
+    allow_credentials: bool = Field(default=False, description="Allow cookies / credentials")
+    expose_headers: list[str] = Field(default_factory=lambda: ["retry-after"],
+                                      description="Response headers scripts may read")
+    max_age_s: int = Field(default=600, ge=0, description="How long browsers cache a preflight")
+
+    @property
+    def enabled(self) -> bool:
+        return bool(self.allow_origins)
+
+    @model_validator(mode="after")
+    def _no_wildcard_credentials(self) -> CorsConfig:
+        if self.allow_credentials and "*" in self.allow_origins:
+            raise ValueError("cors: allow_credentials with allow_origins ['*'] would let any "
+                             "site call the API with a user's credentials; list the origins")
+        return self
 
 
 class ServiceConfig(RoutingConfig):
@@ -126,6 +169,7 @@ class ServiceConfig(RoutingConfig):
                                 description="Env var holding comma-separated bearer tokens")
     auth_token_file: Path | None = None
     max_body_bytes: int = Field(default=MAX_BODY_BYTES, gt=0)
+    cors: CorsConfig = Field(default_factory=CorsConfig)
 
     @field_validator("spool_path")
     @classmethod
@@ -150,12 +194,13 @@ class ServiceConfig(RoutingConfig):
 
     def routing(self) -> RoutingConfig:
         return RoutingConfig(models_dir=self.models_dir, default_model=self.default_model,
-                             models=self.models)
+                             models=self.models, aliases=self.aliases)
 
     def policy(self) -> PolicyConfig:
         """The settings an in-process policy runs with (``inline_inference``)."""
         return PolicyConfig(models_dir=self.models_dir, default_model=self.default_model,
-                            models=self.models, inference=self.inference)
+                            models=self.models, aliases=self.aliases,
+                            inference=self.inference)
 
 
 # --- the live network (MQTT telemetry; edge_allocator.live) ------------------------------
@@ -193,6 +238,10 @@ class MqttConfig(_Settings):
     keepalive_s: int = Field(default=30, ge=5, le=3600)
     reconnect_max_s: float = Field(default=5.0, gt=0, le=300,
                                    description="Longest wait between reconnection attempts")
+    request_topic: str | None = Field(
+        default=None, min_length=1,
+        description="Tasks published here are decided on the live network and answered on "
+                    "the MQTT 5 response topic (or the payload's reply_to); null: off")
 
     @field_validator("url")
     @classmethod

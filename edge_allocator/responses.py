@@ -162,6 +162,9 @@ class IngestInfo:
     last_error: str | None = None
     store_errors: int | None = None
     recent_rejections: list[dict[str, Any]] = field(default_factory=list)
+    requests: Annotated[dict[str, int], Field(
+        description="MQTT request/response: requests, replies:2xx/4xx/5xx, dropped:<reason>")
+    ] = field(default_factory=dict)
 
 
 @dataclass(slots=True)
@@ -265,3 +268,53 @@ class LegacyModelInfo:
     versions: list[str]
     type: str
     default: bool
+
+
+@dataclass(slots=True)
+class LegacyLoadResult:
+    """POST /models/{model_type}/load: the model is loaded and answering."""
+
+    status: Literal["success"]
+    message: str
+
+
+@dataclass(slots=True)
+class MockNode:
+    """One node of a generated network: the seven node fields, identified by index."""
+
+    cpu_util: float
+    mem_util: float
+    energy: float
+    latency: float
+    bandwidth: float
+    queue_len: float
+    node_type: int
+
+
+@dataclass(slots=True)
+class MockNetworkState:
+    """A generated network, ready to send as ``network_state`` to /predict."""
+
+    nodes: list[MockNode]
+    edges: Annotated[list[tuple[int, int]], Field(description="Links [s, t] by node index")]
+
+
+@dataclass(slots=True)
+class MockNetwork:
+    """POST /generate-mock-network."""
+
+    network_state: MockNetworkState
+    num_nodes: int
+    num_edges: Annotated[int, Field(description="Links returned (at most the num_edges asked)")]
+    generated_at: Annotated[float, Field(description="Unix time, seconds")]
+
+
+@dataclass(slots=True)
+class ServiceInfo:
+    """GET /: what this service is and where its documentation and health are."""
+
+    service: str
+    version: str
+    status: Literal["running"]
+    docs: str
+    health: str

@@ -202,6 +202,56 @@ class LegacyBatchRequest(_Strictish):
     model_type: str = Field(default="hybrid", max_length=64)
 
 
+#: Network sizes the simulator generates on request (/v1/sample, /generate-mock-network).
+SIM_MIN_NODES, SIM_MAX_NODES = 5, 1000
+#: Each tier of a /generate-mock-network request in its per-tier form: (field, fewest).
+MOCK_TIERS: tuple[tuple[str, int], ...] = (("num_devices", 1), ("num_fog", 1), ("num_cloud", 0))
+
+
+class MockNetworkRequest(_Strictish):
+    """POST /generate-mock-network: a network from the simulator's synthetic scenario.
+
+    Either ``num_nodes`` (the simulator splits them into tiers: about 30% fog, one cloud
+    per 60 nodes, the rest gateways) or the node count of every tier (``num_devices``
+    sensors/gateways, ``num_fog``, ``num_cloud``); neither: 10 nodes. ``num_edges`` caps
+    the links returned (a spanning tree of the topology first); omitted: every link."""
+
+    num_nodes: int | None = Field(default=None, ge=SIM_MIN_NODES, le=SIM_MAX_NODES)
+    num_edges: int | None = Field(default=None, ge=0, le=MAX_EDGES)
+    num_devices: int | None = Field(default=None, ge=1, le=SIM_MAX_NODES,
+                                    description="Sensors / gateways (node_type 0)")
+    num_fog: int | None = Field(default=None, ge=1, le=SIM_MAX_NODES,
+                                description="Edge / fog nodes (node_type 1)")
+    num_cloud: int | None = Field(default=None, ge=0, le=SIM_MAX_NODES,
+                                  description="Cloud nodes (node_type 2)")
+    seed: int | None = Field(default=None, ge=0, le=2**32 - 1,
+                             description="Same seed, same network; omitted: a new one")
+
+    @model_validator(mode="after")
+    def _one_form(self) -> MockNetworkRequest:
+        given = [name for name, _ in MOCK_TIERS if getattr(self, name) is not None]
+        if not given:
+            return self
+        for name, _ in MOCK_TIERS:
+            if getattr(self, name) is None:
+                raise ValueError(f"{name}: required with {', '.join(given)} (node counts "
+                                 "per tier: num_devices, num_fog, num_cloud)")
+        total = sum(self.tiers() or ())
+        if total > SIM_MAX_NODES:
+            raise ValueError(f"num_devices: num_devices + num_fog + num_cloud = {total} "
+                             f"exceeds {SIM_MAX_NODES} nodes")
+        if self.num_nodes is not None and self.num_nodes != total:
+            raise ValueError(f"num_nodes: {self.num_nodes} is not num_devices + num_fog + "
+                             f"num_cloud = {total}; send one or the other")
+        return self
+
+    def tiers(self) -> tuple[int, int, int] | None:
+        """(gateways, fog, cloud) of the per-tier form, or None."""
+        if self.num_devices is None or self.num_fog is None or self.num_cloud is None:
+            return None
+        return self.num_devices, self.num_fog, self.num_cloud
+
+
 class RequestError(ValueError):
     """A client error with an HTTP status and a list of ``{loc, msg}`` details."""
 

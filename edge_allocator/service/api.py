@@ -83,7 +83,8 @@ class AllocatorApi:
         self.observer: Observer = observer or NullObserver()
         self.started_at = time.time()
         self.auth = TokenAuth(cfg.auth_token_env, cfg.auth_token_file)
-        self.router = ModelRouter(cfg.models_dir, cfg.models, cfg.default_model)
+        self.router = ModelRouter(cfg.models_dir, cfg.models, cfg.default_model,
+                                  aliases=cfg.aliases)
         self.cache = _make_cache(cfg)
         self.decision_log = _make_log(cfg, replica_tag)
 
@@ -91,7 +92,8 @@ class AllocatorApi:
         """Swap routing (model versions, A/B) atomically. Cache keys carry the model
         version, so an old version's answers are never served for the new one; the
         cache is cleared to free them. Store settings need a new replica."""
-        self.router = ModelRouter(cfg.models_dir, cfg.models, cfg.default_model)
+        self.router = ModelRouter(cfg.models_dir, cfg.models, cfg.default_model,
+                                  aliases=cfg.aliases)
         self.cfg = cfg
         self.cache.clear()
 

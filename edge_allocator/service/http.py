@@ -20,6 +20,7 @@ from edge_allocator.responses import BatchDecisions, ErrorBody, ErrorDetail, Liv
 from edge_allocator.schema import RequestError, ServiceUnavailable
 from edge_allocator.service.api import AllocatorApi
 from edge_allocator.service.columns import parse_fields
+from edge_allocator.service.docs import DocsPages
 from edge_allocator.service.legacy import LegacyApi
 from edge_allocator.service.live_api import LiveApi, is_live
 from edge_allocator.service.observe import UNMATCHED_ROUTE
@@ -93,18 +94,20 @@ def _encode(obj: Any, status: int, accept_encoding: str,
 
 
 class FrontDoor:
-    """Routes of the v1 API and the original API over ``AllocatorApi``."""
+    """Routes of the v1 API and the original API over ``AllocatorApi``, and /docs."""
 
     def __init__(self, api: AllocatorApi, live: LiveApi | None = None) -> None:
         self.api = api
         self.live = live
         self.legacy = LegacyApi(api)
+        self.docs = DocsPages()
         self.posts: dict[str, PostHandler] = {
             "/v1/allocate": self._allocate,
             "/v1/allocate/batch": self._allocate_batch,
             "/v1/feedback": _plain(api.feedback),
             "/predict": _plain(self.legacy.predict),
             "/batch-predict": _plain(self.legacy.batch_predict),
+            "/generate-mock-network": _plain(self.legacy.mock_network),
         }
         self.gets: dict[str, GetHandler] = {
             "/v1/models": lambda q: api.models(),
@@ -115,6 +118,7 @@ class FrontDoor:
             "/openapi.json": self._openapi,
             "/health": lambda q: self.legacy.health(),
             "/models": lambda q: self.legacy.models(),
+            "/": self._info,
         }
 
     async def _allocate(self, data: dict[str, Any], query: Mapping[str, str]) -> Any:
@@ -161,22 +165,35 @@ class FrontDoor:
     async def _openapi(query: Mapping[str, str]) -> dict[str, Any]:
         return openapi_document(__version__)
 
+    async def _info(self, query: Mapping[str, str]) -> Any:
+        return self.legacy.info()
+
     def route_of(self, method: str, path: str) -> str:
         """The route template a request matched, for metric tags (bounded)."""
         if path in self.posts or path in self.gets or path == "/readyz":
             return path
+        if path.startswith("/models/") and path.endswith("/load"):
+            return "/models/{name}/load"
         if method == "GET" and path.startswith("/models/"):
             return "/models/{name}"
+        if path == "/docs" or path.startswith("/docs/"):
+            return "/docs"
         return UNMATCHED_ROUTE
 
     async def handle(self, method: str, path: str, headers: Mapping[str, str],
                      query: Mapping[str, str], body: Callable[[], Awaitable[bytes]]
                      ) -> HttpResponse:
         """``path`` is relative to the app's route prefix; ``body`` is read only for
-        POST routes (after auth, so an unauthenticated client cannot make us read it)."""
-        path = path.rstrip("/") or "/"
+        POST routes (after auth, so an unauthenticated client cannot make us read it).
+        /docs and its assets are public: static files, no data (the page asks for a
+        token to fetch /openapi.json when tokens are set)."""
+        raw_path, path = path, path.rstrip("/") or "/"
         accept = headers.get("accept-encoding", "")
         try:
+            if method == "GET" and path.startswith("/docs"):
+                page = self.docs.get(path, raw_path, accept)
+                if page is not None:
+                    return HttpResponse(*page)
             self.api.auth.check(headers.get("authorization"))
             if method == "POST" and path in self.posts:
                 data = parse_json(await body(), headers.get("content-type"),
@@ -190,6 +207,11 @@ class FrontDoor:
                 return _encode(ready, 503, accept, {"retry-after": str(RETRY_AFTER_S)})
             if method == "GET" and path in self.gets:
                 return _encode(await self.gets[path](query), 200, accept)
+            if path.startswith("/models/") and path.endswith("/load"):
+                if method != "POST":
+                    raise RequestError(405, f"{method} not allowed on {path}; use ['POST']")
+                name = path.removeprefix("/models/").removesuffix("/load")
+                return _encode(await self.legacy.load(name), 200, accept)
             if method == "GET" and path.startswith("/models/"):
                 return _encode(self.legacy.model(path.removeprefix("/models/")), 200, accept)
             allowed = sorted(m for m, table in (("POST", self.posts), ("GET", self.gets))

@@ -15,15 +15,18 @@ from edge_allocator.responses import (
     FeedbackReceipt,
     LegacyBatchPrediction,
     LegacyHealth,
+    LegacyLoadResult,
     LegacyModelInfo,
     LegacyModelSummary,
     LegacyPrediction,
     LiveBatchDecisions,
     LiveDecision,
     Liveness,
+    MockNetwork,
     ModelsOverview,
     NetworkView,
     Readiness,
+    ServiceInfo,
 )
 from edge_allocator.schema import (
     AllocateRequest,
@@ -34,6 +37,7 @@ from edge_allocator.schema import (
     LegacyPredictRequest,
     LiveAllocateRequest,
     LiveBatchRequest,
+    MockNetworkRequest,
 )
 
 REF = "#/components/schemas/{model}"
@@ -117,9 +121,18 @@ def openapi_document(version: str) -> dict[str, Any]:
         "/models": get(dict[str, LegacyModelSummary], "Original API model list"),
         "/models/{name}": get(LegacyModelInfo, "Original API model info",
                               extra={"404": error}),
+        "/models/{name}/load": {"post": {
+            "summary": "Original API: load a model type, or confirm it is loaded",
+            "responses": {"200": {"description": "ok", **body(LegacyLoadResult)},
+                          **{code: error for code in ("401", "404", "503")}}}},
+        "/generate-mock-network": post(MockNetworkRequest, MockNetwork,
+                                       "Original API: a network state from the simulator"),
+        "/": get(ServiceInfo, "Service information (original API)"),
     }
-    paths["/models/{name}"]["get"]["parameters"] = [
-        {"name": "name", "in": "path", "required": True, "schema": {"type": "string"}}]
+    name_param = [{"name": "name", "in": "path", "required": True, "schema": {"type": "string"},
+                   "description": "Model type: a served model's name or an alias"}]
+    paths["/models/{name}"]["get"]["parameters"] = name_param
+    paths["/models/{name}/load"]["post"]["parameters"] = name_param
     # the live network (service/live_api.py): both POSTs also take ``network: live`` and
     # no nodes, and answer with the snapshot they used; GET /v1/network shows the view
     for path, req, resp in (("/v1/allocate", LiveAllocateRequest, LiveDecision),

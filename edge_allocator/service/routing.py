@@ -4,6 +4,7 @@ from __future__ import annotations
 
 import json
 import random
+from collections.abc import Mapping
 from pathlib import Path
 
 from edge_allocator.config import ModelSpec
@@ -12,11 +13,15 @@ from edge_allocator.schema import RequestError
 
 
 class ModelRouter:
+    """``aliases`` (alias -> model name) let requests name a served model otherwise, as
+    the original API's model types do; an alias of a model not served here is a 404."""
+
     def __init__(self, models_dir: Path, specs: dict[str, ModelSpec], default_model: str,
-                 rng: random.Random | None = None):
+                 rng: random.Random | None = None, aliases: Mapping[str, str] | None = None):
         self.models_dir = models_dir
         self.specs = specs
         self.default_model = default_model
+        self.aliases = dict(aliases or {})
         self._rng = rng or random.Random()
         self._choices: dict[str, tuple[list[str], list[float]]] = {}
         self._kinds: dict[tuple[str, str], str] = {}
@@ -57,12 +62,26 @@ class ModelRouter:
     def versions_in_use(self) -> list[tuple[str, str]]:
         return [(n, v) for n, (vs, _) in self._choices.items() for v in vs]
 
+    def resolve(self, name: str, loc: str = "model") -> str:
+        """The served model a request's name (or alias) means; unknown names are a 404
+        whose detail is at ``loc``."""
+        model = self.aliases.get(name, name)
+        if model not in self._choices:
+            what = f"{name!r}" + (f" (an alias of {model!r})" if model != name else "")
+            raise RequestError(404, f"model {what} is not served; available: "
+                               f"{self.names() + self.served_aliases()}",
+                               [{"loc": loc, "msg": "unknown model"}])
+        return model
+
+    def served_aliases(self) -> list[str]:
+        """The aliases whose model is served here."""
+        return [a for a, m in self.aliases.items() if m in self._choices]
+
     def pick(self, name: str | None) -> tuple[str, str]:
         """(name, version) for a request; unknown names are a 404."""
         model = name or self.default_model
         if model not in self._choices:
-            raise RequestError(404, f"model {model!r} is not served; available: {self.names()}",
-                               [{"loc": "model", "msg": "unknown model"}])
+            model = self.resolve(model)
         vs, weights = self._choices[model]
         return model, (vs[0] if len(vs) == 1 else self._rng.choices(vs, weights)[0])
 

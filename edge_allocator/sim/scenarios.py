@@ -106,14 +106,23 @@ def _knn_links(pos: np.ndarray, idx: np.ndarray, k: int) -> set[tuple[int, int]]
     return out
 
 
-def synthetic_network(n: int, rng: np.random.Generator) -> Network:
+def synthetic_network(n: int, rng: np.random.Generator,
+                      tiers: tuple[int, int, int] | None = None) -> Network:
     """A random three-tier network of ``n`` nodes (5..1000+): gateways attach to their
-    nearest fog node, fog nodes link to their 3 nearest fog peers and to every cloud."""
-    if n < 5:
-        raise ValueError(f"synthetic_network: n={n} is too small; use n >= 5")
-    n_cloud = max(1, n // 60)
-    n_fog = max(2, int(round(0.3 * n)))
-    n_gw = n - n_cloud - n_fog
+    nearest fog node, fog nodes link to their 3 nearest fog peers and to every cloud.
+    ``tiers`` = (gateways, fog, cloud) sets the split (at least one gateway and one fog
+    node; their sum must be ``n``); by default about 30% fog and one cloud per 60 nodes."""
+    if tiers is None:
+        if n < 5:
+            raise ValueError(f"synthetic_network: n={n} is too small; use n >= 5")
+        n_cloud = max(1, n // 60)
+        n_fog = max(2, int(round(0.3 * n)))
+        n_gw = n - n_cloud - n_fog
+    else:
+        n_gw, n_fog, n_cloud = tiers
+        if n_gw < 1 or n_fog < 1 or n_cloud < 0 or sum(tiers) != n:
+            raise ValueError(f"synthetic_network: tiers={tiers} must be >= (1, 1, 0) and "
+                             f"sum to n={n}")
     node_type = np.array([0] * n_gw + [1] * n_fog + [2] * n_cloud, dtype=np.int64)
     side_km = 2.0 * math.sqrt(n)
     pos = rng.uniform(0, side_km, size=(n, 2))

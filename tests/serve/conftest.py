@@ -57,7 +57,7 @@ def ray_cluster():
 def test_models(tmp_path_factory) -> Path:
     """The shipped models, plus hybrid copied as a second version for hot swap and A/B."""
     root = tmp_path_factory.mktemp("models")
-    for name in ("hybrid", "dqn", "ppo"):
+    for name in ("hybrid", "dqn", "ppo", "hybrid_gat"):
         src = MODELS_DIR / name
         newest = max((p for p in src.iterdir() if p.name.isdigit()), key=lambda p: int(p.name))
         shutil.copytree(newest, root / name / "1")

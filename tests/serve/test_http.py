@@ -50,7 +50,7 @@ def test_batch_endpoint_is_one_vectorised_call(app_url, client):
 
 def test_models_sample_health_ready_openapi(app_url, client):
     models = client.get(f"{app_url}/v1/models").json()
-    assert {m["name"] for m in models["models"]} == {"hybrid", "dqn", "ppo"}
+    assert {m["name"] for m in models["models"]} == {"hybrid", "dqn", "ppo", "hybrid_gat"}
     assert not any(m["torch_loaded"] for m in models["models"])  # ONNX replicas: no torch
     assert client.get(f"{app_url}/healthz").json() == {"status": "ok"}
     ready = client.get(f"{app_url}/readyz")
@@ -114,7 +114,7 @@ def test_original_api_clients_work_unchanged(app_url, client, small_state):
     h = client.get(f"{app_url}/health").json()
     assert h["status"] == "healthy" and h["models_loaded"]["hybrid"] is True
     assert h["uptime_seconds"] >= 0 and h["version"]
-    assert set(client.get(f"{app_url}/models").json()) == {"hybrid", "dqn", "ppo"}
+    assert set(client.get(f"{app_url}/models").json()) == {"hybrid", "dqn", "ppo", "hybrid_gat"}
     assert client.get(f"{app_url}/models/dqn").json()["type"] == "dqn"
     assert client.get(f"{app_url}/models/nope").status_code == 404
 

@@ -62,6 +62,15 @@ def test_every_endpoint_returns_what_the_document_says(app_url, client, openapi)
         ("GET", "/models", "/models", None),
         ("GET", "/models/{name}", "/models/hybrid", None),
         ("GET", "/models/{name}", "/models/nope", None),
+        ("GET", "/models/{name}", "/models/hybrid_attention", None),
+        ("POST", "/models/{name}/load", "/models/hybrid_gat/load", None),
+        ("POST", "/models/{name}/load", "/models/nope/load", None),
+        ("POST", "/generate-mock-network", "/generate-mock-network",
+         {"num_nodes": 10, "num_edges": 15}),
+        ("POST", "/generate-mock-network", "/generate-mock-network",
+         {"num_devices": 10, "num_fog": 3, "num_cloud": 2}),
+        ("POST", "/generate-mock-network", "/generate-mock-network", {"num_nodes": 2}),
+        ("GET", "/", "/", None),
     ]
     for method, template, path, body in calls:
         r = client.request(method, f"{app_url}{path}", json=body)
