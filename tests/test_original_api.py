@@ -16,6 +16,8 @@ import httpx
 import numpy as np
 import orjson
 import pytest
+from hypothesis import HealthCheck, given, settings
+from hypothesis import strategies as st
 from pydantic import ValidationError
 from scipy.sparse import coo_matrix
 from scipy.sparse.csgraph import connected_components
@@ -42,6 +44,11 @@ def models(tmp_path_factory) -> Path:
         m = build_policy(kind, arch)
         save_artifact(m, kind, m.config.to_dict(), root, name=name)
     return root
+
+
+@pytest.fixture(scope="module")
+def mock_door(models) -> FrontDoor:
+    return _door(models)
 
 
 def _door(models: Path, **kw: Any) -> FrontDoor:
@@ -153,6 +160,31 @@ def test_bad_mock_network_requests_are_422_naming_the_field(models, body, loc):
     r = call(_door(models), "POST", "/generate-mock-network", body)
     assert r.status == 422, r.body
     assert js(r)["details"][0]["loc"] == loc and js(r)["error"].startswith(loc)
+
+
+counts = st.one_of(st.integers(-1, 6), st.integers(-3, 1100), st.floats(allow_nan=False),
+                  st.none(), st.booleans(), st.text(max_size=4),
+                  st.lists(st.integers(-2**63, 2**63 - 1), max_size=2))  # JSON-encodable
+
+
+MOCK_FIELDS = ("num_nodes", "num_edges", "num_devices", "num_fog", "num_cloud", "seed")
+
+
+@settings(max_examples=150, deadline=None, suppress_health_check=list(HealthCheck))
+@given(body=st.one_of(
+    st.fixed_dictionaries({}, optional={k: counts for k in MOCK_FIELDS}),
+    st.fixed_dictionaries({k: st.integers(-1, 5) for k in MOCK_FIELDS[2:5]},  # every tier
+                          optional={"num_edges": counts, "num_nodes": counts})))
+def test_mock_network_never_500(mock_door, body):
+    r = call(mock_door, "POST", "/generate-mock-network", body)
+    assert r.status in (200, 422), (body, r.status, r.body[:300])
+    out = js(r)
+    if r.status == 422:
+        assert out["details"][0]["loc"] in MOCK_FIELDS, out  # names the field at fault
+    else:
+        assert out["num_nodes"] == len(out["network_state"]["nodes"])
+        if isinstance(body.get("num_edges"), int) and not isinstance(body["num_edges"], bool):
+            assert out["num_edges"] <= body["num_edges"]
 
 
 # --- model types: hybrid_gat, hybrid_attention ------------------------------------------
