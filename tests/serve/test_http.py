@@ -62,11 +62,18 @@ def test_models_sample_health_ready_openapi(app_url, client):
     assert len(mel["nodes"]) == 127
 
 
-def test_feedback_round_trip(app_url, client, small_state):
-    d = client.post(f"{app_url}/v1/allocate", json=small_state).json()
-    r = client.post(f"{app_url}/v1/feedback",
-                    json={"decision_id": d["decision_id"], "completion_ms": 420.0, "success": True})
+def test_feedback_round_trip(app_url, app_db, client, small_state):
+    import sqlite3
+
+    d = client.post(f"{app_url}/v1/allocate", json={**small_state, "task": {"data_mb": 7.0}})
+    did = d.json()["decision_id"]
+    r = client.post(f"{app_url}/v1/feedback", json={"decision_id": did, "completion_ms": 420.5,
+                                                     "success": False, "energy_j": 3.25})
     assert r.status_code == 200, r.text
+    with sqlite3.connect(app_db) as db:  # stored before the answer: no waiting
+        rows = db.execute("SELECT completion_ms, success, energy_j FROM feedback "
+                          "WHERE decision_id = ?", (did,)).fetchall()
+    assert rows == [(420.5, 0, 3.25)]
     r = client.post(f"{app_url}/v1/feedback", json={"decision_id": "f" * 32, "completion_ms": 1.0})
     assert r.status_code == 404 and "unknown" in r.json()["error"]
 
@@ -112,7 +119,9 @@ def test_original_api_clients_work_unchanged(app_url, client, small_state):
                     json={"network_states": [net, net], "model_type": "hybrid"}).json()
     assert len(b["predictions"]) == 2 and b["total_processing_time_ms"] > 0
     h = client.get(f"{app_url}/health").json()
-    assert h["status"] == "healthy" and h["models_loaded"]["hybrid"] is True
+    loaded = {m["name"] for m in client.get(f"{app_url}/v1/models").json()["models"]}
+    assert h["status"] == "healthy"  # hybrid_attention: the alias of hybrid_gat
+    assert h["models_loaded"] == dict.fromkeys([*loaded, "hybrid_attention"], True)
     assert h["uptime_seconds"] >= 0 and h["version"]
     assert set(client.get(f"{app_url}/models").json()) == {"hybrid", "dqn", "ppo", "hybrid_gat"}
     assert client.get(f"{app_url}/models/dqn").json()["type"] == "dqn"

@@ -3,7 +3,11 @@
 from __future__ import annotations
 
 import asyncio
+import shutil
+import sqlite3
 import threading
+import time
+from pathlib import Path
 
 import httpx
 import pytest
@@ -14,17 +18,78 @@ pytestmark = pytest.mark.cluster
 
 
 @pytest.fixture(scope="module")
-def swap_app(ray_cluster, test_models, tmp_path_factory):
+def swap_models(test_models, tmp_path_factory) -> Path:
+    """The test models with a real second hybrid: v2 is v1 with its score head negated,
+    written by save_artifact (its own weights, ONNX, manifest and sha256s). It ranks nodes
+    in reverse, so wherever v1 picks its best node v2 picks v1's worst: a decision shows
+    which version made it."""
+    import torch
+
+    from edge_allocator.runtime.artifacts import load_artifact
+    from edge_allocator.runtime.export import save_artifact
+    from edge_allocator.runtime.torch_backend import load_module
+
+    root = tmp_path_factory.mktemp("swap-models")
+    for name in ("hybrid", "dqn", "ppo"):
+        shutil.copytree(test_models / name / "1", root / name / "1")
+    v1 = load_artifact(root, "hybrid", "1")
+    module = load_module(v1)
+    with torch.no_grad():
+        for p in module.score_head[-1].parameters():
+            p.neg_()
+    path = save_artifact(module, "hybrid", v1.manifest["architecture"], root,
+                         training={"note": "test artifact: hybrid v1 with the score head negated"})
+    assert path.name == "2" and load_artifact(root, "hybrid", "2").manifest["files"] != \
+        v1.manifest["files"]
+    return root
+
+
+@pytest.fixture(scope="module")
+def reference(swap_models):
+    """version -> the node each hybrid version picks for a list of states, decided in this
+    process (the same ONNX artifact, no Ray)."""
+    from edge_allocator.config import ModelSpec, ServiceConfig
+    from edge_allocator.service.inline import AllocatorService
+
+    services = {v: AllocatorService(ServiceConfig(
+        models_dir=swap_models, database_url=None, cache="none",
+        models={"hybrid": ModelSpec(version=v)})) for v in ("1", "2")}
+
+    def nodes(version: str, states: list[dict]) -> list[str]:
+        return [d.node_id for d in services[version].allocate_many({"states": states})]
+
+    yield nodes
+    for s in services.values():
+        s.close()
+
+
+@pytest.fixture(scope="module")
+def swap_app(ray_cluster, swap_models, tmp_path_factory):
     db = tmp_path_factory.mktemp("db-swap") / "decisions.db"
     pinned = {"models": {"hybrid": {"version": "1"}, "dqn": {}, "ppo": {}}}
 
     def redeploy(ingress=None, inference=None):
-        ing = {**pinned, **(ingress or {})}
+        ing = {"cache": "none", **pinned, **(ingress or {})}  # every answer from a model
         inf = {**pinned, **(inference or {})}
-        deploy("swap", "/swap", test_models, db, ingress=ing, inference=inf)
+        deploy("swap", "/swap", swap_models, db, ingress=ing, inference=inf)
 
     redeploy()
-    return f"http://127.0.0.1:{ray_cluster['port']}/swap", redeploy
+    return f"http://127.0.0.1:{ray_cluster['port']}/swap", redeploy, db
+
+
+def _logged(db: Path, ids: list[str], timeout_s: float = 30) -> dict[str, tuple[str, str]]:
+    """decision_id -> (model_version, node_id) from the decision log (written off the
+    request path: waits until every id is there)."""
+    deadline, rows = time.time() + timeout_s, {}
+    while time.time() < deadline:
+        with sqlite3.connect(db) as conn:
+            rows = {r[0]: (r[1], r[2]) for r in conn.execute(
+                f"SELECT decision_id, model_version, node_id FROM predictions "
+                f"WHERE decision_id IN ({','.join('?' * len(ids))})", ids)}
+        if len(rows) == len(ids):
+            break
+        time.sleep(0.3)
+    return rows
 
 
 def _state(i: int) -> dict:
@@ -50,7 +115,7 @@ def _concurrent_batch_sizes(url: str, n: int = 64) -> list[int]:
 
 
 def test_reconfigure_changes_batch_size_live(swap_app):
-    url, redeploy = swap_app
+    url, redeploy, _ = swap_app
     redeploy(inference={"max_batch_size": 4, "batch_wait_timeout_s": 0.02})
     assert httpx.get(f"{url}/v1/batch-config").json()["max_batch_size"] == 4
     small = _concurrent_batch_sizes(url, 96)
@@ -62,10 +127,11 @@ def test_reconfigure_changes_batch_size_live(swap_app):
     assert max(max(b) for b in big) > 4, big
 
 
-def test_hot_swap_fails_no_request(swap_app):
-    url, redeploy = swap_app
-    statuses: list[int] = []
-    versions: list[str] = []
+def test_hot_swap_fails_no_request(swap_app, reference):
+    """v1 -> v2 under load: no failed request, and every decision is the one the version
+    it names makes (v2 is a different model), as the decision log also records."""
+    url, redeploy, db = swap_app
+    answers: list[tuple[int, int, dict]] = []  # (state index, status, body)
     stop = threading.Event()
 
     def load():
@@ -73,38 +139,57 @@ def test_hot_swap_fails_no_request(swap_app):
             i = 0
             while not stop.is_set():
                 r = c.post(f"{url}/v1/allocate", json=_state(i))
-                statuses.append(r.status_code)
-                if r.status_code == 200:
-                    versions.append(r.json()["model"]["version"])
+                answers.append((i, r.status_code, r.json() if r.status_code == 200 else {}))
                 i += 1
+
+    def last_version() -> str | None:
+        return answers[-1][2].get("model", {}).get("version") if answers else None
 
     t = threading.Thread(target=load)
     t.start()
     try:
         redeploy(ingress={"models": {"hybrid": {"version": "2"}, "dqn": {}, "ppo": {}}},
                  inference={"models": {"hybrid": {"version": "2"}, "dqn": {}, "ppo": {}}})
-        deadline = __import__("time").time() + 30
-        while (not versions or versions[-1] != "2") and __import__("time").time() < deadline:
-            __import__("time").sleep(0.2)
+        deadline = time.time() + 30
+        while last_version() != "2" and time.time() < deadline:
+            time.sleep(0.2)
+        time.sleep(0.5)  # a few answers from v2
     finally:
         stop.set()
         t.join()
-    assert statuses and set(statuses) == {200}, {s for s in statuses if s != 200}
+    assert answers and {s for _, s, _ in answers} == {200}, \
+        {s for _, s, _ in answers if s != 200}
+    versions = [b["model"]["version"] for _, _, b in answers]
     assert versions[0] == "1" and versions[-1] == "2"
+    states = [_state(i) for i, _, _ in answers]
+    expected = {v: reference(v, states) for v in ("1", "2")}
+    assert all(a != b for a, b in zip(expected["1"], expected["2"], strict=True))
+    wrong = [(i, b["model"]["version"], b["node_id"]) for k, (i, _, b) in enumerate(answers)
+             if b["node_id"] != expected[b["model"]["version"]][k]]
+    assert not wrong, f"decisions not made by the version they name: {wrong[:5]}"
+    logged = _logged(db, [b["decision_id"] for _, _, b in answers])
+    assert logged == {b["decision_id"]: (b["model"]["version"], b["node_id"])
+                      for _, _, b in answers}
 
 
-def test_ab_split_records_the_version(swap_app):
-    url, redeploy = swap_app
+def test_ab_split_records_the_version(swap_app, reference):
+    url, redeploy, db = swap_app
     split = {"models": {"hybrid": {"ab": {"1": 1.0, "2": 1.0}}, "dqn": {}, "ppo": {}}}
     redeploy(ingress=split, inference=split)
+    states = [_state(20_000 + i) for i in range(40)]
     with httpx.Client(timeout=30) as c:
-        seen = [c.post(f"{url}/v1/allocate", json=_state(20_000 + i)).json()["model"]["version"]
-                for i in range(40)]
+        answers = [c.post(f"{url}/v1/allocate", json=s).json() for s in states]
+    seen = [a["model"]["version"] for a in answers]
     assert set(seen) == {"1", "2"}
+    expected = {v: reference(v, states) for v in ("1", "2")}
+    assert [a["node_id"] for a in answers] == [expected[v][k] for k, v in enumerate(seen)]
+    assert [a["node_id"] for a in answers] != expected["1"]  # v2 really answered some
+    logged = _logged(db, [a["decision_id"] for a in answers])
+    assert logged == {a["decision_id"]: (a["model"]["version"], a["node_id"]) for a in answers}
 
 
 def test_bearer_token_auth(swap_app, tmp_path):
-    url, redeploy = swap_app
+    url, redeploy, _ = swap_app
     secret = tmp_path / "tokens"
     secret.write_text("s3cret-token\n")
     redeploy(ingress={"auth_token_file": str(secret)})

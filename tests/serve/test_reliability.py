@@ -12,6 +12,7 @@ import time
 import uuid
 
 import httpx
+import orjson
 import pytest
 
 from tests.conftest import missing
@@ -155,10 +156,13 @@ class TcpProxy:
     def _accept(self) -> None:
         assert self.listener is not None
         listener = self.listener
-        while self.up.is_set():
+        while True:
             try:
                 client, _ = listener.accept()
             except OSError:
+                return
+            if not self.up.is_set():  # accepted while being cut: refuse it
+                client.close()
                 return
             upstream = socket.create_connection(("127.0.0.1", self.target_port))
             self.conns += [client, upstream]
@@ -182,6 +186,12 @@ class TcpProxy:
     def cut(self) -> None:
         self.up.clear()
         if self.listener is not None:
+            # close() alone leaves a socket that another thread blocks in accept() on
+            # listening (Linux): shutdown() wakes that accept() and stops the listening
+            try:
+                self.listener.shutdown(socket.SHUT_RDWR)
+            except OSError:
+                pass
             self.listener.close()
         for s in self.conns:
             try:
@@ -207,6 +217,16 @@ def postgres_db():
     admin.close()
 
 
+def _spooled(spool_dir) -> set[str]:
+    """Decision ids in the replicas' spool files now (``<stem>.<replica>.jsonl``)."""
+    ids = set()
+    for path in spool_dir.glob("*.jsonl"):
+        for line in path.read_bytes().splitlines():
+            if line.strip():
+                ids.add(orjson.loads(line)["decision_id"])
+    return ids
+
+
 def test_postgres_outage_loses_no_decision(ray_cluster, test_models, tmp_path, postgres_db):
     import psycopg
 
@@ -218,13 +238,22 @@ def test_postgres_outage_loses_no_decision(ray_cluster, test_models, tmp_path, p
            ingress={"cache": "none", "database_url": db_url,
                     "spool_path": str(tmp_path / "spool" / "d.jsonl")})
     url = f"http://127.0.0.1:{port}/pg"
+    spool_dir = tmp_path / "spool"
     with httpx.Client(timeout=30) as c:
         before = [c.post(f"{url}/v1/allocate", json=_state(i)) for i in range(10)]
         time.sleep(1.5)  # written
+        assert not _spooled(spool_dir)  # the database was up: nothing waited in the spool
         proxy.cut()
         during = [c.post(f"{url}/v1/allocate", json=_state(100 + i)) for i in range(30)]
-        time.sleep(1.0)
     assert all(r.status_code == 200 for r in before + during)
+    # the outage really happened: the decisions made during it wait in the spool
+    during_ids = {r.json()["decision_id"] for r in during}
+    deadline = time.time() + 30
+    while not during_ids <= _spooled(spool_dir) and time.time() < deadline:
+        time.sleep(0.5)
+    assert during_ids <= _spooled(spool_dir), \
+        f"{len(during_ids - _spooled(spool_dir))} of 30 decisions made during the outage " \
+        "never reached the spool"
     back = TcpProxy(5432, port=proxy.port)  # the database returns on the same address
     back.start()
     ids = {r.json()["decision_id"] for r in before + during}
@@ -242,6 +271,10 @@ def test_postgres_outage_loses_no_decision(ray_cluster, test_models, tmp_path, p
             "SELECT count(*) - count(DISTINCT decision_id) FROM predictions"
         ).fetchone()
     assert dupes[0] == 0
+    deadline = time.time() + 30  # replayed: the spool is emptied once the rows are in
+    while _spooled(spool_dir) and time.time() < deadline:
+        time.sleep(0.5)
+    assert not _spooled(spool_dir)
     from ray import serve
 
     serve.delete("pg")
@@ -263,6 +296,10 @@ def test_tampered_model_is_refused_and_readyz_says_why(ray_cluster, test_models,
     assert hybrid.status_code == 503 and "sha256 mismatch" in hybrid.json()["error"]
     dqn = httpx.post(f"{url}/v1/allocate", json={**_state(1), "model": "dqn"})
     assert dqn.status_code == 200  # the intact models keep serving
+    health = httpx.get(f"{url}/health").json()  # the original API's: what really loaded
+    assert health["status"] == "degraded"
+    assert {"hybrid", "dqn", "ppo"} <= set(health["models_loaded"])
+    assert [m for m, ok in health["models_loaded"].items() if not ok] == ["hybrid"]
     from ray import serve
 
     serve.delete("tampered")
