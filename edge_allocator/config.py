@@ -238,6 +238,10 @@ class MqttConfig(_Settings):
     keepalive_s: int = Field(default=30, ge=5, le=3600)
     reconnect_max_s: float = Field(default=5.0, gt=0, le=300,
                                    description="Longest wait between reconnection attempts")
+    request_topic: str | None = Field(
+        default=None, min_length=1,
+        description="Tasks published here are decided on the live network and answered on "
+                    "the MQTT 5 response topic (or the payload's reply_to); null: off")
 
     @field_validator("url")
     @classmethod

@@ -162,6 +162,9 @@ class IngestInfo:
     last_error: str | None = None
     store_errors: int | None = None
     recent_rejections: list[dict[str, Any]] = field(default_factory=list)
+    requests: Annotated[dict[str, int], Field(
+        description="MQTT request/response: requests, replies:2xx/4xx/5xx, dropped:<reason>")
+    ] = field(default_factory=dict)
 
 
 @dataclass(slots=True)

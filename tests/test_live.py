@@ -303,16 +303,16 @@ def test_subscriber_reconnects_by_itself_after_a_broker_restart():
         net = _network(broker.url, "iot/devices")
         pub = Publisher(MqttConfig(url=broker.url))
         pub.publish("iot/devices/7", orjson.dumps(ORIGINAL_DEVICE)).wait_for_publish(5)
-        assert wait_for(lambda: net.snapshot().node_ids == ["7"])
+        assert wait_for(lambda: net.snapshot().node_ids == ["7"]), net.status()
         pub.close()
         broker.stop()
-        assert wait_for(lambda: not net.subscriber.status().connected, 10)
+        assert wait_for(lambda: not net.subscriber.status().connected, 10), net.status()
         broker.start()  # same port, empty broker: no session, no retained messages
         assert wait_for(lambda: net.subscriber.status().connected, 20), net.status()
         assert net.subscriber.status().connections == 2
         pub = Publisher(MqttConfig(url=broker.url))
         pub.publish("iot/devices/batch", orjson.dumps(ORIGINAL_BATCH)).wait_for_publish(5)
-        assert wait_for(lambda: net.snapshot().node_ids == ["0", "7", "9"], 10)
+        assert wait_for(lambda: net.snapshot().node_ids == ["0", "7", "9"], 10), net.status()
         pub.close()
         net.stop()
     finally:

@@ -76,6 +76,20 @@ def make_client(cfg: MqttConfig, client_id: str) -> tuple[paho.Client, Broker]:
 
 
 MessageHandler = Callable[[str, bytes], None]
+#: (payload, MQTT 5 response topic, correlation data)
+RequestHandler = Callable[[bytes, "str | None", "bytes | None"], None]
+
+
+def distinct_subscriptions(topics: tuple[str, ...]) -> tuple[str, ...]:
+    """``topics`` less those another one's ``<level>/+`` already covers: overlapping
+    subscriptions deliver a message once per match."""
+    singles = {t.removesuffix("/+") for t in topics if t.endswith("/+")}
+    out: list[str] = []
+    for t in topics:
+        covered = t.rpartition("/")[0] in singles and not ("+" in t or "#" in t)
+        if not covered and t not in out:
+            out.append(t)
+    return tuple(out)
 
 
 @dataclass(frozen=True, slots=True)
@@ -95,8 +109,13 @@ class TelemetrySubscriber:
     def __init__(self, cfg: MqttConfig, topics: tuple[str, ...], handler: MessageHandler,
                  client_id: str | None = None) -> None:
         self.cfg = cfg
-        self.topics = topics
+        self.topics = distinct_subscriptions(
+            (*topics, cfg.request_topic) if cfg.request_topic else topics)
         self.handler = handler
+        #: Messages on ``cfg.request_topic`` go here (payload, response topic, correlation
+        #: data) instead of to ``handler``; None: dropped and counted as ``requests_unanswered``.
+        self.on_request: RequestHandler | None = None
+        self.requests_unanswered = 0
         self.client_id = (client_id or cfg.client_id
                           or f"edge-allocator-ingest-{os.getpid()}-{uuid.uuid4().hex[:8]}")
         self.client, self.broker = make_client(cfg, self.client_id)
@@ -149,10 +168,32 @@ class TelemetrySubscriber:
 
     def _on_message(self, client: paho.Client, userdata: Any, msg: paho.MQTTMessage) -> None:
         self.messages += 1
+        if self.cfg.request_topic is not None and msg.topic == self.cfg.request_topic:
+            self._request(msg)
+            return
         try:
             self.handler(msg.topic, bytes(msg.payload))
         except Exception:  # the handler never raises by contract; keep the thread alive
             log.exception("live network: message handler failed on %s", msg.topic)
+
+
+    def _request(self, msg: paho.MQTTMessage) -> None:
+        if self.on_request is None:
+            self.requests_unanswered += 1
+            return
+        props = msg.properties
+        topic = getattr(props, "ResponseTopic", None) if props is not None else None
+        corr = getattr(props, "CorrelationData", None) if props is not None else None
+        try:
+            self.on_request(bytes(msg.payload), topic, corr)
+        except Exception:  # the handler never raises by contract; keep the thread alive
+            log.exception("live network: request handler failed on %s", msg.topic)
+
+    def publish(self, topic: str, payload: bytes, properties: Properties) -> None:
+        """Publish on this client's connection (thread-safe in paho)."""
+        info = self.client.publish(topic, payload, qos=self.cfg.qos, properties=properties)
+        if info.rc != paho.MQTT_ERR_SUCCESS:
+            raise ConnectionError(f"publish to {topic[:200]!r} failed: rc={info.rc}")
 
 
 class Publisher:

@@ -13,6 +13,7 @@ from dataclasses import dataclass
 from edge_allocator.config import LiveNetworkConfig
 from edge_allocator.live.ingest import Rejection, TelemetryIngest
 from edge_allocator.live.mqtt import SubscriberStatus, TelemetrySubscriber
+from edge_allocator.live.requests import Decide, RequestResponder
 from edge_allocator.live.telemetry import Topics
 from edge_allocator.live.view import (
     LiveSnapshot,
@@ -46,6 +47,7 @@ class IngestStatus:
     store_errors: int
     recent_rejections: list[Rejection]
     counts: dict[str, int]
+    requests: dict[str, int]
 
 
 class LiveNetwork:
@@ -57,9 +59,17 @@ class LiveNetwork:
         self.subscriber = (TelemetrySubscriber(cfg.mqtt, topics.subscriptions(),
                                                self.ingest.on_message, client_id)
                            if cfg.mqtt.enabled else None)
+        self.responder: RequestResponder | None = None
         self._stop = threading.Event()
         self._pruner = threading.Thread(target=self._prune_loop, daemon=True,
                                         name="live-view-prune")
+
+    def answer_requests(self, decide: Decide) -> None:
+        """Answer tasks on ``mqtt.request_topic`` (requests.py) with ``decide``."""
+        if self.subscriber is None or self.cfg.mqtt.request_topic is None:
+            return
+        self.responder = RequestResponder(decide, self.subscriber.publish)
+        self.subscriber.on_request = self.responder.on_request
 
     def start(self) -> LiveNetwork:
         if self.subscriber is not None:
@@ -71,6 +81,8 @@ class LiveNetwork:
         self._stop.set()
         if self.subscriber is not None:
             self.subscriber.stop()
+        if self.responder is not None:
+            self.responder.close()
 
     def snapshot(self) -> LiveSnapshot:
         return self.store.snapshot(time.time())
@@ -81,8 +93,11 @@ class LiveNetwork:
             counts = self.store.counts()
         except ViewUnavailable:
             counts = {}
+        requests = dict(self.responder.counts) if self.responder is not None else {}
+        if sub is not None and sub.requests_unanswered:
+            requests["dropped:no_responder"] = sub.requests_unanswered
         return IngestStatus(sub is not None, sub.status() if sub else None,
-                            self.ingest.store_errors, list(self.ingest.recent), counts)
+                            self.ingest.store_errors, list(self.ingest.recent), counts, requests)
 
     def _prune_loop(self) -> None:
         while not self._stop.wait(PRUNE_EVERY_S):

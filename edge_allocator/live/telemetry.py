@@ -119,9 +119,6 @@ class Topics:
         return f"{self.prefix}/batch"
 
     def subscriptions(self) -> tuple[str, ...]:
-        """Overlapping subscriptions would deliver a message once per match."""
-        if self.topology.rpartition("/")[0] == self.prefix:
-            return (f"{self.prefix}/+",)
         return (f"{self.prefix}/+", self.topology)
 
 

@@ -222,7 +222,8 @@ class LiveApi:
         sub = st.subscriber
         return IngestInfo(True, sub.connected if sub else None, sub.broker if sub else None,
                           sub.connections if sub else None, sub.last_error if sub else None,
-                          st.store_errors, [asdict(r) for r in st.recent_rejections])
+                          st.store_errors, [asdict(r) for r in st.recent_rejections],
+                          dict(st.requests))
 
 
 class LocalIngest:

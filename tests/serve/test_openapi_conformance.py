@@ -88,5 +88,6 @@ def test_the_document_rejects_a_response_that_lacks_a_field(openapi):
     decision = openapi["components"]["schemas"]["Decision"]
     assert "probabilities" in decision["required"] and "inference_node" in decision["properties"]
     fake = httpx.Response(200, json={"decision_id": "x", "node_id": "a", "node_index": 0})
-    with pytest.raises(AssertionError, match="required property"):
+    # a decision or a live decision (anyOf): jsonschema says it matches neither
+    with pytest.raises(AssertionError, match="required property|not valid under any"):
         _validate(openapi, "/v1/allocate", "POST", fake)
