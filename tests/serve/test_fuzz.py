@@ -14,7 +14,8 @@ from hypothesis import strategies as st
 
 pytestmark = pytest.mark.cluster
 
-ENDPOINTS = ["/v1/allocate", "/v1/allocate/batch", "/predict", "/batch-predict", "/v1/feedback"]
+ENDPOINTS = ["/v1/allocate", "/v1/allocate/batch", "/predict", "/batch-predict", "/v1/feedback",
+             "/generate-mock-network", "/models/hybrid_gat/load"]
 CASES = {"n": 0}
 
 # Every strategy stays inside what JSON encoders accept (orjson: 64-bit integers), so a
@@ -43,8 +44,12 @@ state_like = st.fixed_dictionaries({}, optional={
         ["compute_gcycles", "memory_mb", "data_mb", "deadline_ms"]), numbers), json_values),
     "model": st.one_of(st.sampled_from(["hybrid", "dqn", "ppo", "x"]), scalars),
 })
+counts = st.one_of(st.integers(-3, 1200), numbers, scalars)
+mock_like = st.fixed_dictionaries({}, optional={  # POST /generate-mock-network
+    k: counts for k in ("num_nodes", "num_edges", "num_devices", "num_fog", "num_cloud", "seed")})
 bodies = st.one_of(
     state_like.map(lambda s: orjson.dumps(s)),
+    mock_like.map(orjson.dumps),
     st.fixed_dictionaries({"states": st.lists(state_like, max_size=3)}).map(orjson.dumps),
     st.fixed_dictionaries({"network_state": state_like}).map(orjson.dumps),
     st.fixed_dictionaries({"network_states": st.lists(state_like, max_size=3)}).map(orjson.dumps),
