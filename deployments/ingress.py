@@ -98,6 +98,19 @@ class Ingress:
                             grpc_context: ServicerContext) -> pb.BatchDecisions:
         return await self.grpc.allocate_batch(request, grpc_context)
 
+    async def mqtt_request(self, body: bytes, authorization: str | None) -> tuple[int, bytes]:
+        """A task that arrived over MQTT (MqttIngest's request topic), answered as POST
+        /v1/allocate: (HTTP status, JSON body)."""
+        headers = {"content-type": "application/json"}
+        if authorization is not None:
+            headers["authorization"] = authorization
+
+        async def read() -> bytes:
+            return body
+
+        out = await self._door().handle("POST", "/v1/allocate", headers, {}, read)
+        return out.status, out.body
+
     async def check_health(self) -> None:
         """Serve's health check: with the policy in-process, the model must answer."""
         if self.local_policy is not None:

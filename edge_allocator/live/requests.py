@@ -121,7 +121,8 @@ class RequestResponder:
         except Exception as exc:  # noqa: BLE001 - the device still gets an answer
             log.exception("MQTT request: decision failed")
             status = 503
-            body = orjson.dumps({"error": f"decision failed ({type(exc).__name__}); retry",
+            body = orjson.dumps({"error": f"decision failed ({type(exc).__name__}: "
+                                          f"{str(exc)[:200]}); retry",
                                  "status": 503, "details": []})
         elapsed = (time.perf_counter() - t0) * 1000
         payload, props = reply_of(req, status, body)

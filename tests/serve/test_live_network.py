@@ -4,14 +4,16 @@ the view kept in Redis while the ingest replica is killed and replaced."""
 
 from __future__ import annotations
 
+import queue
 import time
 
 import httpx
+import orjson
 import pytest
 
 from edge_allocator.config import MqttConfig
 from edge_allocator.live.devices import DeviceFleet, publish_fleet
-from edge_allocator.live.mqtt import Publisher
+from edge_allocator.live.mqtt import Publisher, TelemetrySubscriber
 from edge_allocator.live.telemetry import Topics
 from tests.conftest import missing
 from tests.mqtt_broker import shared_broker_url, unique_prefix, wait_for
@@ -89,7 +91,9 @@ def _wait_view(client: httpx.Client, base: str, fleet: DeviceFleet) -> dict:
 
 def test_live_network_through_the_ingest_handle(ray_cluster, test_models, tmp_path, client):
     prefix = unique_prefix("serve")
-    name = _deploy("live-handle", test_models, tmp_path, _live(prefix))
+    live_cfg = _live(prefix)
+    live_cfg["mqtt"]["request_topic"] = f"{prefix}/requests"
+    name = _deploy("live-handle", test_models, tmp_path, live_cfg)
     base = f"http://127.0.0.1:{ray_cluster['port']}/{name}"
     try:
         fleet = _publish(prefix)
@@ -111,7 +115,21 @@ def test_live_network_through_the_ingest_handle(ray_cluster, test_models, tmp_pa
         _validate(doc, "/v1/allocate/batch", "POST", batch)
         bad = client.post(f"{base}/v1/allocate", json={"network": "live", "task": {"data_mb": -1}})
         assert bad.status_code == 422 and bad.json()["error"].startswith("task.data_mb")
+        # MQTT request/response: MqttIngest -> Ingress.mqtt_request -> the reply topic
+        replies: queue.Queue = queue.Queue()
+        sub = TelemetrySubscriber(MqttConfig(url=shared_broker_url()),
+                                  (f"{prefix}/replies/#",),
+                                  lambda t, p: replies.put((t, orjson.loads(p))))
+        sub.start()
+        assert sub.wait_connected(10)
         pub = Publisher(MqttConfig(url=shared_broker_url()))
+        pub.publish(f"{prefix}/requests", orjson.dumps(
+            {"task": TASK, "reply_to": f"{prefix}/replies/7", "correlation_id": 7}
+        )).wait_for_publish(5)
+        topic, reply = replies.get(timeout=30)
+        sub.stop()
+        assert topic == f"{prefix}/replies/7" and reply["correlation_id"] == 7, reply
+        _same(reply, live.json())
         pub.publish(f"{prefix}/3", b"{nope").wait_for_publish(5)
         pub.close()
         assert wait_for(lambda: client.get(f"{base}/v1/network").json()["counts"]
