@@ -8,8 +8,11 @@ import sys
 from pathlib import Path
 
 import pytest
+import torch
 
 from edge_allocator.runtime.artifacts import load_artifact
+from edge_allocator.runtime.torch_backend import load_module
+from edge_allocator.train.finetune import validation_reward
 
 pytestmark = pytest.mark.slow
 
@@ -55,6 +58,19 @@ def test_train_a_named_gat_hybrid(tmp_path):
     assert (tmp_path / "runs" / "hybrid_gat-v1" / "training_curve.png").is_file()
 
 
+def _checkpointed_module(ray_train: Path, stage: str, architecture: dict) -> torch.nn.Module:
+    """The weights of a Ray Train run's last checkpoint (runs are named <kind>-seed<s>-
+    <stage>-<digest>)."""
+    from edge_allocator.policies import build_policy
+    from edge_allocator.train.distributed import STATE_FILE
+
+    (run,) = [p for p in ray_train.iterdir() if p.name.split("-")[2] == stage]
+    state_file = max(run.glob(f"checkpoint_*/{STATE_FILE}"))  # the last one
+    module = build_policy("hybrid", architecture)
+    module.load_state_dict(torch.load(state_file, map_location="cpu", weights_only=True)["model"])
+    return module.eval()
+
+
 def test_train_pipeline_runs_every_stage_on_ray(tmp_path):
     """``train --pipeline``: demonstrations as Ray tasks, behaviour cloning on Ray Train
     (2 DDP workers), RL as a Ray Tune grid; its own private Ray, stopped afterwards."""
@@ -68,12 +84,23 @@ def test_train_pipeline_runs_every_stage_on_ray(tmp_path):
     assert len(t["bc_loss_curve"]) == 4  # 2 epochs of cloning + 2 after the DAgger round
     rows = t["rl_sweep"]["rows"]
     assert sorted(r["rl_lr"] for r in rows) == [1e-4, 3e-4]
-    assert all(r["start_reward"] == t["validation_reward"]["bc"] for r in rows)
     best = max(r["validation_reward"] for r in rows)
     assert t["validation_reward"]["bc+rl"] == best
     kept_rl = t["validation_reward"]["kept"].startswith("bc+rl")
     assert kept_rl == (best > t["validation_reward"]["bc"])
     run = tmp_path / "runs"
+    # the rewards are real evaluations, redone here: the cloned weights (the DAgger
+    # stage's last Ray Train checkpoint, where RL started) score the start reward of
+    # every trial, and the shipped weights score what the manifest says was kept
+    episodes = t["config"]["validation_episodes"]
+    art = load_artifact(tmp_path / "models", "hybrid")
+    cloned = _checkpointed_module(run / "ray-train", "dagger", art.manifest["architecture"])
+    bc = validation_reward(cloned, "hybrid", episodes)
+    assert [r["start_reward"] for r in rows] == pytest.approx([bc, bc])
+    assert t["validation_reward"]["bc"] == pytest.approx(bc)
+    kept = t["validation_reward"]["bc+rl" if kept_rl else "bc"]
+    shipped = load_module(art).eval()
+    assert validation_reward(shipped, "hybrid", episodes) == pytest.approx(kept)
     assert {p.name.split("-")[2] for p in (run / "ray-train").iterdir()} == {"bc", "dagger"}
     for name in ("training_curve.png", "rl_sweep.png", "rl_sweep.md"):
         assert (run / "hybrid-v1" / name).stat().st_size > 0

@@ -18,7 +18,7 @@ from edge_allocator.constants import PROJECT_ROOT
 from edge_allocator.policies import build_policy
 from edge_allocator.runtime.artifacts import load_artifact
 from edge_allocator.runtime.torch_backend import load_module
-from edge_allocator.train.finetune import RLConfig
+from edge_allocator.train.finetune import RLConfig, validation_reward
 from edge_allocator.train.pipeline import TrainConfig
 from edge_allocator.train.sweep import (  # imports no Ray
     ROW_KEYS,
@@ -67,9 +67,16 @@ def test_tiny_dqn_sweep(ray_local, tmp_path) -> None:
             assert math.isfinite(reward) and reward < 0  # rewards are negative costs
         assert r.gain == pytest.approx(r.validation_reward - r.start_reward)
         assert r.rl_seconds > 0
-    # same start weights, same validation seeds: the start score cannot depend on the trial
-    assert res.rows[0].start_reward == pytest.approx(res.rows[1].start_reward)
+    # the start score is the shipped weights' own on the validation seeds, evaluated here
+    # from the artifact (not from run_sweep's copy), and the best trial's score is its
+    # returned weights' own: gain is a paired difference of two real evaluations
+    shipped = validation_reward(load_module(art).eval(), "dqn", cfg.validation_episodes)
+    assert [r.start_reward for r in res.rows] == pytest.approx([shipped, shipped])
     assert res.best.validation_reward == max(r.validation_reward for r in res.rows)
+    best = build_policy("dqn", architecture)
+    best.load_state_dict(res.best_state)
+    assert validation_reward(best.eval(), "dqn", cfg.validation_episodes) == pytest.approx(
+        res.best.validation_reward)
 
     fresh = build_policy("dqn", architecture)
     fresh.load_state_dict(res.best_state)  # strict
