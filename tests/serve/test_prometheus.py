@@ -35,13 +35,20 @@ DEADLINE_S = 180
 
 
 @pytest.fixture
-def prometheus(ray_cluster, tmp_path: Path):
-    """Prometheus on its own port and temp dir, scraping the cluster's metrics endpoint
-    every second; stopped by PID."""
+def prometheus_binary() -> str:
+    """Looked up before the cluster starts: without it the test skips (fails under CI)."""
     binary = shutil.which("prometheus")
     if binary is None:
         missing("prometheus", "it is not installed (scripts/setup.sh installs Debian's "
                               "'prometheus' package when run as root)")
+    return binary
+
+
+@pytest.fixture
+def prometheus(prometheus_binary, ray_cluster, tmp_path: Path):
+    """Prometheus on its own port and temp dir, scraping the cluster's metrics endpoint
+    every second; stopped by PID."""
+    binary = prometheus_binary
     port = free_port()
     config = tmp_path / "prometheus.yml"
     config.write_text(yaml.safe_dump({
