@@ -12,8 +12,14 @@ validation, decision log, feedback; ``authorization`` stands for the HTTP header
 service has bearer tokens). The reply is that endpoint's response body (a decision with
 its snapshot, or an error body ``{"error", "status", "details"}``), plus
 ``correlation_id`` when one was sent, with the HTTP status as the MQTT 5 user property
-``http-status``. A request without a reply topic, or that is not a JSON object, is
-counted and dropped (there is nowhere to answer).
+``http-status``, at the request's QoS. A request without a reply topic, or that is not
+a JSON object, is counted and dropped (there is nowhere to answer).
+
+Latency: at QoS 0 a reply is a round trip of the broker plus the decision; at QoS 1 the
+broker's acknowledgements meet TCP's delayed ACK on its side (Mosquitto's default
+``set_tcp_nodelay false``) and each request costs about 40 ms more (measured in
+``benchmarks/mqtt.py``; our clients set TCP_NODELAY, the broker's setting is the
+operator's).
 
 ``RequestResponder`` does the MQTT side; ``decide`` (the ingress, through a handle in
 the deployment) does the rest, on a small thread pool so paho's network thread never
@@ -45,7 +51,7 @@ _ENVELOPE = ("reply_to", "correlation_id", "authorization")
 
 #: (body of POST /v1/allocate, authorization header or None) -> (HTTP status, JSON body)
 Decide = Callable[[bytes, str | None], tuple[int, bytes]]
-Publish = Callable[[str, bytes, Properties], None]
+Publish = Callable[[str, bytes, Properties, int], None]  # topic, payload, properties, QoS
 
 
 @dataclass(frozen=True, slots=True)
@@ -55,10 +61,11 @@ class TaskRequest:
     correlation: bytes | None
     correlation_id: Any
     authorization: str | None
+    qos: int = 1  # the reply's: the request's own
 
 
 def parse_request(payload: bytes, response_topic: str | None,
-                  correlation: bytes | None) -> TaskRequest:
+                  correlation: bytes | None, qos: int = 1) -> TaskRequest:
     try:
         data = orjson.loads(payload)
     except orjson.JSONDecodeError as exc:
@@ -72,7 +79,7 @@ def parse_request(payload: bytes, response_topic: str | None,
     auth = data.get("authorization")
     body = {"network": "live", **{k: v for k, v in data.items() if k not in _ENVELOPE}}
     return TaskRequest(orjson.dumps(body), reply_to, correlation, data.get("correlation_id"),
-                       auth if isinstance(auth, str) else None)
+                       auth if isinstance(auth, str) else None, qos)
 
 
 def reply_of(req: TaskRequest, status: int, body: bytes) -> tuple[bytes, Properties]:
@@ -103,10 +110,10 @@ class RequestResponder:
         self.decide_ms: list[float] = []  # the last few, for the benchmark and status
 
     def on_request(self, payload: bytes, response_topic: str | None,
-                   correlation: bytes | None) -> None:
-        """From paho's thread: parse, then decide and reply off it."""
+                   correlation: bytes | None, qos: int = 1) -> None:
+        """From paho's thread: parse, then decide and reply off it (at the request's QoS)."""
         try:
-            req = parse_request(payload, response_topic, correlation)
+            req = parse_request(payload, response_topic, correlation, qos)
         except BadMessage as exc:
             self._count(f"dropped:{exc.reason}")
             log.warning("MQTT request dropped: %s", exc)
@@ -127,7 +134,7 @@ class RequestResponder:
         elapsed = (time.perf_counter() - t0) * 1000
         payload, props = reply_of(req, status, body)
         try:
-            self.publish(req.reply_to, payload, props)
+            self.publish(req.reply_to, payload, props, req.qos)
         except Exception:  # noqa: BLE001 - broker gone: paho reconnects, the reply is lost
             self._count("reply_failed")
             return
