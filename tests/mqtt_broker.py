@@ -49,20 +49,31 @@ def free_port() -> int:
 class OwnBroker:
     """``mosquitto -p PORT`` of our own; ``stop``/``start`` keep the port."""
 
-    def __init__(self, port: int | None = None) -> None:
+    def __init__(self, port: int | None = None, config: str | None = None) -> None:
+        """``config``: mosquitto.conf text (``{port}`` is replaced); None: ``-p PORT``."""
         binary = shutil.which("mosquitto") or shutil.which("/usr/sbin/mosquitto")
         if binary is None:
             missing("the mosquitto binary", "it is not installed (apt-get install mosquitto)")
         self.binary = str(binary)
         self.port = port or free_port()
         self.proc: subprocess.Popen[bytes] | None = None
+        self.config = config
+        self._conf: str | None = None
 
     @property
     def url(self) -> str:
         return f"mqtt://127.0.0.1:{self.port}"
 
     def start(self, timeout_s: float = 10.0) -> OwnBroker:
-        self.proc = subprocess.Popen([self.binary, "-p", str(self.port)],
+        args = [self.binary, "-p", str(self.port)]
+        if self.config is not None:
+            import tempfile
+
+            with tempfile.NamedTemporaryFile("w", suffix=".conf", delete=False) as f:
+                f.write(self.config.replace("{port}", str(self.port)))
+            self._conf = f.name
+            args = [self.binary, "-c", f.name]
+        self.proc = subprocess.Popen(args,
                                      stdout=subprocess.DEVNULL, stderr=subprocess.DEVNULL)
         deadline = time.monotonic() + timeout_s
         while not _port_open("127.0.0.1", self.port):

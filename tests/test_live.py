@@ -317,3 +317,77 @@ def test_subscriber_reconnects_by_itself_after_a_broker_restart():
         net.stop()
     finally:
         broker.stop()
+
+
+def _tls_files(tmp_path):
+    """A CA and a server certificate for 127.0.0.1 (openssl), and a password file."""
+    import shutil
+    import subprocess
+
+    if shutil.which("openssl") is None or shutil.which("mosquitto_passwd") is None:
+        missing("openssl and mosquitto_passwd", "they are not installed")
+
+    def run(*args: str) -> None:
+        subprocess.run(args, check=True, capture_output=True, cwd=tmp_path)
+
+    run("openssl", "req", "-x509", "-newkey", "rsa:2048", "-nodes", "-days", "1",
+        "-keyout", "ca.key", "-out", "ca.crt", "-subj", "/CN=test-ca")
+    run("openssl", "req", "-newkey", "rsa:2048", "-nodes", "-keyout", "server.key",
+        "-out", "server.csr", "-subj", "/CN=127.0.0.1")
+    (tmp_path / "san.ext").write_text("subjectAltName=IP:127.0.0.1\n")
+    run("openssl", "x509", "-req", "-in", "server.csr", "-CA", "ca.crt", "-CAkey", "ca.key",
+        "-CAcreateserial", "-out", "server.crt", "-days", "1", "-extfile", "san.ext")
+    run("mosquitto_passwd", "-b", "-c", "passwd", "device", "s3cret")
+    (tmp_path / "password").write_text("s3cret\n")
+    (tmp_path / "wrong").write_text("nope\n")
+    for f in ("server.key", "passwd"):  # mosquitto reads them as whoever it runs as
+        (tmp_path / f).chmod(0o644)
+    return tmp_path
+
+
+@pytest.fixture
+def tls_dir():
+    """Files mosquitto can read after it drops root for its own user (pytest's tmp_path
+    is private to root)."""
+    import shutil
+    import tempfile
+    from pathlib import Path
+
+    d = Path(tempfile.mkdtemp(prefix="ea-mqtt-tls-"))
+    d.chmod(0o755)
+    yield d
+    shutil.rmtree(d, ignore_errors=True)
+
+
+def test_tls_and_credentials_from_the_config(tls_dir):
+    d = _tls_files(tls_dir)
+    broker = OwnBroker(config=(
+        "listener {port} 127.0.0.1\n"
+        f"cafile {d / 'ca.crt'}\ncertfile {d / 'server.crt'}\nkeyfile {d / 'server.key'}\n"
+        f"allow_anonymous false\npassword_file {d / 'passwd'}\n")).start()
+    try:
+        url = f"mqtts://127.0.0.1:{broker.port}"
+        good = LiveNetworkConfig.model_validate({"mqtt": {
+            "url": url, "username": "device", "password_file": str(d / "password"),
+            "tls": {"ca_file": str(d / "ca.crt")}}})
+        net = LiveNetwork(good).start()
+        assert net.subscriber.wait_connected(10), net.status()
+        pub = Publisher(good.mqtt)
+        pub.publish("iot/devices/7", orjson.dumps(ORIGINAL_DEVICE)).wait_for_publish(5)
+        assert wait_for(lambda: net.snapshot().node_ids == ["7"]), net.status()
+        pub.close()
+        net.stop()
+        bad = LiveNetworkConfig.model_validate({"mqtt": {
+            "url": url, "username": "device", "password_file": str(d / "wrong"),
+            "tls": {"ca_file": str(d / "ca.crt")}}})
+        net = LiveNetwork(bad).start()
+        assert not net.subscriber.wait_connected(3)
+        assert "refused" in (net.subscriber.status().last_error or ""), net.status()
+        net.stop()
+        untrusted = LiveNetworkConfig.model_validate({"mqtt": {  # the system CAs: no
+            "url": url, "username": "device", "password_file": str(d / "password")}})
+        net = LiveNetwork(untrusted).start()
+        assert not net.subscriber.wait_connected(3)
+        net.stop()
+    finally:
+        broker.stop()

@@ -135,6 +135,7 @@ class TelemetrySubscriber:
         self.client.on_message = self._on_message
         self.client.on_subscribe = self._on_subscribe
         self._subscribe_mid: int | None = None
+        self._up = False  # CONNACK accepted, not yet disconnected
         self._connected = threading.Event()  # connected and subscribed
         self.connections = 0
         self.messages = 0
@@ -165,6 +166,7 @@ class TelemetrySubscriber:
             self.last_error = f"connection refused: {reason}"
             log.warning("live network: broker refused the connection: %s", reason)
             return
+        self._up = True
         _, self._subscribe_mid = client.subscribe([(t, int(self.cfg.qos)) for t in self.topics])
         self.connections += 1
         if self.connections > 1:
@@ -186,7 +188,8 @@ class TelemetrySubscriber:
     def _on_disconnect(self, client: paho.Client, userdata: Any, flags: Any,
                        reason: ReasonCode, properties: Properties | None) -> None:
         self._connected.clear()
-        if reason.is_failure:
+        was_up, self._up = self._up, False
+        if reason.is_failure and was_up:  # else the refusal said why already
             self.last_error = f"disconnected at {time.strftime('%H:%M:%S')}: {reason}"
             log.warning("live network: lost the broker (%s); reconnecting", reason)
 
