@@ -92,6 +92,11 @@ class OwnBroker:
                 self.proc.kill()
                 self.proc.wait(5)
         self.proc = None
+        if self._conf is not None:
+            import os
+
+            os.unlink(self._conf)
+            self._conf = None
 
 
 def wait_for(predicate, timeout_s: float = 10.0, every_s: float = 0.05) -> bool:  # type: ignore[no-untyped-def]
