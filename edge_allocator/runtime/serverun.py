@@ -128,7 +128,7 @@ class ServeRun:
         procs = list({p.pid: p for p in [*self._seen, *self.tree()]}.values())
         self.proc.send_signal(signal.SIGINT)
         try:
-            self.proc.wait(timeout=30)
+            self.proc.wait(timeout=60)  # make run shuts Serve down gracefully first
         except subprocess.TimeoutExpired:
             self.proc.kill()
         reap(procs, timeout_s=10)
