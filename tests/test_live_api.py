@@ -214,3 +214,34 @@ def test_live_decisions_are_logged_and_take_feedback(api):
     st, fb = call(door, "POST", "/v1/feedback", {"decision_id": d["decision_id"],
                                                  "completion_ms": 120.0, "success": True})
     assert st == 200 and fb == {"decision_id": d["decision_id"], "recorded": True}
+
+
+def test_requests_do_not_queue_behind_a_snapshot_refresh(api):
+    """Past snapshot_reuse_s the old snapshot is served (up to twice that age) while one
+    refresh runs in the background; only the first request waits for the ingest."""
+    net = _net(snapshot_reuse_s=0.3)
+    net.ingest.on_message("iot/devices/batch", orjson.dumps(ORIGINAL_BATCH))
+
+    class SlowIngest(LocalIngest):
+        calls = 0
+
+        async def snapshot(self):
+            SlowIngest.calls += 1
+            await asyncio.sleep(0.2)
+            return self.network.snapshot()
+
+    live = LiveApi(api, SlowIngest(net))
+
+    async def scenario():
+        first = await live.snapshot()  # nothing to serve yet: waits
+        await asyncio.sleep(0.35)
+        t0 = time.perf_counter()
+        again = await asyncio.gather(*(live.snapshot() for _ in range(8)))
+        waited = time.perf_counter() - t0
+        await asyncio.sleep(0.3)  # the background refresh lands
+        return first, again, waited, await live.snapshot()
+
+    first, again, waited, later = asyncio.run(scenario())
+    assert all(s is first for s in again) and waited < 0.1, waited
+    assert later is not first and later.taken_at > first.taken_at
+    assert SlowIngest.calls == 2  # eight requests, one refresh

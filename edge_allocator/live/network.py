@@ -94,6 +94,10 @@ class LiveNetwork:
         except ViewUnavailable:
             counts = {}
         requests = dict(self.responder.counts) if self.responder is not None else {}
+        if self.responder is not None and self.responder.decide_ms:
+            # the time decide() took (the Ingress round trip), median of the last 1,000
+            requests["decide_us_p50"] = int(1000 * sorted(self.responder.decide_ms)[
+                len(self.responder.decide_ms) // 2])
         if sub is not None and sub.requests_unanswered:
             requests["dropped:no_responder"] = sub.requests_unanswered
         return IngestStatus(sub is not None, sub.status() if sub else None,

@@ -9,8 +9,9 @@ Where the snapshot comes from is the ingest's business, read from its settings
 (``IngestPort.settings``, refreshed every ``SETTINGS_REFRESH_S``): with ``redis_url``
 every ingress replica reads the view from Redis itself (and keeps deciding while the
 ingest replica restarts); without, it asks the MqttIngest deployment through its handle.
-A replica reuses a snapshot for ``snapshot_reuse_s`` (one refresh at a time, however
-many requests wait), and every response says which snapshot it used.
+A replica reuses a snapshot for ``snapshot_reuse_s``, then serves it up to twice that
+old while one refresh runs in the background (so requests do not queue behind the
+handle call), and every response says which snapshot it used.
 """
 
 from __future__ import annotations
@@ -83,6 +84,12 @@ def _tasks(tasks: list[Task | None]) -> np.ndarray:
                     np.float64).reshape(-1, len(TASK_FIELDS))
 
 
+def _retrieved(done: asyncio.Future[LiveSnapshot]) -> None:
+    """A background refresh's failure is seen by whoever awaits it, or logged here."""
+    if not done.cancelled() and done.exception() is not None:
+        log.warning("live network: snapshot refresh failed: %s", done.exception())
+
+
 class LiveApi:
     def __init__(self, api: AllocatorApi, ingest: IngestPort,
                  clock: Callable[[], float] = time.time) -> None:
@@ -93,7 +100,7 @@ class LiveApi:
         self._settings_at = -1e18
         self._redis: RedisViewStore | None = None
         self._snapshot: LiveSnapshot | None = None
-        self._refresh = asyncio.Lock()
+        self._refreshing: asyncio.Future[LiveSnapshot] | None = None
 
     # --- where the view is -------------------------------------------------------------
     async def settings(self) -> LiveNetworkConfig:
@@ -120,31 +127,38 @@ class LiveApi:
         return self._settings
 
     async def snapshot(self) -> LiveSnapshot:
-        """A snapshot at most ``snapshot_reuse_s`` old; one refresh at a time."""
+        """A snapshot at most ``snapshot_reuse_s`` old, or one at most twice that old
+        while a newer one is fetched in the background (requests wait for a refresh only
+        when there is no snapshot that young); one refresh at a time."""
         cfg = await self.settings()
         if not cfg.mqtt.enabled:
             raise _off()
-        snap = self._snapshot
-        if snap is not None and self._clock() - snap.taken_at <= cfg.snapshot_reuse_s:
+        snap, reuse = self._snapshot, cfg.snapshot_reuse_s
+        age = self._clock() - snap.taken_at if snap is not None else float("inf")
+        if age <= reuse:
+            return snap  # type: ignore[return-value]  # age is finite: snap is set
+        if self._refreshing is None or self._refreshing.done():
+            self._refreshing = asyncio.ensure_future(self._fetch())
+            self._refreshing.add_done_callback(_retrieved)
+        if snap is not None and reuse > 0 and age <= 2 * reuse:
             return snap
-        async with self._refresh:
-            snap = self._snapshot
-            if snap is not None and self._clock() - snap.taken_at <= cfg.snapshot_reuse_s:
-                return snap
-            try:
-                if self._redis is not None:
-                    snap = self._redis.snapshot(self._clock())
-                else:
-                    snap = await asyncio.wait_for(self.ingest.snapshot(), INGEST_TIMEOUT_S)
-            except ViewUnavailable as exc:
-                raise ServiceUnavailable(f"{exc}; retry") from None
-            except (RequestError, asyncio.CancelledError):
-                raise
-            except Exception as exc:  # noqa: BLE001 - the ingest replica is gone or stuck
-                raise ServiceUnavailable(f"live network: the ingest replica does not answer "
-                                         f"({type(exc).__name__}); retry") from None
-            self._snapshot = snap
-            return snap
+        return await asyncio.shield(self._refreshing)
+
+    async def _fetch(self) -> LiveSnapshot:
+        try:
+            if self._redis is not None:
+                snap = self._redis.snapshot(self._clock())
+            else:
+                snap = await asyncio.wait_for(self.ingest.snapshot(), INGEST_TIMEOUT_S)
+        except ViewUnavailable as exc:
+            raise ServiceUnavailable(f"{exc}; retry") from None
+        except (RequestError, asyncio.CancelledError):
+            raise
+        except Exception as exc:  # noqa: BLE001 - the ingest replica is gone or stuck
+            raise ServiceUnavailable(f"live network: the ingest replica does not answer "
+                                     f"({type(exc).__name__}); retry") from None
+        self._snapshot = snap
+        return snap
 
     async def _usable(self) -> LiveSnapshot:
         snap = await self.snapshot()
