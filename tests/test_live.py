@@ -283,8 +283,8 @@ def test_simulated_devices_over_mosquitto_become_the_view():
         assert snap.node_ids == [str(i) for i in range(12)]
         assert snap.edges.tolist() == fleet.env.network.links.tolist()
         counts = net.store.counts()
-        assert counts["reports"] == 2 * 2 * 12  # per-device and batch topics, two ticks
-        assert not any(k.startswith("rejected") for k in counts)
+        assert counts["reports"] == 2 * 2 * 12, (counts, list(net.ingest.recent))  # per-device
+        assert not any(k.startswith("rejected") for k in counts), counts  # and batch, 2 ticks
     finally:
         pub.close()
         net.stop()
