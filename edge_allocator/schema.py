@@ -13,8 +13,8 @@ from pydantic import BaseModel, ConfigDict, Field, ValidationError, model_valida
 
 from edge_allocator.constants import MAX_BATCH_STATES, MAX_EDGES, MAX_NODES
 
-FiniteNonNeg = Annotated[float, Field(ge=0.0, allow_inf_nan=False)]
-Fraction = Annotated[float, Field(ge=0.0, le=1.0, allow_inf_nan=False)]
+FiniteNonNeg = Annotated[float, Field(ge=0.0, allow_inf_nan=False, strict=True)]
+Fraction = Annotated[float, Field(ge=0.0, le=1.0, allow_inf_nan=False, strict=True)]
 
 #: The seven node fields, in the order the feature builder reads them.
 NODE_FIELDS: tuple[str, ...] = (
@@ -49,7 +49,7 @@ class Node(_Strictish):
     bandwidth: FiniteNonNeg = Field(
         description="Path bandwidth from the source, Mbps; 0 = unreachable"
     )
-    queue_len: Annotated[float, Field(ge=0.0, le=1e6, allow_inf_nan=False)] = Field(
+    queue_len: Annotated[float, Field(ge=0.0, le=1e6, allow_inf_nan=False, strict=True)] = Field(
         description="Tasks waiting on the node"
     )
     node_type: Literal[0, 1, 2] = Field(description="0 sensor/gateway, 1 edge/fog, 2 cloud")
@@ -58,10 +58,10 @@ class Node(_Strictish):
 class Task(_Strictish):
     """The task to place. Omitted in a request, the reference task below is used."""
 
-    compute_gcycles: Annotated[float, Field(gt=0.0, le=1e6, allow_inf_nan=False)] = 1.0
-    memory_mb: Annotated[float, Field(ge=0.0, le=1e7, allow_inf_nan=False)] = 256.0
-    data_mb: Annotated[float, Field(ge=0.0, le=1e6, allow_inf_nan=False)] = 1.0
-    deadline_ms: Annotated[float, Field(gt=0.0, le=1e9, allow_inf_nan=False)] = 1000.0
+    compute_gcycles: Annotated[float, Field(gt=0.0, le=1e6, allow_inf_nan=False, strict=True)] = 1.0
+    memory_mb: Annotated[float, Field(ge=0.0, le=1e7, allow_inf_nan=False, strict=True)] = 256.0
+    data_mb: Annotated[float, Field(ge=0.0, le=1e6, allow_inf_nan=False, strict=True)] = 1.0
+    deadline_ms: Annotated[float, Field(gt=0.0, le=1e9, allow_inf_nan=False, strict=True)] = 1000.0
 
 
 REFERENCE_TASK = Task()
@@ -216,15 +216,15 @@ class MockNetworkRequest(_Strictish):
     sensors/gateways, ``num_fog``, ``num_cloud``); neither: 10 nodes. ``num_edges`` caps
     the links returned (a spanning tree of the topology first); omitted: every link."""
 
-    num_nodes: int | None = Field(default=None, ge=SIM_MIN_NODES, le=SIM_MAX_NODES)
-    num_edges: int | None = Field(default=None, ge=0, le=MAX_EDGES)
-    num_devices: int | None = Field(default=None, ge=1, le=SIM_MAX_NODES,
+    num_nodes: int | None = Field(default=None, strict=True, ge=SIM_MIN_NODES, le=SIM_MAX_NODES)
+    num_edges: int | None = Field(default=None, strict=True, ge=0, le=MAX_EDGES)
+    num_devices: int | None = Field(default=None, strict=True, ge=1, le=SIM_MAX_NODES,
                                     description="Sensors / gateways (node_type 0)")
-    num_fog: int | None = Field(default=None, ge=1, le=SIM_MAX_NODES,
+    num_fog: int | None = Field(default=None, strict=True, ge=1, le=SIM_MAX_NODES,
                                 description="Edge / fog nodes (node_type 1)")
-    num_cloud: int | None = Field(default=None, ge=0, le=SIM_MAX_NODES,
+    num_cloud: int | None = Field(default=None, strict=True, ge=0, le=SIM_MAX_NODES,
                                   description="Cloud nodes (node_type 2)")
-    seed: int | None = Field(default=None, ge=0, le=2**32 - 1,
+    seed: int | None = Field(default=None, strict=True, ge=0, le=2**32 - 1,
                              description="Same seed, same network; omitted: a new one")
 
     @model_validator(mode="after")

@@ -93,6 +93,18 @@ def _encode(obj: Any, status: int, accept_encoding: str,
     return HttpResponse(status, body, hdrs)
 
 
+class MethodNotAllowed(RequestError):
+    """405 on a route that exists for other methods; ``allow`` goes into the Allow
+    header (RFC 9110)."""
+
+    def __init__(self, method: str, path: str, allow: list[str]):
+        super().__init__(405, f"{method} not allowed on {path}; use {allow}")
+        self.method, self.path, self.allow = method, path, allow
+
+    def __reduce__(self) -> tuple[Any, ...]:
+        return (MethodNotAllowed, (self.method, self.path, self.allow))
+
+
 class FrontDoor:
     """Routes of the v1 API and the original API over ``AllocatorApi``, and /docs."""
 
@@ -209,15 +221,17 @@ class FrontDoor:
                 return _encode(await self.gets[path](query), 200, accept)
             if path.startswith("/models/") and path.endswith("/load"):
                 if method != "POST":
-                    raise RequestError(405, f"{method} not allowed on {path}; use ['POST']")
+                    raise MethodNotAllowed(method, path, ["POST"])
                 name = path.removeprefix("/models/").removesuffix("/load")
                 return _encode(await self.legacy.load(name), 200, accept)
-            if method == "GET" and path.startswith("/models/"):
+            if path.startswith("/models/"):
+                if method != "GET":
+                    raise MethodNotAllowed(method, path, ["GET"])
                 return _encode(self.legacy.model(path.removeprefix("/models/")), 200, accept)
             allowed = sorted(m for m, table in (("POST", self.posts), ("GET", self.gets))
-                             if path in table)
+                             if path in table or (m == "GET" and path == "/readyz"))
             if allowed:
-                raise RequestError(405, f"{method} not allowed on {path}; use {allowed}")
+                raise MethodNotAllowed(method, path, allowed)
             raise RequestError(404, f"no route {method} {path}")
         except RequestError as err:
             return self._error(err, method, path, accept, headers.get("accept"))
@@ -229,8 +243,11 @@ class FrontDoor:
     def _error(self, err: RequestError, method: str, path: str, accept: str,
                media: str | None) -> HttpResponse:
         self.api.observer.error(err.status, self.route_of(method, path))
-        headers = ({"retry-after": str(err.retry_after_s)}
-                   if isinstance(err, ServiceUnavailable) else None)
+        headers: dict[str, str] | None = None
+        if isinstance(err, ServiceUnavailable):
+            headers = {"retry-after": str(err.retry_after_s)}
+        elif isinstance(err, MethodNotAllowed):  # RFC 9110 15.5.6: a 405 lists what is
+            headers = {"allow": ", ".join(err.allow)}
         details = [ErrorDetail(str(d.get("loc", "")), str(d.get("msg", ""))) for d in err.details]
         return _encode(ErrorBody(err.message, err.status, details), err.status, accept, headers,
                        msgpack=wants_msgpack(media))

@@ -48,6 +48,10 @@ FIELDS = {"name": "fields", "in": "query", "required": False, "schema": {"type":
           "maps are not built unless selected. Default: every key. Also a body key of "
           "/v1/allocate/batch."}
 CLIENT_ERRORS = ("400", "401", "404", "413", "415", "422", "503")
+UNPROCESSABLE = ("a field is invalid (`error` names its path); also a schema-valid state "
+                 "with no feasible node (every node unreachable, its queue full or short of "
+                 "memory for the task: `no feasible node`), `network: live` while the live "
+                 "network is off, a mock network with some tiers' counts but not all")
 
 
 def openapi_document(version: str) -> dict[str, Any]:
@@ -79,7 +83,9 @@ def openapi_document(version: str) -> dict[str, Any]:
             "requestBody": {"required": True, "content": {
                 media: {"schema": schema} for media in (JSON, MSGPACK)}},
             "responses": {"200": {"description": "ok", **body(resp)},
-                          **{code: error for code in CLIENT_ERRORS}},
+                          **{code: error for code in CLIENT_ERRORS},
+                          "413": {**error, "description": "body over max_body_bytes"},
+                          "422": {**error, "description": UNPROCESSABLE}},
         }
         if params:
             op["parameters"] = params
@@ -113,7 +119,8 @@ def openapi_document(version: str) -> dict[str, Any]:
                               query("scenario", {"enum": ["synthetic", "melbourne"]}),
                               query("nodes", {"type": "integer", "minimum": 5,
                                               "maximum": 1000}),
-                              query("seed", {"type": "integer"})]),
+                              query("seed", {"type": "integer", "minimum": 0,
+                                             "maximum": 2**32 - 1})]),
         "/healthz": get(Liveness, "Liveness"),
         "/readyz": get(Readiness, "Readiness: models loaded and answering",
                        extra={"503": {"description": "not ready", **body(Readiness)}}),

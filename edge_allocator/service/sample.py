@@ -42,6 +42,9 @@ def sample_state(query: Mapping[str, str]) -> dict[str, Any]:
         seed = int(query.get("seed", "0"))
     except ValueError:
         raise RequestError(422, "nodes and seed must be integers") from None
+    if not 0 <= seed < 2**32:  # numpy refuses a negative seed (was a 500)
+        raise RequestError(422, "seed: must be between 0 and 2**32 - 1",
+                           [{"loc": "seed", "msg": "out of range"}])
     if not MIN_NODES <= nodes <= MAX_NODES:
         raise RequestError(422, f"nodes: must be between {MIN_NODES} and {MAX_NODES}",
                            [{"loc": "nodes", "msg": "out of range"}])
