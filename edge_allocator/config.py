@@ -151,6 +151,18 @@ class CorsConfig(_Settings):
         return self
 
 
+class QuotaConfig(BaseModel):
+    """Per-token request quotas (``edge_allocator.service.quota``): each bearer token
+    gets ``rate_per_s`` requests a second, bursts up to ``burst``; over it, 429 with
+    Retry-After. Per ingress replica. Off while ``rate_per_s`` is null, and only
+    authenticated tokens are metered (no tokens configured: no quotas)."""
+
+    model_config = ConfigDict(extra="forbid")
+
+    rate_per_s: float | None = Field(default=None, gt=0)
+    burst: int = Field(default=100, ge=1)
+
+
 class ServiceConfig(RoutingConfig):
     """The Ingress's ``user_config``; ``inference`` is used when it runs the policy
     in-process (``inline_inference``)."""
@@ -170,6 +182,7 @@ class ServiceConfig(RoutingConfig):
     auth_token_file: Path | None = None
     max_body_bytes: int = Field(default=MAX_BODY_BYTES, gt=0)
     cors: CorsConfig = Field(default_factory=CorsConfig)
+    quota: QuotaConfig = Field(default_factory=QuotaConfig)
 
     @field_validator("spool_path")
     @classmethod

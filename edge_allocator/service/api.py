@@ -36,6 +36,7 @@ from edge_allocator.service.observe import (
     NullObserver,
     Observer,
 )
+from edge_allocator.service.quota import TokenBuckets
 from edge_allocator.service.routing import ModelRouter
 from edge_allocator.service.stages import AssembleMeta, ModelKey
 from edge_allocator.store import (
@@ -83,6 +84,7 @@ class AllocatorApi:
         self.observer: Observer = observer or NullObserver()
         self.started_at = time.time()
         self.auth = TokenAuth(cfg.auth_token_env, cfg.auth_token_file)
+        self.quota = TokenBuckets(cfg.quota)
         self.router = ModelRouter(cfg.models_dir, cfg.models, cfg.default_model,
                                   aliases=cfg.aliases)
         self.cache = _make_cache(cfg)
@@ -91,9 +93,15 @@ class AllocatorApi:
     def reconfigure(self, cfg: ServiceConfig) -> None:
         """Swap routing (model versions, A/B) atomically. Cache keys carry the model
         version, so an old version's answers are never served for the new one; the
-        cache is cleared to free them. Store settings need a new replica."""
+        cache is cleared to free them. Tokens are read again (rotation: the new set
+        applies to the next request) and quotas take the new rates. Store settings need
+        a new replica."""
         self.router = ModelRouter(cfg.models_dir, cfg.models, cfg.default_model,
                                   aliases=cfg.aliases)
+        auth = TokenAuth(cfg.auth_token_env, cfg.auth_token_file)
+        self.auth = auth
+        self.quota.reconfigure(cfg.quota)
+        self.quota.forget_except(auth.fingerprints())
         self.cfg = cfg
         self.cache.clear()
 

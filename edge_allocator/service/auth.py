@@ -2,11 +2,17 @@
 
 from __future__ import annotations
 
+import hashlib
 import hmac
 import os
 from pathlib import Path
 
 from edge_allocator.schema import RequestError
+
+
+def fingerprint(token: bytes) -> str:
+    """A token's name for quota buckets: 12 hex digits of its sha256 (never the value)."""
+    return hashlib.sha256(token).hexdigest()[:12]
 
 
 class TokenAuth:
@@ -26,13 +32,20 @@ class TokenAuth:
     def enabled(self) -> bool:
         return bool(self._tokens)
 
-    def check(self, authorization: str | None) -> None:
+    def fingerprints(self) -> set[str]:
+        return {fingerprint(t) for t in self._tokens}
+
+    def check(self, authorization: str | None) -> str | None:
+        """Raises 401 unless ``authorization`` carries a configured token; returns that
+        token's fingerprint (None while the service is open)."""
         if not self._tokens:
-            return
+            return None
         scheme, _, token = (authorization or "").partition(" ")
         given = token.strip().encode()
-        ok = False
+        matched: bytes | None = None
         for t in self._tokens:  # no early exit: timing does not reveal which token matched
-            ok |= hmac.compare_digest(given, t)
-        if scheme.lower() != "bearer" or not ok:
+            if hmac.compare_digest(given, t):
+                matched = t
+        if scheme.lower() != "bearer" or matched is None:
             raise RequestError(401, "missing or invalid bearer token")
+        return fingerprint(matched)

@@ -47,6 +47,7 @@ from edge_allocator.schema import (
     ServiceUnavailable,
 )
 from edge_allocator.service.api import AllocatorApi
+from edge_allocator.service.quota import QuotaExceeded
 
 log = logging.getLogger(__name__)
 
@@ -66,6 +67,7 @@ STATUS_CODES: dict[int, grpc.StatusCode] = {
     404: grpc.StatusCode.NOT_FOUND,
     413: grpc.StatusCode.INVALID_ARGUMENT,
     422: grpc.StatusCode.INVALID_ARGUMENT,
+    429: grpc.StatusCode.RESOURCE_EXHAUSTED,
     503: grpc.StatusCode.UNAVAILABLE,
 }
 
@@ -263,7 +265,9 @@ class GrpcFrontDoor:
                       empty: Callable[[], Reply]) -> Reply:
         api = self._api()
         try:
-            api.auth.check(_metadata(context).get("authorization"))
+            caller = api.auth.check(_metadata(context).get("authorization"))
+            if caller is not None:
+                api.quota.take(caller)  # RESOURCE_EXHAUSTED + retry-after over the rate
             size = request.ByteSize()
             if size > api.cfg.max_body_bytes:
                 raise RequestError(413, f"request of {size} bytes exceeds the limit of "
@@ -287,6 +291,6 @@ class GrpcFrontDoor:
         trailers = [("http-status", str(err.status))]
         if err.details:
             trailers.append(("error-details", _details_json(err.details)))
-        if isinstance(err, ServiceUnavailable):
+        if isinstance(err, ServiceUnavailable | QuotaExceeded):
             trailers.append(("retry-after", str(err.retry_after_s)))
         context.set_trailing_metadata(trailers)

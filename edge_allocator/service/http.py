@@ -25,6 +25,7 @@ from edge_allocator.service.legacy import LegacyApi
 from edge_allocator.service.live_api import LiveApi, is_live
 from edge_allocator.service.observe import UNMATCHED_ROUTE
 from edge_allocator.service.openapi import openapi_document
+from edge_allocator.service.quota import QuotaExceeded
 from edge_allocator.service.sample import sample_state
 from edge_allocator.wire import (
     JSON,
@@ -206,7 +207,9 @@ class FrontDoor:
                 page = self.docs.get(path, raw_path, accept)
                 if page is not None:
                     return HttpResponse(*page)
-            self.api.auth.check(headers.get("authorization"))
+            caller = self.api.auth.check(headers.get("authorization"))
+            if caller is not None:
+                self.api.quota.take(caller)  # 429 + Retry-After over the token's rate
             if method == "POST" and path in self.posts:
                 data = parse_json(await body(), headers.get("content-type"),
                                   self.api.cfg.max_body_bytes)
@@ -244,7 +247,7 @@ class FrontDoor:
                media: str | None) -> HttpResponse:
         self.api.observer.error(err.status, self.route_of(method, path))
         headers: dict[str, str] | None = None
-        if isinstance(err, ServiceUnavailable):
+        if isinstance(err, ServiceUnavailable | QuotaExceeded):
             headers = {"retry-after": str(err.retry_after_s)}
         elif isinstance(err, MethodNotAllowed):  # RFC 9110 15.5.6: a 405 lists what is
             headers = {"allow": ", ".join(err.allow)}

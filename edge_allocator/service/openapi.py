@@ -72,6 +72,11 @@ def openapi_document(version: str) -> dict[str, Any]:
         return {"content": {JSON: {"schema": schema}, MSGPACK: {"schema": schema}}}
 
     error = {"description": "error; `error` names the field path at fault", **body(ErrorBody)}
+    # with quotas on (user_config quota), a token over its rate; any operation but /docs
+    over_quota = {**error, "description": "this token is over its request quota",
+                  "headers": {"Retry-After": {"required": True, "description":
+                                              "seconds until a request is allowed again",
+                                              "schema": {"type": "integer", "minimum": 1}}}}
 
     def post(req: Any, resp: Any, summary: str, *, alt: Any = None,
              params: list[dict[str, Any]] | None = None) -> dict[str, Any]:
@@ -85,7 +90,8 @@ def openapi_document(version: str) -> dict[str, Any]:
             "responses": {"200": {"description": "ok", **body(resp)},
                           **{code: error for code in CLIENT_ERRORS},
                           "413": {**error, "description": "body over max_body_bytes"},
-                          "422": {**error, "description": UNPROCESSABLE}},
+                          "422": {**error, "description": UNPROCESSABLE},
+                          "429": over_quota},
         }
         if params:
             op["parameters"] = params
@@ -95,7 +101,8 @@ def openapi_document(version: str) -> dict[str, Any]:
             params: list[dict[str, Any]] | None = None) -> dict[str, Any]:
         op: dict[str, Any] = {"summary": summary,
                               "responses": {"200": {"description": "ok", **body(resp)},
-                                            "401": error, **(extra or {})}}
+                                            "401": error, "429": over_quota,
+                                            **(extra or {})}}
         if params:
             op["parameters"] = params
         return {"get": op}
@@ -131,7 +138,8 @@ def openapi_document(version: str) -> dict[str, Any]:
         "/models/{name}/load": {"post": {
             "summary": "Original API: load a model type, or confirm it is loaded",
             "responses": {"200": {"description": "ok", **body(LegacyLoadResult)},
-                          **{code: error for code in ("401", "404", "503")}}}},
+                          **{code: error for code in ("401", "404", "503")},
+                          "429": over_quota}}},
         "/generate-mock-network": post(MockNetworkRequest, MockNetwork,
                                        "Original API: a network state from the simulator"),
         "/": get(ServiceInfo, "Service information (original API)"),
