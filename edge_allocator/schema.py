@@ -180,7 +180,7 @@ class FeedbackRequest(_Strictish):
 
     decision_id: str = Field(min_length=1, max_length=64)
     completion_ms: FiniteNonNeg | None = None
-    success: bool = True
+    success: bool = Field(default=True, strict=True)
     energy_j: FiniteNonNeg | None = None
 
 

@@ -64,6 +64,7 @@ def test_sample_seed_out_of_range_is_422(door, seed):
 
 @pytest.mark.parametrize(("path", "body", "loc"), [
     ("/v1/feedback", {"decision_id": "e" * 32, "energy_j": False}, "energy_j"),
+    ("/v1/feedback", {"decision_id": "e" * 32, "success": 0}, "success"),
     ("/generate-mock-network", {"seed": True}, "seed"),
     ("/generate-mock-network", {"num_nodes": True}, "num_nodes"),
 ])
