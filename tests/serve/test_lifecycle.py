@@ -204,3 +204,57 @@ def test_bearer_token_auth(swap_app, tmp_path):
         assert ok.status_code == 200
     finally:
         redeploy()
+
+
+def test_quota_429_and_token_rotation_without_failed_requests(swap_app, tmp_path):
+    """Per-token quota over HTTP (429 + Retry-After), then tokens rotated by redeploying
+    user_config (reconfigure in place) while a client sends requests: old and new token
+    both valid during the overlap, the client switches, the old token is retired; not
+    one request fails."""
+    url, redeploy, _ = swap_app
+    tokens = tmp_path / "tokens"
+    tokens.write_text("tok-old\n")
+    redeploy(ingress={"auth_token_file": str(tokens),
+                      "quota": {"rate_per_s": 0.5, "burst": 3}})
+    try:
+        old = {"authorization": "Bearer tok-old"}
+        codes = [httpx.get(f"{url}/healthz", headers=old).status_code for _ in range(5)]
+        assert codes[:3] == [200, 200, 200] and codes[3:] == [429, 429], codes
+        over = httpx.get(f"{url}/healthz", headers=old)
+        assert over.status_code == 429 and over.headers["retry-after"] == "2"
+
+        redeploy(ingress={"auth_token_file": str(tokens), "quota": {"rate_per_s": 1000}})
+        use = {"token": "tok-old"}
+        seen: list[tuple[str, int]] = []
+        stop = threading.Event()
+
+        def client() -> None:
+            with httpx.Client(timeout=30) as c:
+                while not stop.is_set():
+                    token = use["token"]
+                    r = c.post(f"{url}/v1/allocate", json=_state(len(seen) % 7),
+                               headers={"authorization": f"Bearer {token}"})
+                    seen.append((token, r.status_code))
+
+        t = threading.Thread(target=client)
+        t.start()
+        try:
+            time.sleep(1.0)
+            tokens.write_text("tok-old\ntok-new\n")
+            redeploy(ingress={"auth_token_file": str(tokens), "quota": {"rate_per_s": 1000}})
+            use["token"] = "tok-new"
+            time.sleep(1.0)
+            tokens.write_text("tok-new\n")
+            redeploy(ingress={"auth_token_file": str(tokens), "quota": {"rate_per_s": 1000}})
+            time.sleep(1.0)
+        finally:
+            stop.set()
+            t.join(timeout=60)
+        failed = [(tok, code) for tok, code in seen if code != 200]
+        assert not failed, f"{len(failed)} of {len(seen)} failed: {failed[:5]}"
+        assert {tok for tok, _ in seen} == {"tok-old", "tok-new"} and len(seen) > 20
+        assert httpx.get(f"{url}/healthz", headers=old).status_code == 401
+        assert httpx.get(f"{url}/healthz",
+                         headers={"authorization": "Bearer tok-new"}).status_code == 200
+    finally:
+        redeploy()
