@@ -56,6 +56,11 @@ class AppArgs(BaseModel):
     stage_sizing: dict[Literal["GraphBuilder", "ResponseAssembler"], StageSizing] = Field(
         default_factory=dict)
     """Sizing of the separate stages (used with ``separate_stages: true``)."""
+    live_network: bool = True
+    """Bind MqttIngest (the live network). ``make run`` (deployments.launch) turns it off
+    when MQTT is not configured (no ``mqtt.url``, no ``EDGE_ALLOCATOR_MQTT_URL``): an
+    idle ingest replica holds ~150 MiB (benchmarks/serve_run.py). Left on in the file,
+    because Serve refuses ``deployments:`` entries for a deployment the app lacks."""
 
     @model_validator(mode="after")
     def _consistent(self) -> AppArgs:
@@ -79,7 +84,8 @@ def build_app(args: AppArgs, options: dict[str, dict[str, Any]] | None = None) -
 
     app: Application
     policy = dep("PolicyInference").bind()
-    ingest = dep("MqttIngest").bind()  # the live network; idle while MQTT is off
+    # the live network; idle while MQTT is off (and left out by make run then)
+    ingest = dep("MqttIngest").bind() if args.live_network else None
     if args.inline_inference:
         app = dep("Ingress").bind(policy, inline=True, ingest=ingest)
         return app

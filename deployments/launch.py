@@ -73,6 +73,9 @@ def main(argv: list[str] | None = None) -> None:
                     logging_config=_options(cfg.logging_config))
         for i, app in enumerate(cfg.applications):
             app_args, options = config_options(path, i)
+            if not _mqtt_configured(options):  # leave the idle ingest replica out
+                app_args = app_args.model_copy(update={"live_network": False})
+                options.pop("MqttIngest", None)
             serve.run(build_app(app_args, options), name=app.name,
                       route_prefix=app.route_prefix, blocking=False,
                       logging_config=_options(app.logging_config))
@@ -99,6 +102,15 @@ def main(argv: list[str] | None = None) -> None:
     finally:
         serve.shutdown()  # type: ignore[no-untyped-call]
         ray.shutdown()
+
+
+def _mqtt_configured(options: dict[str, Any]) -> bool:
+    """Whether the live network has a broker: ``mqtt.url`` in MqttIngest's user_config
+    or ``EDGE_ALLOCATOR_MQTT_URL`` (which wins over it)."""
+    from edge_allocator.constants import MQTT_URL
+
+    user = options.get("MqttIngest", {}).get("user_config") or {}
+    return bool(MQTT_URL or (user.get("mqtt") or {}).get("url"))
 
 
 def _without_cluster_autoscaler() -> None:

@@ -124,3 +124,34 @@ def test_header_arithmetic_is_the_config_and_fits_its_machine(name):
             stated[dep] = (int(n), Fraction(each))
         assert stated == terms, f"{name}: header's {resource} terms are not the config's"
         assert stated_total == total, f"{name}: header's {resource} sum is wrong"
+
+
+def test_make_run_leaves_the_ingest_out_only_without_a_broker(monkeypatch):
+    """deployments.launch binds MqttIngest when MQTT is configured (user_config or the
+    environment variable, which wins) and leaves the idle replica out otherwise."""
+    from deployments import launch
+    from deployments.app import AppArgs, build_app
+    from edge_allocator import constants
+
+    monkeypatch.setattr(constants, "MQTT_URL", None)
+    off = {"MqttIngest": {"user_config": {"mqtt": {"url": None}}}}
+    on = {"MqttIngest": {"user_config": {"mqtt": {"url": "mqtt://127.0.0.1:1883"}}}}
+    assert not launch._mqtt_configured(off) and not launch._mqtt_configured({})
+    assert launch._mqtt_configured(on)
+    monkeypatch.setattr(constants, "MQTT_URL", "mqtt://127.0.0.1:1883")
+    assert launch._mqtt_configured(off)
+
+    def bound(args: AppArgs) -> set[str]:
+        from ray.serve.deployment import Application
+
+        names, todo = set(), [build_app(args)._bound_deployment]
+        while todo:
+            d = todo.pop()
+            names.add(d.name)
+            todo += [a._bound_deployment for a in (*d.init_args, *d.init_kwargs.values())
+                     if isinstance(a, Application)]
+        return names
+
+    args = AppArgs(separate_stages=False, inline_inference=True)
+    assert "MqttIngest" in bound(args)
+    assert "MqttIngest" not in bound(args.model_copy(update={"live_network": False}))
