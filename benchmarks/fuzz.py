@@ -4,7 +4,7 @@
 5xx, every response's status code, body, content type and headers as documented, and
 the service healthy afterwards.
 
-    python -m benchmarks.fuzz [--examples 700] [--url http://127.0.0.1:8000]
+    python -m benchmarks.fuzz [--examples 1100] [--url http://127.0.0.1:8000]
 Without ``--url`` it starts the README's run command (``ServeRun``: serve_config.yaml on
 its own Ray and free ports) and stops it afterwards. Writes benchmarks/results/fuzz.md
 (case counts per operation, failures found).
@@ -41,6 +41,7 @@ class FuzzResult:
     seconds: float = 0.0
     healthy_after: bool = False
     output_tail: str = ""
+    details: list[str] = field(default_factory=list)
     returncode: int = 0
 
 
@@ -56,6 +57,22 @@ def _parse_report(path: Path) -> tuple[int, dict[str, int], list[dict[str, Any]]
     failures += [{"code": "error", "title": str(e)[:200], "count": 1, "operations": []}
                  for e in report.get("errors") or []]
     return int(report["test_cases"]["generated"]), per_op, failures
+
+
+def _failure_details(stdout: str, max_lines: int = 400) -> list[str]:
+    """The FAILURES section of Schemathesis' output, each line cut to 300 characters and
+    without the curl reproductions (bodies can be megabytes)."""
+    lines: list[str] = []
+    inside = False
+    for line in stdout.splitlines():
+        if "FAILURES" in line and line.startswith("="):
+            inside = True
+            continue
+        if inside and "SUMMARY" in line and line.startswith("="):
+            break
+        if inside and line.strip() and not line.lstrip().startswith(("curl ", "⚠")):
+            lines.append(line[:300])
+    return lines[:max_lines]
 
 
 def run_fuzz(url: str, *, examples: int, seed: int = 0, workers: int = 2,
@@ -84,6 +101,7 @@ def run_fuzz(url: str, *, examples: int, seed: int = 0, workers: int = 2,
     result = FuzzResult(seconds=time.perf_counter() - t0, returncode=proc.returncode,
                         output_tail=(proc.stdout + proc.stderr)[-6000:])
     result.total, result.cases, result.failures = _parse_report(out / "run.json")
+    result.details = _failure_details(proc.stdout)
     headers = {"authorization": f"Bearer {token}"} if token else {}
     try:
         ready = httpx.get(f"{url}/readyz", headers=headers, timeout=30)
@@ -114,7 +132,9 @@ def write_report(result: FuzzResult, examples: int, path: Path = RESULTS / "fuzz
         lines += ["## Failures", "", "| code | title | count | operations |",
                   "|---|---|---|---|",
                   *(f"| {f['code']} | {f['title']} | {f['count']} | "
-                    f"{', '.join(f['operations'][:8])} |" for f in result.failures), ""]
+                    f"{', '.join(f['operations'][:8])} |" for f in result.failures), "",
+                  "Schemathesis' report of each (curl reproductions left out):", "",
+                  "```", *result.details, "```", ""]
     path.write_text("\n".join(lines))
 
 
@@ -126,7 +146,7 @@ def _version() -> str:
 
 def main() -> None:
     ap = argparse.ArgumentParser(description=__doc__.split("\n\n")[0])
-    ap.add_argument("--examples", type=int, default=700,
+    ap.add_argument("--examples", type=int, default=1100,
                     help="examples per operation in the fuzzing phase")
     ap.add_argument("--url", default=None, help="a running app (default: start ServeRun)")
     ap.add_argument("--seed", type=int, default=0)

@@ -87,11 +87,7 @@ class NetworkState(_Strictish):
                     f"nodes.{i}.node_id: duplicate node_id {nid!r} (also nodes.{seen[nid]})"
                 )
             seen[nid] = i
-        for k, (s, t) in enumerate(self.edges or ()):
-            if s >= n or t >= n:
-                raise ValueError(
-                    f"edges.{k}: edge [{s}, {t}] points to a node index >= {n} (the node count)"
-                )
+        _check_edges(self.edges, n)
         return self
 
     def node_ids(self) -> list[str]:
@@ -190,6 +186,18 @@ class FeedbackRequest(_Strictish):
 class LegacyNetworkState(_Strictish):
     nodes: list[Node] = Field(min_length=1, max_length=MAX_NODES)
     edges: list[Edge] | None = Field(default=None, max_length=MAX_EDGES)
+
+    @model_validator(mode="after")
+    def _edges_in_range(self) -> LegacyNetworkState:
+        _check_edges(self.edges, len(self.nodes))  # was an IndexError, a 500 (Schemathesis)
+        return self
+
+
+def _check_edges(edges: list[Edge] | None, n: int) -> None:
+    for k, (s, t) in enumerate(edges or ()):
+        if s >= n or t >= n:
+            raise ValueError(
+                f"edges.{k}: edge [{s}, {t}] points to a node index >= {n} (the node count)")
 
 
 class LegacyPredictRequest(_Strictish):

@@ -20,6 +20,9 @@ from edge_allocator.service.http import FrontDoor, HttpResponse
 from edge_allocator.service.inline import in_process_api
 from edge_allocator.service.openapi import openapi_document
 
+NODE = {"cpu_util": 0.5, "mem_util": 0.4, "energy": 5, "latency": 10, "bandwidth": 100,
+        "queue_len": 0, "node_type": 1}
+
 
 @pytest.fixture(scope="module")
 def door(tmp_path_factory) -> FrontDoor:
@@ -87,6 +90,8 @@ def test_document_declares_what_the_service_answers():
     for path, method in (("/models/{name}", "get"), ("/models/{name}/load", "post")):
         params = doc["paths"][path][method]["parameters"]
         assert [p["name"] for p in params if p["in"] == "path"] == ["name"]
+        # GET /models/ (an empty name) is the model list, not one model's info
+        assert params[0]["schema"]["minLength"] == 1
     assert "404" in doc["paths"]["/models/{name}"]["get"]["responses"]
     for path in ("/v1/allocate", "/v1/allocate/batch", "/predict", "/batch-predict"):
         responses = doc["paths"][path]["post"]["responses"]
@@ -95,3 +100,18 @@ def test_document_declares_what_the_service_answers():
     seed = next(p for p in doc["paths"]["/v1/sample"]["get"]["parameters"]
                 if p["name"] == "seed")
     assert seed["schema"]["minimum"] == 0
+
+
+@pytest.mark.parametrize(("path", "body", "loc"), [
+    ("/predict", {"network_state": {"nodes": [NODE, NODE], "edges": [[0, 5]]}},
+     "network_state"),
+    ("/batch-predict", {"network_states": [{"nodes": [NODE, NODE]},
+                                           {"nodes": [NODE, NODE], "edges": [[0, 1], [3, 0]]}]},
+     "network_states.1"),
+])
+def test_original_api_edges_past_the_node_count_are_422(door, path, body, loc):
+    """Was an IndexError in the adjacency build: a 500 (Schemathesis, ST101)."""
+    r = call(door, "POST", path, body)
+    assert r.status == 422, r.body
+    detail = orjson.loads(r.body)["details"][0]
+    assert detail["loc"] == loc and "node index >= 2" in detail["msg"]

@@ -144,7 +144,9 @@ def openapi_document(version: str) -> dict[str, Any]:
                                        "Original API: a network state from the simulator"),
         "/": get(ServiceInfo, "Service information (original API)"),
     }
-    name_param = [{"name": "name", "in": "path", "required": True, "schema": {"type": "string"},
+    # not empty (GET /models/ is the model list) and one path segment
+    name_param = [{"name": "name", "in": "path", "required": True,
+                   "schema": {"type": "string", "minLength": 1, "pattern": "^[^/]+$"},
                    "description": "Model type: a served model's name or an alias"}]
     paths["/models/{name}"]["get"]["parameters"] = name_param
     paths["/models/{name}/load"]["post"]["parameters"] = name_param
