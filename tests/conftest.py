@@ -22,6 +22,18 @@ def missing(component: str, why: str) -> NoReturn:
     pytest.skip(message)
 
 
+def prometheus_tool(name: str) -> str:
+    """Path of ``prometheus`` or ``promtool`` (Debian's ``prometheus`` package), or
+    :func:`missing` (a skip here, a failure under CI)."""
+    import shutil
+
+    path = shutil.which(name)
+    if path is None:
+        missing(name, "it is not installed (scripts/setup.sh installs Debian's "
+                      "'prometheus' package when run as root)")
+    return path
+
+
 def node(**kw: Any) -> dict[str, Any]:
     base = {"cpu_util": 0.2, "mem_util": 0.3, "energy": 5.0, "latency": 5.0,
             "bandwidth": 100.0, "queue_len": 0, "node_type": 1}

@@ -4,7 +4,6 @@ labels and rendered annotations) and healthy ones it must stay silent on. No clu
 
 from __future__ import annotations
 
-import shutil
 import subprocess
 from dataclasses import dataclass, field
 from pathlib import Path
@@ -17,7 +16,7 @@ from k8s.generate import load_serve_config
 from k8s.monitoring.metrics import ALERTS_PATH
 from k8s.monitoring.rules import SERVER_ERROR_RATIO, SHED_RATIO
 from k8s.sizing import app_demands
-from tests.conftest import missing
+from tests.conftest import prometheus_tool
 
 APP = load_serve_config()["applications"][0]["name"]
 #: Synthetic series: one sample a minute for 40 minutes; alerts are evaluated at 30m,
@@ -175,11 +174,7 @@ def _render(template: str, value: str, labels: dict[str, str]) -> str:
 
 @pytest.fixture(scope="module")
 def promtool() -> str:
-    path = shutil.which("promtool")
-    if path is None:
-        missing("promtool", "it is not installed (scripts/setup.sh installs Debian's "
-                            "'prometheus' package when run as root)")
-    return path
+    return prometheus_tool("promtool")
 
 
 @pytest.fixture

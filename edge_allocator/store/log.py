@@ -185,14 +185,7 @@ class DecisionLog:
 
     def record(self, rec: DecisionRecord) -> None:
         """Queue one decision for writing; returns at once (no I/O)."""
-        with self._lock:
-            if self._closed:
-                raise RuntimeError("DecisionLog is closed; record() after close() is lost")
-            self._queue.append(rec)
-            self._accepted += 1
-            full = len(self._queue) >= self.batch_size
-        if full:
-            self._wake.set()
+        self.record_many([rec])
 
     def record_many(self, recs: list[DecisionRecord]) -> None:
         """Queue the decisions of one batch request at once: one lock, one wake-up."""

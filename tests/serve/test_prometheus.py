@@ -17,7 +17,7 @@ import httpx
 import pytest
 import yaml
 
-from tests.conftest import missing
+from tests.conftest import prometheus_tool
 from tests.serve.conftest import app_options, free_port
 
 pytestmark = pytest.mark.cluster
@@ -37,11 +37,7 @@ DEADLINE_S = 180
 @pytest.fixture
 def prometheus_binary() -> str:
     """Looked up before the cluster starts: without it the test skips (fails under CI)."""
-    binary = shutil.which("prometheus")
-    if binary is None:
-        missing("prometheus", "it is not installed (scripts/setup.sh installs Debian's "
-                              "'prometheus' package when run as root)")
-    return binary
+    return prometheus_tool("prometheus")
 
 
 @pytest.fixture
