@@ -150,6 +150,12 @@ def _check_nodes(nodes: Sequence[dict[str, Any]]) -> np.ndarray:
         values = np.array(flat, dtype=np.float64).reshape(len(nodes), len(NODE_FIELDS))
     except OverflowError:  # an int beyond float range: pydantic says how
         raise _Irregular("node field") from None
+    return check_values(values)
+
+
+def check_values(values: np.ndarray) -> np.ndarray:
+    """``values`` ([T, 7] float64 in NODE_FIELDS order) if every value is in range (as
+    the pydantic ``Node`` requires), else _Irregular."""
     if not (np.isfinite(values).all() and (values >= _LOWER).all()
             and (values <= _UPPER).all()):
         raise _Irregular("range")
@@ -160,10 +166,15 @@ def _check_nodes(nodes: Sequence[dict[str, Any]]) -> np.ndarray:
 
 
 def _check_ids(nodes: Sequence[dict[str, Any]]) -> list[str] | None:
-    ids = [n.get("node_id") for n in nodes]
+    return check_ids([n.get("node_id") for n in nodes])
+
+
+def check_ids(ids: list[Any]) -> list[str] | None:
+    """One state's node ids (None where omitted): the ids if unique (None when every id
+    was omitted: the indices), else _Irregular."""
     types = set(map(type, ids))
     if types == _STR:
-        out: list[str] = ids  # type: ignore[assignment]  # every id is a str
+        out: list[str] = ids  # every id is a str
     elif types == _NONE:
         return None
     elif types <= _STR_OR_NONE:

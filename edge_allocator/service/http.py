@@ -14,12 +14,13 @@ from collections.abc import Awaitable, Callable, Mapping
 from typing import Any, NamedTuple
 
 import orjson
+from msgspec import UNSET
 
 from edge_allocator import __version__
 from edge_allocator.responses import BatchDecisions, ErrorBody, ErrorDetail, Liveness
 from edge_allocator.schema import RequestError, ServiceUnavailable
 from edge_allocator.service.api import AllocatorApi
-from edge_allocator.service.columns import parse_fields
+from edge_allocator.service.columns import DecisionColumns, parse_fields
 from edge_allocator.service.docs import DocsPages
 from edge_allocator.service.legacy import LegacyApi
 from edge_allocator.service.live_api import LiveApi, is_live
@@ -27,6 +28,7 @@ from edge_allocator.service.observe import UNMATCHED_ROUTE
 from edge_allocator.service.openapi import openapi_document
 from edge_allocator.service.quota import QuotaExceeded
 from edge_allocator.service.sample import sample_state
+from edge_allocator.typed_bodies import decode_batch_body, decode_state_body
 from edge_allocator.wire import (
     JSON,
     MSGPACK,
@@ -50,6 +52,10 @@ def _plain(handler: Callable[[dict[str, Any]], Awaitable[Any]]) -> PostHandler:
         return await handler(data)
     return call
 GetHandler = Callable[[Mapping[str, str]], Awaitable[Any]]
+#: A POST handler on the raw body (bytes, is msgpack, query): its answer, or
+#: NOT_DECODED when the body needs the dict path (``posts``) instead.
+TypedHandler = Callable[[bytes, bool, Mapping[str, str]], Awaitable[Any]]
+NOT_DECODED = object()
 
 
 class HttpResponse(NamedTuple):
@@ -94,6 +100,21 @@ def _encode(obj: Any, status: int, accept_encoding: str,
     return HttpResponse(status, body, hdrs)
 
 
+def _batch_fields(query: Mapping[str, str], body_fields: Any) -> tuple[str, ...] | None:
+    """The batch's ``fields`` option: the query parameter, else the body key."""
+    spec = query.get("fields") or body_fields
+    if spec is not None and not isinstance(spec, str):
+        raise RequestError(422, "fields: a comma-separated string, e.g. "
+                           "'node_id,confidence'", [{"loc": "fields", "msg": "not a string"}])
+    return parse_fields(spec)
+
+
+def _batch_answer(cols: DecisionColumns, selected: tuple[str, ...] | None) -> Any:
+    if selected is None:
+        return BatchDecisions(cols.decisions())
+    return {"decisions": cols.rows(selected)}
+
+
 class MethodNotAllowed(RequestError):
     """405 on a route that exists for other methods; ``allow`` goes into the Allow
     header (RFC 9110)."""
@@ -122,6 +143,11 @@ class FrontDoor:
             "/batch-predict": _plain(self.legacy.batch_predict),
             "/generate-mock-network": _plain(self.legacy.mock_network),
         }
+        #: Routes whose usual bodies skip the dict: typed structs straight to columns.
+        self.typed_posts: dict[str, TypedHandler] = {
+            "/v1/allocate": self._allocate_typed,
+            "/v1/allocate/batch": self._allocate_batch_typed,
+        }
         self.gets: dict[str, GetHandler] = {
             "/v1/models": lambda q: api.models(),
             "/v1/batch-config": lambda q: api.chain.policy.batch_config(),
@@ -142,20 +168,31 @@ class FrontDoor:
         d = await self.api.allocate(data)
         return d if selected is None else {f: getattr(d, f) for f in selected}
 
+    async def _allocate_typed(self, body: bytes, msgpack: bool,
+                              query: Mapping[str, str]) -> Any:
+        state = decode_state_body(body, msgpack)
+        if state is None:
+            return NOT_DECODED
+        selected = parse_fields(query.get("fields"))
+        d = await self.api.decide(state, None, "/v1/allocate")
+        return d if selected is None else {f: getattr(d, f) for f in selected}
+
     async def _allocate_batch(self, data: dict[str, Any], query: Mapping[str, str]) -> Any:
         """``fields`` as a query parameter or body key; per-node maps are not built
         unless selected."""
-        spec = query.get("fields") or data.get("fields")
-        if spec is not None and not isinstance(spec, str):
-            raise RequestError(422, "fields: a comma-separated string, e.g. "
-                               "'node_id,confidence'", [{"loc": "fields", "msg": "not a string"}])
-        selected = parse_fields(spec)
+        selected = _batch_fields(query, data.get("fields"))
         if is_live(data):
             return await self._live().allocate_batch(data, selected)
-        cols = await self.api.allocate_columns(data)
-        if selected is None:
-            return BatchDecisions(cols.decisions())
-        return {"decisions": cols.rows(selected)}
+        return _batch_answer(await self.api.allocate_columns(data), selected)
+
+    async def _allocate_batch_typed(self, body: bytes, msgpack: bool,
+                                    query: Mapping[str, str]) -> Any:
+        decoded = decode_batch_body(body, msgpack)
+        if decoded is None:
+            return NOT_DECODED
+        selected = _batch_fields(query, None if decoded.fields is UNSET else decoded.fields)
+        cols = await self.api.decide_many(decoded.batch, decoded.model, "/v1/allocate/batch")
+        return _batch_answer(cols, selected)
 
     def _live(self) -> LiveApi:
         if self.live is None:
@@ -180,6 +217,18 @@ class FrontDoor:
 
     async def _info(self, query: Mapping[str, str]) -> Any:
         return self.legacy.info()
+
+    async def _post(self, path: str, raw: bytes, ctype: str | None,
+                    query: Mapping[str, str]) -> Any:
+        """A POST route's answer: through its typed handler when it has one and the body
+        suits it, else parsed to a dict (which words every error: 413, 415, 400, 422)."""
+        typed = self.typed_posts.get(path)
+        if typed is not None and raw and len(raw) <= self.api.cfg.max_body_bytes:
+            out = await typed(raw, media_type(ctype) == MSGPACK, query)
+            if out is not NOT_DECODED:
+                return out
+        return await self.posts[path](parse_json(raw, ctype, self.api.cfg.max_body_bytes),
+                                      query)
 
     def route_of(self, method: str, path: str) -> str:
         """The route template a request matched, for metric tags (bounded)."""
@@ -211,10 +260,8 @@ class FrontDoor:
             if caller is not None:
                 self.api.quota.take(caller)  # 429 + Retry-After over the token's rate
             if method == "POST" and path in self.posts:
-                data = parse_json(await body(), headers.get("content-type"),
-                                  self.api.cfg.max_body_bytes)
-                return _encode(await self.posts[path](data, query), 200, accept,
-                               msgpack=wants_msgpack(headers.get("accept")))
+                out = await self._post(path, await body(), headers.get("content-type"), query)
+                return _encode(out, 200, accept, msgpack=wants_msgpack(headers.get("accept")))
             if method == "GET" and path == "/readyz":
                 ready = await self.api.readiness()
                 if ready.status == "ready":
