@@ -5,12 +5,16 @@ cd "$(dirname "$0")/.."
 if [ ! -x .venv/bin/python ]; then python3 -m venv .venv; fi
 # Reinstall when anything is missing: the package and its heavy dependencies, or the dev
 # tools scripts/test.sh runs first (an older .venv may predate ruff and mypy in [dev]).
+# Also when pyproject.toml changed since the last install (a dependency was added).
+stamp=".venv/.pyproject.sha256"
 if ! .venv/bin/python -c "import edge_allocator, ray.train.torch, ray.tune, torch, grpc_tools, paho.mqtt" 2>/dev/null \
     || ! .venv/bin/ruff --version >/dev/null 2>&1 \
-    || ! .venv/bin/mypy --version >/dev/null 2>&1; then
+    || ! .venv/bin/mypy --version >/dev/null 2>&1 \
+    || [ "$(cat "$stamp" 2>/dev/null)" != "$(sha256sum pyproject.toml | cut -d' ' -f1)" ]; then
   .venv/bin/pip install -q --upgrade pip
   .venv/bin/pip install -q torch==2.13.0
   .venv/bin/pip install -q -e ".[dev]"
+  sha256sum pyproject.toml | cut -d' ' -f1 > "$stamp"
 fi
 # Prometheus and promtool (Debian's `prometheus` package) for the monitoring tests: the
 # alert rules and dashboard queries run against a real Prometheus. Installed only as
