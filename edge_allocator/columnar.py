@@ -124,11 +124,25 @@ class StateBatch:
         """32-hex key of (state i, model, version) for the decision cache and log:
         equal for equal states however they were sent (single or batch, key order,
         ``1`` or ``1.0``); an omitted ``edges`` (default topology) differs from ``[]``."""
+        lo, hi = int(self.offsets[i]), int(self.offsets[i + 1])
+        return self._key(f"{model}\0{version}\0".encode(), self.values[lo:hi].tobytes(),
+                         self.tasks[i].tobytes(), i)
+
+    def keys(self, model: str, version: str) -> list[str]:
+        """``key(i, model, version)`` of every state: the arrays' bytes taken once for
+        the batch, sliced per state (the per-state calls cost ~2 µs a state more)."""
+        prefix = f"{model}\0{version}\0".encode()
+        row = self.values.itemsize * self.values.shape[1]
+        task = self.tasks.itemsize * self.tasks.shape[1]
+        values, tasks = self.values.tobytes(), self.tasks.tobytes()
+        bounds = (self.offsets * row).tolist()
+        return [self._key(prefix, values[bounds[i]:bounds[i + 1]],
+                          tasks[i * task:(i + 1) * task], i) for i in range(len(self))]
+
+    def _key(self, prefix: bytes, values: bytes, task: bytes, i: int) -> str:
         ids, e = self.node_ids[i], self.edges[i]
-        lo, hi = self.offsets[i], self.offsets[i + 1]
         return hashlib.blake2b(b"".join((
-            f"{model}\0{version}\0".encode(), self.values[lo:hi].tobytes(),
-            self.tasks[i].tobytes(),
+            prefix, values, task,
             b"\1" + "\0".join(ids).encode() if ids is not None else b"\0",
             b"\1" + e.tobytes() if e is not None else b"\0",
         )), digest_size=16).hexdigest()

@@ -201,3 +201,15 @@ def test_columnar_errors_name_the_state_and_node(mutate, loc):
     s, j = (0, 7) if n0 > 7 else (1, 7 - n0)
     assert info.value.status == 422
     assert info.value.details[0]["loc"] == loc.format(s=s, j=j)
+
+
+def test_batch_keys_equal_each_states_key():
+    """``keys`` slices the batch's bytes once; it must give ``key(i)`` of every state
+    (the cache and the log's request hash depend on it): ids, edges, tasks and sizes vary."""
+    states = [{"nodes": [node(latency=k), node(node_type=2)], "edges": [[0, 1]]}
+              for k in range(3)]
+    states += [{"nodes": [node()] * 3, "task": {"memory_mb": 5}},
+               {"nodes": [dict(node(), node_id="a"), dict(node(), node_id="b")]}]
+    batch, _ = decode_batch({"states": states})
+    assert batch.keys("hybrid", "2") == [batch.key(i, "hybrid", "2") for i in range(5)]
+    assert len(set(batch.keys("hybrid", "2"))) == 5

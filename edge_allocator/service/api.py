@@ -162,10 +162,11 @@ class AllocatorApi:
         if self.decision_log is not None:  # per-node maps only as far as the log needs them
             now = utc_now()  # the batch's decisions were made together
             best, conf = cols.best.tolist(), cols.confidence.tolist()
+            keys = batch.keys(key.name, key.version)
             self.decision_log.record_many([self._record(
                 cols.decision_ids[i], cols.model, cols.node_id(i), best[i], conf[i],
-                cols.scores_of(i), cols.latency_ms, False, batch, i,
-                batch.key(i, key.name, key.version), now) for i in range(len(batch))])
+                cols.scores_of(i), cols.latency_ms, False, batch, i, keys[i], now)
+                for i in range(len(batch))])
         self._observe_many(cols, route, t0)
         return cols
 

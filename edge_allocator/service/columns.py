@@ -58,6 +58,7 @@ class DecisionColumns:
     latency_ms: float = 0.0
     cached: bool = False
     _built: list[Decision] | None = None
+    _score_maps: list[dict[str, float] | None] | None = None
 
     def __len__(self) -> int:
         return len(self.decision_ids)
@@ -74,12 +75,17 @@ class DecisionColumns:
 
     def scores_of(self, i: int) -> dict[str, float]:
         """State i's scores of feasible nodes, in node order (what the decision log keeps),
-        without building the rest of the decision."""
-        if self._built is not None:
-            return self._built[i].scores
-        feasible = sorted(self.order[i].tolist())
-        ids = self._ids(i)
-        return dict(zip([ids[k] for k in feasible], self.scores[i][feasible].tolist()))
+        without building the rest of the decision; made once, shared with the response
+        (the log asks first, the response after)."""
+        if self._score_maps is None:
+            self._score_maps = [None] * len(self)
+        made = self._score_maps[i]
+        if made is None:
+            feasible = sorted(self.order[i].tolist())
+            ids = self._ids(i)
+            made = self._score_maps[i] = dict(zip([ids[k] for k in feasible],
+                                                  self.scores[i][feasible].tolist()))
+        return made
 
     def _decision(self, i: int) -> Decision:
         ids, order = self._ids(i), self.order[i].tolist()
@@ -90,7 +96,7 @@ class DecisionColumns:
             node_id=ids[int(self.best[i])],
             node_index=int(self.best[i]),
             confidence=float(self.confidence[i]),
-            scores=dict(zip(keys, self.scores[i][feasible].tolist())),
+            scores=self.scores_of(i),
             ranking=[ids[k] for k in order],
             probabilities=dict(zip(keys, self.probs[i][feasible].tolist())),
             model=self.model,
