@@ -13,7 +13,10 @@ this class only picks the chain of stages once, from what ``app.py`` bound:
 
 from __future__ import annotations
 
+import asyncio
+import logging
 import os
+import time
 from typing import Any
 
 from ray import serve
@@ -35,6 +38,34 @@ from edge_allocator.service.grpc_api import GrpcFrontDoor, ServicerContext
 from edge_allocator.service.http import FrontDoor
 from edge_allocator.service.live_api import LiveApi
 from edge_allocator.tracing import configure
+
+log = logging.getLogger(__name__)
+#: How long GET /v1/stats reuses Serve's replica counts (each read asks the controller).
+REPLICAS_TTL_S = 5.0
+
+
+class ServeReplicas:
+    """Replicas per deployment by state, from Serve's controller (``serve.status()``),
+    for the explorer's Live view; None when the controller does not answer."""
+
+    def __init__(self) -> None:
+        self._at = -REPLICAS_TTL_S
+        self._last: dict[str, dict[str, int]] | None = None
+
+    async def __call__(self) -> dict[str, dict[str, int]] | None:
+        if time.monotonic() - self._at < REPLICAS_TTL_S:
+            return self._last
+        try:
+            status = await asyncio.to_thread(serve.status)
+            self._last = {name: {str(getattr(k, "value", k)): int(n)
+                                 for k, n in dep.replica_states.items()}
+                          for app in status.applications.values()
+                          for name, dep in app.deployments.items()}
+        except Exception as exc:  # noqa: BLE001 - the counts are optional; say why once
+            log.warning("serve.status() failed: %s: %s", type(exc).__name__, exc)
+            self._last = None
+        self._at = time.monotonic()
+        return self._last
 
 
 @serve.deployment
@@ -65,7 +96,8 @@ class Ingress:
             self.local_policy.reconfigure(cfg.policy())
         if self.door is None:
             api = AllocatorApi(cfg, self.chain, self.observer, replica_tag=str(os.getpid()))
-            self.door = FrontDoor(api, LiveApi(api, self.ingest) if self.ingest else None)
+            self.door = FrontDoor(api, LiveApi(api, self.ingest) if self.ingest else None,
+                                  replicas=ServeReplicas())
         else:
             self.door.api.reconfigure(cfg)
         self.cors = cors_front(cfg.cors, self.door.handle)  # None: CORS off (the default)

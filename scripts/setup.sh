@@ -16,20 +16,23 @@ if ! .venv/bin/python -c "import edge_allocator, ray.train.torch, ray.tune, torc
   .venv/bin/pip install -q -e ".[dev]"
   sha256sum pyproject.toml | cut -d' ' -f1 > "$stamp"
 fi
-# Prometheus and promtool (Debian's `prometheus` package) for the monitoring tests: the
-# alert rules and dashboard queries run against a real Prometheus. Installed only as
-# root and only when missing; otherwise those tests skip (and fail under CI=true).
-if ! command -v prometheus >/dev/null 2>&1 || ! command -v promtool >/dev/null 2>&1; then
+# Debian packages some tests need, installed only as root and only when missing;
+# otherwise those tests skip (and fail under CI=true). apt_install PACKAGE WHAT-NEEDS-IT
+apt_install() {
   if [ "$(id -u)" = 0 ] && command -v apt-get >/dev/null 2>&1; then
-    echo "setup: installing prometheus and promtool (apt-get install prometheus)"
-    DEBIAN_FRONTEND=noninteractive apt-get install -y -q --no-install-recommends prometheus \
+    echo "setup: installing $1 (apt-get install $1)"
+    DEBIAN_FRONTEND=noninteractive apt-get install -y -q --no-install-recommends "$1" \
       >/dev/null || { apt-get update -q >/dev/null && DEBIAN_FRONTEND=noninteractive \
-        apt-get install -y -q --no-install-recommends prometheus >/dev/null; }
+        apt-get install -y -q --no-install-recommends "$1" >/dev/null; }
   else
-    echo "setup: prometheus/promtool not found and not root (or no apt-get): install Debian's" \
-         "'prometheus' package (sudo apt-get install prometheus) for the monitoring tests;" \
-         "without it they skip, and fail under CI=true" >&2
+    echo "setup: $1 not found and not root (or no apt-get): install Debian's '$1' package" \
+         "(sudo apt-get install $1) for $2; without it they skip, and fail under CI=true" >&2
   fi
+}
+# Prometheus and promtool (Debian's `prometheus` package) for the monitoring tests: the
+# alert rules and dashboard queries run against a real Prometheus.
+if ! command -v prometheus >/dev/null 2>&1 || ! command -v promtool >/dev/null 2>&1; then
+  apt_install prometheus "the monitoring tests"
 fi
 # The live-network tests need a real MQTT broker (Debian's mosquitto): install it as root
 # when absent. Development and CI machines run one on 127.0.0.1:1883; tests that restart a
@@ -41,4 +44,10 @@ if ! command -v mosquitto >/dev/null 2>&1 && [ ! -x /usr/sbin/mosquitto ]; then
   else
     echo "setup: mosquitto is not installed; as root: apt-get install mosquitto" >&2
   fi
+fi
+# The decision explorer's browser tests (tests/serve/test_ui_browser.py) drive Debian's
+# chromium through Playwright for Python (executable_path: Playwright's own browser
+# download is not used).
+if ! command -v chromium >/dev/null 2>&1; then
+  apt_install chromium "the decision explorer's browser tests"
 fi

@@ -35,10 +35,14 @@ class ServeRun:
     """The run command on a copy of serve_config.yaml that listens on free ports (HTTP, and
     gRPC when the config enables it)."""
 
-    def __init__(self, config: Path = SERVE_CONFIG, command: str = "launch"):
+    def __init__(self, config: Path = SERVE_CONFIG, command: str = "launch",
+                 token: str | None = None):
+        """``token``: the bearer token readiness is polled with, when the service
+        requires one (``EDGE_ALLOCATOR_TOKENS`` in the environment it inherits)."""
         if command not in COMMANDS:
             raise ValueError(f"ServeRun: command={command!r}; use one of {COMMANDS}")
         self.command = command
+        self.headers = {"authorization": f"Bearer {token}"} if token else {}
         raw = yaml.safe_load(config.read_text())
         self.port = free_port()
         raw["http_options"]["port"] = self.port
@@ -75,7 +79,8 @@ class ServeRun:
                 tail = self.log.read_text(errors="replace")[-3000:]
                 raise RuntimeError(f"{self.command} exited with {self.proc.returncode}:\n{tail}")
             try:
-                if httpx.get(f"{self.url}/readyz", timeout=2).status_code == 200:
+                if httpx.get(f"{self.url}/readyz", headers=self.headers,
+                             timeout=2).status_code == 200:
                     ready = time.perf_counter() - t0
                     self._seen = self.tree()  # children may be re-parented later: remember
                     return ready

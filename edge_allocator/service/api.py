@@ -39,6 +39,7 @@ from edge_allocator.service.observe import (
 from edge_allocator.service.quota import TokenBuckets
 from edge_allocator.service.routing import ModelRouter
 from edge_allocator.service.stages import AssembleMeta, ModelKey
+from edge_allocator.service.stats import ReplicaStats
 from edge_allocator.store import (
     DecisionLog,
     DecisionRecord,
@@ -89,6 +90,7 @@ class AllocatorApi:
                                   aliases=cfg.aliases)
         self.cache = _make_cache(cfg)
         self.decision_log = _make_log(cfg, replica_tag)
+        self.stats = ReplicaStats(replica_tag)  # GET /v1/stats (the explorer's Live view)
 
     def reconfigure(self, cfg: ServiceConfig) -> None:
         """Swap routing (model versions, A/B) atomically. Cache keys carry the model
@@ -126,6 +128,7 @@ class AllocatorApi:
         ckey = state.key(0, key.name, key.version)
         hit = self.cache.get(ckey)
         self.observer.cache_lookup(hit is not None)
+        self.stats.cache_lookup(hit is not None)
         if hit is not None:  # a new decision (own id, logged) that reuses the answer
             decision = Decision.from_dict(hit)
             decision.cached = True
@@ -174,7 +177,9 @@ class AllocatorApi:
         node_type = NODE_TYPE_NAMES[int(state.values[d.node_index, NODE_TYPE_COLUMN])]
         self.observer.decisions(DecisionCounts(
             {(d.model.name, d.model.version, d.model.backend, node_type, d.cached): 1}))
-        self.observer.latency(d.model.name, route, (time.perf_counter() - t0) * 1000)
+        elapsed_ms = (time.perf_counter() - t0) * 1000
+        self.observer.latency(d.model.name, route, elapsed_ms)
+        self.stats.decisions(d.model.name, d.model.version, 1, d.batch_size, elapsed_ms)
 
     def _observe_many(self, cols: DecisionColumns, route: str, t0: float) -> None:
         rows = cols.batch.offsets[:-1] + cols.best
@@ -184,7 +189,9 @@ class AllocatorApi:
         self.observer.decisions(DecisionCounts(
             {(m.name, m.version, m.backend, NODE_TYPE_NAMES[t], False): int(n)
              for t, n in enumerate(types.tolist()) if n}))
-        self.observer.latency(m.name, route, (time.perf_counter() - t0) * 1000)
+        elapsed_ms = (time.perf_counter() - t0) * 1000
+        self.observer.latency(m.name, route, elapsed_ms)
+        self.stats.decisions(m.name, m.version, len(cols.batch), len(cols.batch), elapsed_ms)
 
     @staticmethod
     def _record(decision_id: str, model: ModelRef, node_id: str, node_index: int,

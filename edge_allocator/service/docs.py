@@ -77,29 +77,41 @@ class Page(NamedTuple):
     headers: dict[str, str]
 
 
-class DocsPages:
-    """The page and its assets, read from the package once and gzipped once."""
+class StaticPages:
+    """A page and its assets under ``/<prefix>``, read from the package's
+    ``static/<folder>/`` once and gzipped once (/docs, and the explorer under /ui/).
 
-    def __init__(self) -> None:
+    ``slash``: the page lives at ``/<prefix>/`` (its relative URLs then resolve inside
+    the folder) and ``/<prefix>`` redirects there; otherwise the reverse (/docs).
+    """
+
+    def __init__(self, prefix: str, folder: str, assets: dict[str, str], page: bytes,
+                 slash: bool = False, headers: dict[str, str] | None = None) -> None:
+        self.prefix, self.folder, self.assets, self.page = prefix, folder, assets, page
+        self.slash = slash
+        self.headers = headers or {}
         self._plain: dict[str, bytes] = {}
         self._gzipped: dict[str, bytes] = {}
 
     def get(self, path: str, raw_path: str, accept_encoding: str) -> Page | None:
-        """``path`` without, ``raw_path`` with its trailing slash; None: not a docs URL."""
-        if path == "/docs":
-            if raw_path.endswith("/"):
-                return Page(308, b"", {"location": "../docs"})
+        """``path`` without, ``raw_path`` with its trailing slash; None: not ours."""
+        root = "/" + self.prefix
+        if path == root:
+            if raw_path.endswith("/") != self.slash:  # relative to the page's own URL
+                target = f"{self.prefix}/" if self.slash else f"../{self.prefix}"
+                return Page(308, b"", {"location": target})
             return self._page("", "text/html; charset=utf-8", accept_encoding)
-        name = path.removeprefix("/docs/")
-        if path.startswith("/docs/") and name in ASSETS:
-            return self._page(name, ASSETS[name], accept_encoding)
+        name = path.removeprefix(root + "/")
+        if path.startswith(root + "/") and name in self.assets:
+            return self._page(name, self.assets[name], accept_encoding)
         return None
 
     def _page(self, name: str, media: str, accept_encoding: str) -> Page:
         body = self._plain.get(name)
         if body is None:
-            body = self._plain[name] = PAGE.encode() if not name else asset(name)
-        headers = {"content-type": media, "cache-control": f"public, max-age={CACHE_S}"}
+            body = self._plain[name] = self.page if not name else asset(name, self.folder)
+        headers = {"content-type": media, "cache-control": f"public, max-age={CACHE_S}",
+                   **self.headers}
         if media.startswith(_COMPRESSIBLE) and "gzip" in accept_encoding:
             packed = self._gzipped.get(name)
             if packed is None:
@@ -109,7 +121,10 @@ class DocsPages:
         return Page(200, body, headers)
 
 
-def asset(name: str) -> bytes:
-    """A vendored file's bytes, as shipped."""
-    return (resources.files("edge_allocator.service") / "static" / "swagger-ui" / name
-            ).read_bytes()
+def docs_pages() -> StaticPages:
+    return StaticPages("docs", "swagger-ui", ASSETS, PAGE.encode())
+
+
+def asset(name: str, folder: str = "swagger-ui") -> bytes:
+    """A shipped file's bytes (``static/<folder>/<name>``), as shipped."""
+    return (resources.files("edge_allocator.service") / "static" / folder / name).read_bytes()

@@ -21,13 +21,15 @@ from edge_allocator.responses import BatchDecisions, ErrorBody, ErrorDetail, Liv
 from edge_allocator.schema import RequestError, ServiceUnavailable
 from edge_allocator.service.api import AllocatorApi
 from edge_allocator.service.columns import DecisionColumns, parse_fields
-from edge_allocator.service.docs import DocsPages
+from edge_allocator.service.docs import docs_pages
+from edge_allocator.service.explorer import ExplorerApi, Replicas
 from edge_allocator.service.legacy import LegacyApi
 from edge_allocator.service.live_api import LiveApi, is_live
 from edge_allocator.service.observe import UNMATCHED_ROUTE
 from edge_allocator.service.openapi import openapi_document
 from edge_allocator.service.quota import QuotaExceeded
 from edge_allocator.service.sample import sample_state
+from edge_allocator.service.ui import ui_pages
 from edge_allocator.typed_bodies import decode_batch_body, decode_state_body
 from edge_allocator.wire import (
     JSON,
@@ -130,15 +132,18 @@ class MethodNotAllowed(RequestError):
 class FrontDoor:
     """Routes of the v1 API and the original API over ``AllocatorApi``, and /docs."""
 
-    def __init__(self, api: AllocatorApi, live: LiveApi | None = None) -> None:
+    def __init__(self, api: AllocatorApi, live: LiveApi | None = None,
+                 replicas: Replicas | None = None) -> None:
         self.api = api
         self.live = live
         self.legacy = LegacyApi(api)
-        self.docs = DocsPages()
+        self.explorer = ExplorerApi(api, replicas)
+        self.pages = (docs_pages(), ui_pages())
         self.posts: dict[str, PostHandler] = {
             "/v1/allocate": self._allocate,
             "/v1/allocate/batch": self._allocate_batch,
             "/v1/feedback": _plain(api.feedback),
+            "/v1/compare": _plain(self.explorer.compare),
             "/predict": _plain(self.legacy.predict),
             "/batch-predict": _plain(self.legacy.batch_predict),
             "/generate-mock-network": _plain(self.legacy.mock_network),
@@ -153,6 +158,10 @@ class FrontDoor:
             "/v1/batch-config": lambda q: api.chain.policy.batch_config(),
             "/v1/sample": self._sample,
             "/v1/network": lambda q: self._live().network(),
+            "/v1/stats": self.explorer.stats,
+            "/v1/decisions": self.explorer.decisions,
+            "/v1/manifest": self.explorer.manifest,
+            "/v1/artifact": self._artifact,
             "/healthz": self._liveness,
             "/openapi.json": self._openapi,
             "/health": lambda q: self.legacy.health(),
@@ -230,6 +239,20 @@ class FrontDoor:
         return await self.posts[path](parse_json(raw, ctype, self.api.cfg.max_body_bytes),
                                       query)
 
+    def _page(self, method: str, path: str, raw_path: str, accept: str) -> HttpResponse | None:
+        """/docs, /ui/ and their files; None: not a page."""
+        if method == "GET":
+            for pages in self.pages:
+                page = pages.get(path, raw_path, accept)
+                if page is not None:
+                    return HttpResponse(*page)
+        return None
+
+    async def _artifact(self, query: Mapping[str, str]) -> HttpResponse:
+        image, media = await self.explorer.artifact(query)
+        return HttpResponse(200, image, {"content-type": media,
+                                         "cache-control": "private, max-age=60"})
+
     def route_of(self, method: str, path: str) -> str:
         """The route template a request matched, for metric tags (bounded)."""
         if path in self.posts or path in self.gets or path == "/readyz":
@@ -238,8 +261,9 @@ class FrontDoor:
             return "/models/{name}/load"
         if method == "GET" and path.startswith("/models/"):
             return "/models/{name}"
-        if path == "/docs" or path.startswith("/docs/"):
-            return "/docs"
+        for page in ("/docs", "/ui"):
+            if path == page or path.startswith(page + "/"):
+                return page
         return UNMATCHED_ROUTE
 
     async def handle(self, method: str, path: str, headers: Mapping[str, str],
@@ -252,10 +276,9 @@ class FrontDoor:
         raw_path, path = path, path.rstrip("/") or "/"
         accept = headers.get("accept-encoding", "")
         try:
-            if method == "GET" and path.startswith("/docs"):
-                page = self.docs.get(path, raw_path, accept)
-                if page is not None:
-                    return HttpResponse(*page)
+            page = self._page(method, path, raw_path, accept)
+            if page is not None:
+                return page
             caller = self.api.auth.check(headers.get("authorization"))
             if caller is not None:
                 self.api.quota.take(caller)  # 429 + Retry-After over the token's rate
@@ -268,7 +291,10 @@ class FrontDoor:
                     return _encode(ready, 200, accept)
                 return _encode(ready, 503, accept, {"retry-after": str(RETRY_AFTER_S)})
             if method == "GET" and path in self.gets:
-                return _encode(await self.gets[path](query), 200, accept)
+                out = await self.gets[path](query)
+                if isinstance(out, HttpResponse):  # not JSON (a plot)
+                    return out
+                return _encode(out, 200, accept)
             if path.startswith("/models/") and path.endswith("/load"):
                 if method != "POST":
                     raise MethodNotAllowed(method, path, ["POST"])
@@ -293,6 +319,7 @@ class FrontDoor:
     def _error(self, err: RequestError, method: str, path: str, accept: str,
                media: str | None) -> HttpResponse:
         self.api.observer.error(err.status, self.route_of(method, path))
+        self.api.stats.error(err.status)
         headers: dict[str, str] | None = None
         if isinstance(err, ServiceUnavailable | QuotaExceeded):
             headers = {"retry-after": str(err.retry_after_s)}

@@ -7,6 +7,12 @@ from typing import Any
 
 from pydantic import TypeAdapter
 
+from edge_allocator.explorer_responses import (
+    Comparison,
+    LiveStats,
+    ModelManifest,
+    RecentDecisions,
+)
 from edge_allocator.responses import (
     BatchConfig,
     BatchDecisions,
@@ -39,6 +45,7 @@ from edge_allocator.schema import (
     LiveBatchRequest,
     MockNetworkRequest,
 )
+from edge_allocator.service.explorer import PLOT_NAME
 
 REF = "#/components/schemas/{model}"
 JSON, MSGPACK = "application/json", "application/msgpack"
@@ -162,7 +169,42 @@ def openapi_document(version: str) -> dict[str, Any]:
         for media in (JSON, MSGPACK):
             op["requestBody"]["content"][media] = {"schema": live_schema}
             op["responses"]["200"]["content"][media] = {"schema": live_ok}
+    explorer_paths(paths, post, get, query, error)
     paths["/v1/network"] = get(NetworkView, "The live network: per-node age and masking",
                                extra={"422": error, "503": error})
     return {"openapi": "3.1.0", "info": {"title": "Edge Allocator", "version": version},
             "paths": paths, "components": {"schemas": schemas}}
+
+
+def explorer_paths(paths: dict[str, Any], post: Any, get: Any, query: Any,
+                   error: dict[str, Any]) -> None:
+    """The endpoints behind the decision explorer (``service/explorer.py``)."""
+    served = [{**query("model", {"type": "string", "minLength": 1}), "required": True,
+               "description": "A served model's name"},
+              {**query("version", {"type": "string", "minLength": 1}), "required": True,
+               "description": "A version of it that this service routes to"}]
+    paths["/v1/compare"] = post(
+        AllocateRequest, Comparison, "One state decided by every served model version and "
+        "every heuristic, with each choice's cost in the simulator's completion-time model "
+        "(not cached, not logged)")
+    paths["/v1/stats"] = get(LiveStats, "This ingress replica's own counters (the "
+                             "explorer's Live view)")
+    paths["/v1/decisions"] = get(
+        RecentDecisions, "The latest decisions from the decision log, with their feedback",
+        extra={"422": error, "503": {**error, "description": "no decision log, or its "
+                                     "database cannot be reached"}},
+        params=[query("limit", {"type": "integer", "minimum": 1, "maximum": 500}),
+                {**query("decision_id", {"type": "string", "pattern": "^[0-9a-fA-F]{1,32}$"}),
+                 "description": "A decision id, or its beginning"}])
+    paths["/v1/manifest"] = get(ModelManifest, "A served version's manifest and the plots in "
+                                "its artifact folder", extra={"404": error}, params=served)
+    paths["/v1/artifact"] = {"get": {
+        "summary": "A plot (PNG or SVG) from a served version's artifact folder",
+        "parameters": [*served, {**query("file", {"type": "string", "pattern": PLOT_NAME}),
+                                 "required": True, "description": "A name from the "
+                                 "manifest's plots"}],
+        "responses": {"200": {"description": "the image", "content": {
+            "image/png": {"schema": {"type": "string", "format": "binary"}},
+            "image/svg+xml": {"schema": {"type": "string", "format": "binary"}}}},
+            **{code: error for code in ("401", "404", "422")},
+            "429": paths["/v1/stats"]["get"]["responses"]["429"]}}}

@@ -73,6 +73,10 @@ class ModelRouter:
                                [{"loc": loc, "msg": "unknown model"}])
         return model
 
+    def weights(self) -> dict[tuple[str, str], float]:
+        """The A/B weight of every routed (model, version); 1.0 for an unsplit model."""
+        return {(n, v): w for n, (vs, ws) in self._choices.items() for v, w in zip(vs, ws)}
+
     def served_aliases(self) -> list[str]:
         """The aliases whose model is served here."""
         return [a for a, m in self.aliases.items() if m in self._choices]

@@ -27,6 +27,7 @@ from sqlalchemy.engine import Engine
 from sqlalchemy.orm import Session
 
 from edge_allocator.constants import DATABASE_URL, SPOOL_PATH
+from edge_allocator.store.browse import DecisionRow, recent_decisions
 from edge_allocator.store.engine import (
     DATA_ERRORS,
     create_schema,
@@ -310,6 +311,19 @@ class DecisionLog:
                 return build_report(conn, since)
         except exc.SQLAlchemyError as err:
             raise StoreUnavailable(f"cannot build report: {describe_error(self._engine, err)}") \
+                from None
+
+    def recent(self, limit: int, id_prefix: str | None = None) -> list[DecisionRow]:
+        """The latest ``limit`` decisions (those whose id starts with ``id_prefix``, a
+        lowercase hex string), newest first, with their feedback; after flushing pending
+        records, so a decision made a moment ago is there."""
+        self.flush()
+        try:
+            self._ensure_schema()
+            with self._engine.connect() as conn:
+                return recent_decisions(conn, limit, id_prefix)
+        except exc.SQLAlchemyError as err:
+            raise StoreUnavailable(f"cannot read decisions: {describe_error(self._engine, err)}") \
                 from None
 
     # ------------------------------------------------------------- database side

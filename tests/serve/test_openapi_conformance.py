@@ -56,6 +56,14 @@ def test_every_endpoint_returns_what_the_document_says(app_url, client, openapi)
         ("GET", "/v1/batch-config", "/v1/batch-config", None),
         ("GET", "/v1/network", "/v1/network", None),  # live network off: enabled false
         ("POST", "/v1/allocate", "/v1/allocate", {"network": "live"}),  # off: a 422
+        ("POST", "/v1/compare", "/v1/compare", state),  # the decision explorer's routes
+        ("POST", "/v1/compare", "/v1/compare", {"nodes": [node(cpu_util=3)]}),
+        ("GET", "/v1/stats", "/v1/stats", None),
+        ("GET", "/v1/decisions", "/v1/decisions?limit=5", None),
+        ("GET", "/v1/decisions", "/v1/decisions?decision_id=zz", None),
+        ("GET", "/v1/manifest", "/v1/manifest?model=hybrid&version=1", None),
+        ("GET", "/v1/manifest", "/v1/manifest?model=nope&version=1", None),
+        ("GET", "/v1/artifact", "/v1/artifact?model=hybrid&version=1&file=none.png", None),
         ("GET", "/healthz", "/healthz", None),
         ("GET", "/readyz", "/readyz", None),
         ("GET", "/health", "/health", None),

@@ -1,0 +1,58 @@
+"""Reading decisions back: the latest ones, or those whose id starts with a prefix, each
+with its feedback (the explorer's Decisions view). Two queries, whatever the count: the
+decisions, then the feedback of exactly those ids."""
+
+from __future__ import annotations
+
+from datetime import datetime
+from typing import NamedTuple
+
+import sqlalchemy as sa
+from sqlalchemy.engine import Connection
+
+from edge_allocator.store.tables import feedback, predictions
+
+
+class FeedbackRow(NamedTuple):
+    received_at: datetime
+    completion_ms: float | None
+    success: bool
+    energy_j: float | None
+
+
+class DecisionRow(NamedTuple):
+    decision_id: str
+    created_at: datetime
+    model_name: str
+    model_version: str
+    backend: str
+    node_id: str
+    confidence: float
+    latency_ms: float
+    cached: bool
+    node_count: int
+    feedback: list[FeedbackRow]
+
+
+def recent_decisions(conn: Connection, limit: int, id_prefix: str | None = None
+                     ) -> list[DecisionRow]:
+    """Newest first. ``id_prefix`` is lowercase hex (the caller checks): no LIKE
+    wildcards can reach the query."""
+    p = predictions.c
+    query = sa.select(p.decision_id, p.created_at, p.model_name, p.model_version, p.backend,
+                      p.node_id, p.confidence, p.latency_ms, p.cached, p.node_count)
+    if id_prefix:
+        query = query.where(p.decision_id.startswith(id_prefix, autoescape=True))
+    rows = conn.execute(query.order_by(p.created_at.desc(), p.decision_id).limit(limit)).all()
+    ids = [r.decision_id for r in rows]
+    found: dict[str, list[FeedbackRow]] = {i: [] for i in ids}
+    if ids:
+        f = feedback.c
+        for r in conn.execute(sa.select(f.decision_id, f.received_at, f.completion_ms,
+                                        f.success, f.energy_j)
+                              .where(f.decision_id.in_(ids)).order_by(f.id)):
+            found[r.decision_id].append(FeedbackRow(r.received_at, r.completion_ms, r.success,
+                                                    r.energy_j))
+    return [DecisionRow(r.decision_id, r.created_at, r.model_name, r.model_version, r.backend,
+                        r.node_id, r.confidence, r.latency_ms, r.cached, r.node_count,
+                        found[r.decision_id]) for r in rows]
