@@ -174,7 +174,7 @@ def test_decisions_come_back_with_feedback_and_by_id_prefix(models, tmp_path):
     fb = {d["decision_id"]: d["feedback"] for d in got}
     assert fb[ids[0]] == [] and fb[ids[1]][0]["completion_ms"] == 120.5
     assert fb[ids[1]][0]["success"] is True
-    one = ok(call(door, "GET", "/v1/decisions", query={"decision_id": ids[2][:12].upper()}))
+    one = ok(call(door, "GET", "/v1/decisions", query={"decision_id": ids[2][:30].upper()}))
     assert [d["decision_id"] for d in one["decisions"]] == [ids[2]]
     assert ok(call(door, "GET", "/v1/decisions", query={"limit": "1"}))["decisions"][0][
         "node_count"] == len(body["nodes"])

@@ -253,7 +253,7 @@ def test_decisions_are_searchable_with_their_feedback(page, service, shots):
     api(service, "POST", "v1/feedback", {"decision_id": decision["decision_id"],
                                          "completion_ms": 321.0, "success": True})
     page.click("#tab-decisions")
-    page.fill("#search-id", decision["decision_id"][:10])
+    page.fill("#search-id", decision["decision_id"][:28])
     page.click("#search")
     until(page, "document.querySelectorAll('#decisions tbody tr').length === 1")
     row = page.locator(f"#decisions tr[data-decision-id='{decision['decision_id']}']")
