@@ -45,7 +45,7 @@ class PolicyChoice:
 
 
 @dataclass(slots=True)
-class Comparison:
+class PolicyComparison:
     """POST /v1/compare: one state decided by every served model and every heuristic."""
 
     node_ids: list[str]

@@ -14,7 +14,7 @@ from typing import Any, Literal
 import numpy as np
 
 from edge_allocator.columnar import StateBatch, decode_state
-from edge_allocator.explorer_responses import Comparison, NodeOutcome, PolicyChoice
+from edge_allocator.explorer_responses import NodeOutcome, PolicyChoice, PolicyComparison
 from edge_allocator.graph import NODE_TYPE_COLUMN, default_edges
 from edge_allocator.policies.heuristics import all_heuristics
 from edge_allocator.service.chain import Chain
@@ -40,7 +40,7 @@ def _choice(policy: str, kind: Literal["model", "heuristic"], version: str | Non
                         bool(out.missed[index]))
 
 
-async def compare(data: dict[str, Any], chain: Chain, router: ModelRouter) -> Comparison:
+async def compare(data: dict[str, Any], chain: Chain, router: ModelRouter) -> PolicyComparison:
     """Validated as /v1/allocate (same 422s, including no feasible node)."""
     batch = decode_state(data)
     edges = state_edges_of(batch)
@@ -59,6 +59,6 @@ async def compare(data: dict[str, Any], chain: Chain, router: ModelRouter) -> Co
                          float(out.completion_ms[i]), float(out.transfer_ms[i]),
                          float(out.wait_ms[i]), float(out.exec_ms[i]), float(out.energy_j[i]),
                          bool(out.missed[i]), float(out.cost[i])) for i in range(len(ids))]
-    return Comparison(ids, [(int(a), int(b)) for a, b in edges.tolist()], nodes, choices,
+    return PolicyComparison(ids, [(int(a), int(b)) for a, b in edges.tolist()], nodes, choices,
                       COST_MODEL)
 

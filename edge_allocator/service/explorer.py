@@ -12,11 +12,11 @@ from collections.abc import Awaitable, Callable, Mapping
 from typing import Any
 
 from edge_allocator.explorer_responses import (
-    Comparison,
     FeedbackView,
     LiveStats,
     LoggedDecision,
     ModelManifest,
+    PolicyComparison,
     RecentDecisions,
 )
 from edge_allocator.runtime.artifacts import MANIFEST
@@ -64,7 +64,7 @@ class ExplorerApi:
         self.api = api
         self.replicas = replicas
 
-    async def compare(self, data: dict[str, Any]) -> Comparison:
+    async def compare(self, data: dict[str, Any]) -> PolicyComparison:
         return await compare(data, self.api.chain, self.api.router)
 
     async def stats(self, query: Mapping[str, str]) -> LiveStats:

@@ -8,9 +8,9 @@ from typing import Any
 from pydantic import TypeAdapter
 
 from edge_allocator.explorer_responses import (
-    Comparison,
     LiveStats,
     ModelManifest,
+    PolicyComparison,
     RecentDecisions,
 )
 from edge_allocator.responses import (
@@ -184,7 +184,7 @@ def explorer_paths(paths: dict[str, Any], post: Any, get: Any, query: Any,
               {**query("version", {"type": "string", "minLength": 1}), "required": True,
                "description": "A version of it that this service routes to"}]
     paths["/v1/compare"] = post(
-        AllocateRequest, Comparison, "One state decided by every served model version and "
+        AllocateRequest, PolicyComparison, "One state decided by every served model version and "
         "every heuristic, with each choice's cost in the simulator's completion-time model "
         "(not cached, not logged)")
     paths["/v1/stats"] = get(LiveStats, "This ingress replica's own counters (the "

@@ -311,6 +311,7 @@ function fillExplainNodes() {
   $("explain-node").value = ids.includes(keep) ? keep : state.decision.node_id;
   $("explain-other").replaceChildren(el("option", { value: "" }, "(none)"), ...ids.map((id) => el("option", { value: id }, id)));
   $("explain-other").value = ids.includes(keepOther) ? keepOther : "";
+  fillExplainModels();
 }
 
 function bars(target, entries, label) {
@@ -339,14 +340,20 @@ function byMagnitude(obj) {
 async function explain() {
   if (!state.body) throw new ApiError("Decide on a state first (Decide view).");
   const body = requestBody();
+  const model = $("explain-model").value;
+  if (model) body.model = model;
   body.node_id = $("explain-node").value;
   const other = $("explain-other").value;
   if (other) body.compare_to = other;
   const r = await api("POST", "v1/explain", body);
   const e = r.explanation;
-  $("explain-summary").textContent = `${r.decision.model.name} v${r.decision.model.version}: node ${e.node_id} ` +
-    `scored ${fmt(e.score, 4)} against a baseline of ${fmt(e.baseline_score, 4)} (method: ${e.method}). ` +
-    `The bars say how much each feature moved the score from the baseline.`;
+  $("explain-summary").textContent = `${r.decision.model.name}` +
+    (r.decision.model.version ? ` v${r.decision.model.version}` : "") + ` chose ${r.decision.node_id}. ` +
+    `Node ${e.node_id} scored ${fmt(e.score, 4)} against ${fmt(e.baseline_score, 4)} on the baseline ` +
+    `(${e.baseline}); method: ${e.method}` + (e.n_steps ? `, ${e.n_steps} steps` : "") +
+    `, completeness error ${fmt(e.completeness_error, 2)}. The bars say how much each feature moved ` +
+    "the score from the baseline (blue raises it, orange lowers it)." +
+    (e.rule ? ` Rule: ${e.rule.rule}` : "");
   const own = e.attributions[e.node_id] || {};
   bars("explain-bars", byMagnitude(own), "feature");
   const perNode = Object.entries(e.attributions).map(([id, f]) => [id, Object.values(f).reduce((a, b) => a + b, 0)]);
@@ -359,24 +366,21 @@ function renderWhyNot(r, other) {
   const c = r.comparison;
   if (!other || !c) { box.hidden = true; return; }
   box.hidden = false;
-  $("why-not-title").textContent = `Why ${r.explanation.node_id} and not ${other}`;
-  const gap = c.score_gap !== undefined ? c.score_gap
-    : (c.score !== undefined ? r.explanation.score - c.score : null);
-  $("why-not-summary").textContent = (gap !== null ? `Score gap: ${fmt(gap, 4)}. ` : "") +
-    "Bars: the features behind the gap (positive favours the explained node).";
-  const diff = c.feature_gap || c.difference || c.attribution_gap || null;
-  if (diff && typeof diff === "object") {
-    const flat = {};
-    for (const [k, v] of Object.entries(diff)) {
-      if (typeof v === "number") flat[k] = v;
-      else if (v && typeof v === "object") for (const [f, x] of Object.entries(v)) flat[f] = (flat[f] || 0) + x;
-    }
-    bars("why-not-bars", byMagnitude(flat).slice(0, 14), "gap");
-  } else if (c.attributions && c.attributions[other]) {
-    const own = r.explanation.attributions[r.explanation.node_id] || {};
-    const theirs = c.attributions[other];
-    bars("why-not-bars", byMagnitude(Object.fromEntries(Object.keys(own).map((f) => [f, own[f] - (theirs[f] || 0)]))).slice(0, 14), "gap");
-  }
+  $("why-not-title").textContent = `Why ${r.explanation.node_id} and not ${c.node_id}`;
+  $("why-not-summary").textContent = `Score gap: ${fmt(c.gap, 4)} (${fmt(r.explanation.score, 4)} against ` +
+    `${fmt(c.score, 4)}); on the baseline the gap is ${fmt(c.baseline_gap, 4)}. The features behind the ` +
+    "difference, largest first (node \u00b7 feature; blue favours the explained node):";
+  bars("why-not-bars", c.top.slice(0, 12).map((t) => [`${t.node_id} \u00b7 ${t.feature}`, t.value]), "gap");
+}
+
+function fillExplainModels() {
+  const sel = $("explain-model"), keep = sel.value;
+  const models = state.models ? Object.keys(state.models.routing) : [];
+  const heuristics = state.comparison ? state.comparison.choices.filter((c) => c.kind === "heuristic").map((c) => c.policy) : [];
+  sel.replaceChildren(el("option", { value: "" }, "as in Decide"),
+    ...models.map((m) => el("option", { value: m }, m)),
+    ...heuristics.map((h) => el("option", { value: h }, h + " (heuristic)")));
+  sel.value = [...sel.options].some((o) => o.value === keep) ? keep : "";
 }
 
 // --- Live ---------------------------------------------------------------------------------
