@@ -16,6 +16,7 @@ from pydantic import BaseModel, ConfigDict, Field, model_validator
 from ray.serve import Application, Deployment
 from ray.serve.schema import ServeDeploySchema
 
+from deployments.explainer import Explainer
 from deployments.graph_builder import GraphBuilder
 from deployments.ingress import Ingress
 from deployments.mqtt_ingest import MqttIngest
@@ -26,7 +27,7 @@ from deployments.response_assembler import ResponseAssembler
 DEPLOYMENTS: dict[str, Deployment] = {
     d.name: d for d in cast(tuple[Deployment, ...],
                             (Ingress, GraphBuilder, PolicyInference, ResponseAssembler,
-                             MqttIngest))}
+                             MqttIngest, Explainer))}
 
 
 class StageSizing(BaseModel):
@@ -86,14 +87,16 @@ def build_app(args: AppArgs, options: dict[str, dict[str, Any]] | None = None) -
     policy = dep("PolicyInference").bind()
     # the live network; idle while MQTT is off (and left out by make run then)
     ingest = dep("MqttIngest").bind() if args.live_network else None
+    explainer = dep("Explainer").bind()  # /v1/explain's attributions (torch)
     if args.inline_inference:
-        app = dep("Ingress").bind(policy, inline=True, ingest=ingest)
+        app = dep("Ingress").bind(policy, inline=True, ingest=ingest, explainer=explainer)
         return app
     if args.separate_stages:
         app = dep("Ingress").bind(policy, dep("GraphBuilder").bind(),
-                                  dep("ResponseAssembler").bind(), ingest=ingest)
+                                  dep("ResponseAssembler").bind(), ingest=ingest,
+                                  explainer=explainer)
     else:
-        app = dep("Ingress").bind(policy, ingest=ingest)
+        app = dep("Ingress").bind(policy, ingest=ingest, explainer=explainer)
     return app
 
 

@@ -27,7 +27,7 @@ from starlette.responses import Response
 from deployments.metrics import RayObserver
 from deployments.mqtt_ingest import RemoteIngest
 from deployments.policy_inference import BatchedPolicy
-from deployments.remote import RemotePolicy, SeparateStages
+from deployments.remote import RemoteExplainer, RemotePolicy, SeparateStages
 from edge_allocator.config import ServiceConfig
 from edge_allocator.grpc import edge_allocator_pb2 as pb
 from edge_allocator.runtime.gc_tuning import tune_gc
@@ -73,7 +73,8 @@ class Ingress:
     def __init__(self, policy: DeploymentHandle[Any],
                  graph: DeploymentHandle[Any] | None = None,
                  assembler: DeploymentHandle[Any] | None = None, inline: bool = False,
-                 ingest: DeploymentHandle[Any] | None = None) -> None:
+                 ingest: DeploymentHandle[Any] | None = None,
+                 explainer: DeploymentHandle[Any] | None = None) -> None:
         configure()
         self.local_policy = BatchedPolicy() if inline else None
         self.chain: Chain
@@ -86,6 +87,8 @@ class Ingress:
         self.observer = RayObserver()
         self.door: FrontDoor | None = None
         self.ingest = RemoteIngest(ingest) if ingest is not None else None  # live network
+        # /v1/explain's attributions (torch) on their own replicas; unbound: in-process
+        self.explainer = RemoteExplainer(explainer) if explainer is not None else None
         self.cors: CorsFront | None = None
         self.grpc = GrpcFrontDoor(lambda: self._door().api)
 
@@ -97,7 +100,7 @@ class Ingress:
         if self.door is None:
             api = AllocatorApi(cfg, self.chain, self.observer, replica_tag=str(os.getpid()))
             self.door = FrontDoor(api, LiveApi(api, self.ingest) if self.ingest else None,
-                                  replicas=ServeReplicas())
+                                  replicas=ServeReplicas(), explainer=self.explainer)
         else:
             self.door.api.reconfigure(cfg)
         self.cors = cors_front(cfg.cors, self.door.handle)  # None: CORS off (the default)

@@ -25,6 +25,8 @@ from ray.serve.exceptions import (
 from ray.serve.handle import DeploymentHandle
 
 from edge_allocator.columnar import StateBatch
+from edge_allocator.explain.attribution import Attribution, RuleResult
+from edge_allocator.graph import GraphInputs
 from edge_allocator.graph_batch import Bucket
 from edge_allocator.responses import BatchConfig, Decision, ModelInfo
 from edge_allocator.schema import RequestError, ServiceUnavailable
@@ -117,4 +119,23 @@ class SeparateStages:
         scored = self.policy_handle.infer_batches.remote(meta.model, buckets, meta.trace)
         result: DecisionColumns = await call(
             self.assembler.assemble_batch.remote(batch, buckets, scored, meta))
+        return result
+
+
+class RemoteExplainer:
+    """An ``ExplainPort`` over the Explainer deployment's handle."""
+
+    def __init__(self, handle: DeploymentHandle[Any]) -> None:
+        self.handle = handle
+
+    async def attribute(self, models_dir: str, key: ModelKey, graph: GraphInputs,
+                        target: int, compare: int | None) -> Attribution:
+        result: Attribution = await call(self.handle.attribute.remote(
+            models_dir, key, graph, target, compare))
+        return result
+
+    async def explain_rule(self, name: str, graph: GraphInputs, node_ids: list[str],
+                           target: int | None, compare: int | None) -> RuleResult:
+        result: RuleResult = await call(self.handle.explain_rule.remote(
+            name, graph, node_ids, target, compare))
         return result

@@ -318,3 +318,88 @@ class ServiceInfo:
     status: Literal["running"]
     docs: str
     health: str
+
+
+# --- POST /v1/explain ------------------------------------------------------------------
+
+
+@dataclass(slots=True)
+class FeatureShare:
+    """One (node, feature) attribution."""
+
+    node_id: str
+    feature: str
+    value: float
+
+
+@dataclass(slots=True)
+class HeuristicRule:
+    """What a heuristic decided by: its rule, the weight of each feature it reads (its
+    score is the weighted sum of the node's own features) and, per feasible node, the
+    numbers it compared."""
+
+    name: str
+    rule: str
+    weights: Annotated[dict[str, float],
+                       Field(description="score = sum of weight x feature, over these")]
+    compared: Annotated[dict[str, dict[str, float]],
+                        Field(description="Per feasible node: the features the rule reads "
+                              "and its score")]
+
+
+@dataclass(slots=True)
+class Explanation:
+    """Which features drove one node's score. ``attributions`` covers every node's
+    features (a GNN's score for one node depends on its neighbours) and sums to
+    ``score - baseline_score`` (completeness; ``completeness_error`` is the residual)."""
+
+    node_id: str
+    method: Annotated[Literal["integrated_gradients", "linear_rule", "rule"],
+                      Field(description="integrated_gradients (Captum) for learned "
+                            "models; linear_rule (exact) or rule (no feature decides) for "
+                            "heuristics")]
+    score: Annotated[float, Field(description="The node's score, as in the decision")]
+    baseline_score: Annotated[float, Field(description="Its score on the baseline input")]
+    attributions: Annotated[dict[str, dict[str, float]],
+                            Field(description="{node_id: {feature: share of score - "
+                                  "baseline_score}}, every node and feature")]
+    baseline: Annotated[str, Field(description="What the baseline input is")]
+    completeness_error: Annotated[float, Field(
+        description="sum(attributions) - (score - baseline_score)")]
+    n_steps: Annotated[int | None, Field(
+        description="Integration steps used (integrated gradients); null for rules")]
+    top: Annotated[list[FeatureShare],
+                   Field(description="The largest attributions by magnitude, largest first")]
+    rule: Annotated[HeuristicRule | None,
+                    Field(description="For a heuristic: its rule and the numbers it "
+                          "compared")] = None
+
+
+@dataclass(slots=True)
+class Comparison:
+    """Why the explained node scored ``gap`` above (or below) ``node_id``: the difference
+    of the two nodes' attributions against the same baseline. It sums to
+    ``gap - baseline_gap`` (the part of the gap the features account for)."""
+
+    node_id: Annotated[str, Field(description="The node compared to (compare_to)")]
+    score: float
+    baseline_score: float
+    gap: Annotated[float, Field(description="explained score - this node's score")]
+    baseline_gap: Annotated[float, Field(description="The same gap on the baseline input")]
+    attributions: Annotated[dict[str, dict[str, float]], Field(
+        description="{node_id: {feature: explained attribution - this node's}}")]
+    completeness_error: Annotated[float, Field(
+        description="sum(attributions) - (gap - baseline_gap)")]
+    top: Annotated[list[FeatureShare], Field(
+        description="The features behind the gap, largest magnitude first")]
+
+
+@dataclass(slots=True)
+class ExplainResponse:
+    """POST /v1/explain: the decision (as /v1/allocate makes it; for a heuristic, the
+    heuristic's own), the explanation of one node's score and, with ``compare_to``, the
+    comparison with another node."""
+
+    decision: Decision
+    explanation: Explanation
+    comparison: Comparison | None = None

@@ -101,6 +101,18 @@ class AllocateRequest(NetworkState):
     model: str | None = Field(default=None, max_length=64)
 
 
+class ExplainRequest(AllocateRequest):
+    """POST /v1/explain: a /v1/allocate body, the node to explain and one to compare."""
+
+    model: str | None = Field(default=None, max_length=64, description=(
+        "A served model (or alias), or a heuristic: random, round_robin, least_loaded, "
+        "lowest_latency, greedy_eft"))
+    node_id: str | None = Field(default=None, max_length=128, description=(
+        "The node whose score to explain; default: the chosen node"))
+    compare_to: str | None = Field(default=None, max_length=128, description=(
+        "Another node: why the explained node scored above (or below) it"))
+
+
 class BatchAllocateRequest(_Strictish):
     """POST /v1/allocate/batch: many states answered in one vectorised pass."""
 

@@ -25,7 +25,7 @@ def test_config_is_a_valid_serve_deploy_schema():
     app = load_config(CONFIG).applications[0]
     assert app.import_path == "deployments.app:app_builder"
     args = AppArgs.model_validate(app.args)
-    expected = {"Ingress", "PolicyInference", "MqttIngest"} | (  # both bound even when idle
+    expected = {"Ingress", "PolicyInference", "MqttIngest", "Explainer"} | (  # bound even idle
         {"GraphBuilder", "ResponseAssembler"} if args.separate_stages else set())
     assert set(_deployments()) == expected and expected <= set(DEPLOYMENTS)
 
@@ -52,6 +52,8 @@ def test_every_stage_admits_a_full_batch():
     ds = _deployments()
     batch = ds["PolicyInference"].user_config["inference"]["max_batch_size"]
     for name, d in ds.items():
+        if name == "Explainer":  # not in the decision chain: /v1/explain only, unbatched
+            continue
         assert d.max_ongoing_requests >= batch, f"{name} caps batches below {batch}"
 
 

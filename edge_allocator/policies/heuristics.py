@@ -7,7 +7,7 @@ tuned to the simulator's hidden state (real capacities, exact backlog).
 
 from __future__ import annotations
 
-from typing import Protocol
+from typing import NamedTuple, Protocol
 
 import numpy as np
 
@@ -97,3 +97,28 @@ def all_heuristics(seed: int = 0) -> list[Heuristic]:
 
 
 HEURISTIC_NAMES = tuple(h.name for h in all_heuristics())
+
+
+class Rule(NamedTuple):
+    """A heuristic in words, and its score as weights over a node's own features
+    (score = sum of weight x feature; empty for the rules no feature decides). A test
+    holds each heuristic's ``scores`` to these weights, so the explanation of a
+    heuristic (``edge_allocator.explain.rules``) cannot drift from what it does."""
+
+    text: str
+    weights: dict[str, float]
+
+
+RULES: dict[str, Rule] = {
+    "random": Rule("a uniform random draw among the feasible nodes: no feature decides", {}),
+    "round_robin": Rule("the next feasible node by index after the last one chosen (a "
+                        "fresh rotation starts at node 0): no feature decides", {}),
+    "least_loaded": Rule("lowest cpu_util, ties broken by the shorter queue: "
+                         "score = -(cpu_util + 0.001 x queue_len)",
+                         {"cpu_util": -1.0, "queue_len": -1e-3}),
+    "lowest_latency": Rule("lowest latency from the task's source: score = -latency",
+                           {"latency": -1.0}),
+    "greedy_eft": Rule("earliest estimated finish: score = -(est_transfer_ms + "
+                       "est_wait_ms + est_exec_ms)",
+                       {"est_transfer_ms": -1.0, "est_wait_ms": -1.0, "est_exec_ms": -1.0}),
+}

@@ -23,6 +23,7 @@ from edge_allocator.service.api import AllocatorApi
 from edge_allocator.service.columns import DecisionColumns, parse_fields
 from edge_allocator.service.docs import docs_pages
 from edge_allocator.service.explorer import ExplorerApi, Replicas
+from edge_allocator.service.explain_api import ExplainApi, ExplainPort
 from edge_allocator.service.legacy import LegacyApi
 from edge_allocator.service.live_api import LiveApi, is_live
 from edge_allocator.service.observe import UNMATCHED_ROUTE
@@ -133,17 +134,20 @@ class FrontDoor:
     """Routes of the v1 API and the original API over ``AllocatorApi``, and /docs."""
 
     def __init__(self, api: AllocatorApi, live: LiveApi | None = None,
-                 replicas: Replicas | None = None) -> None:
+                 replicas: Replicas | None = None,
+                 explainer: ExplainPort | None = None) -> None:
         self.api = api
         self.live = live
         self.legacy = LegacyApi(api)
         self.explorer = ExplorerApi(api, replicas)
+        self.explain = ExplainApi(api, explainer)
         self.pages = (docs_pages(), ui_pages())
         self.posts: dict[str, PostHandler] = {
             "/v1/allocate": self._allocate,
             "/v1/allocate/batch": self._allocate_batch,
             "/v1/feedback": _plain(api.feedback),
             "/v1/compare": _plain(self.explorer.compare),
+            "/v1/explain": _plain(self.explain.explain),
             "/predict": _plain(self.legacy.predict),
             "/batch-predict": _plain(self.legacy.batch_predict),
             "/generate-mock-network": _plain(self.legacy.mock_network),

@@ -18,6 +18,7 @@ from edge_allocator.responses import (
     BatchDecisions,
     Decision,
     ErrorBody,
+    ExplainResponse,
     FeedbackReceipt,
     LegacyBatchPrediction,
     LegacyHealth,
@@ -38,6 +39,7 @@ from edge_allocator.schema import (
     AllocateRequest,
     BatchAllocateRequest,
     ColumnarBatchRequest,
+    ExplainRequest,
     FeedbackRequest,
     LegacyBatchRequest,
     LegacyPredictRequest,
@@ -59,6 +61,18 @@ UNPROCESSABLE = ("a field is invalid (`error` names its path); also a schema-val
                  "with no feasible node (every node unreachable, its queue full or short of "
                  "memory for the task: `no feasible node`), `network: live` while the live "
                  "network is off, a mock network with some tiers' counts but not all")
+
+EXPLAIN_SUMMARY = (
+    "Explain a decision: which features of which nodes drove one node's score "
+    "(`node_id`, default the chosen node) and, with `compare_to`, the score gap to "
+    "another node and the features behind it. Attributions cover every node's features "
+    "and sum to `score - baseline_score` (a comparison's to `gap - baseline_gap`). "
+    "Learned models: integrated gradients (Captum); heuristics (`model`: random, "
+    "round_robin, least_loaded, lowest_latency, greedy_eft): their rule, the numbers it "
+    "compared and exact attributions. The decision is made as /v1/allocate makes it "
+    "(cached and logged); the explanation is never cached. 422 also for a `node_id` or "
+    "`compare_to` that is not in the state or is infeasible, and for `compare_to` equal "
+    "to the explained node.")
 
 
 def openapi_document(version: str) -> dict[str, Any]:
@@ -123,6 +137,7 @@ def openapi_document(version: str) -> dict[str, Any]:
                                    "Place many tasks in one pass (row or columnar shape)",
                                    alt=ColumnarBatchRequest, params=[FIELDS]),
         "/v1/feedback": post(FeedbackRequest, FeedbackReceipt, "Report a decision's outcome"),
+        "/v1/explain": post(ExplainRequest, ExplainResponse, EXPLAIN_SUMMARY),
         "/predict": post(LegacyPredictRequest, LegacyPrediction, "Original API: one decision"),
         "/batch-predict": post(LegacyBatchRequest, LegacyBatchPrediction,
                                "Original API: many decisions"),
