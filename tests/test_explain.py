@@ -161,7 +161,8 @@ def test_an_infeasible_node_has_no_score_to_explain(door, state):
 
 
 def test_the_ingress_never_imports_torch_for_explain():
-    code = ("import sys; import edge_allocator.service.http, deployments.explainer; "
+    code = ("import sys; import edge_allocator.service.http, deployments.explainer, "
+            "deployments.app; "
             "print('torch' in sys.modules)")
     out = subprocess.run([sys.executable, "-c", code], capture_output=True, text=True,
                          check=True)

@@ -2,29 +2,25 @@
 
 Every policy maps a graph of N nodes to one score per node; the highest-scoring
 feasible node is the decision.
+
+The learned policies need torch and the heuristics do not: ``build_policy``,
+``architecture`` and ``MODEL_KINDS`` (``policies.build``) are imported on first use, so
+importing ``policies.heuristics`` (the ingress does, for /v1/compare) keeps an ONNX
+replica torch-free.
 """
 
+from __future__ import annotations
 
-from torch import nn
+from importlib import import_module
+from typing import TYPE_CHECKING, Any
 
-from edge_allocator.policies.hybrid import HybridConfig, HybridGNNPolicy
-from edge_allocator.policies.mlp import FlatMLPPolicy, MLPConfig
+if TYPE_CHECKING:
+    from edge_allocator.policies.build import MODEL_KINDS, architecture, build_policy
 
-MODEL_KINDS = ("dqn", "ppo", "hybrid")
-
-
-def build_policy(kind: str, config: dict[str, object] | None = None) -> nn.Module:
-    """Construct an untrained policy of ``kind`` from its (manifest) config dict."""
-    cfg = dict(config or {})
-    if kind == "hybrid":
-        return HybridGNNPolicy(HybridConfig(**cfg))  # type: ignore[arg-type]
-    if kind in ("dqn", "ppo"):
-        return FlatMLPPolicy(MLPConfig(**cfg), kind=kind)  # type: ignore[arg-type]
-    raise ValueError(f"build_policy: kind={kind!r} is unknown; use one of {MODEL_KINDS}")
+__all__ = ["MODEL_KINDS", "architecture", "build_policy"]
 
 
-def architecture(module: nn.Module) -> dict[str, object]:
-    """The config dict :func:`build_policy` rebuilds ``module`` from (what manifests
-    record)."""
-    config: HybridConfig | MLPConfig = module.config  # type: ignore[assignment]
-    return config.to_dict()
+def __getattr__(name: str) -> Any:
+    if name in __all__:
+        return getattr(import_module("edge_allocator.policies.build"), name)
+    raise AttributeError(f"module {__name__!r} has no attribute {name!r}")

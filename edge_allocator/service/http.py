@@ -22,8 +22,8 @@ from edge_allocator.schema import RequestError, ServiceUnavailable
 from edge_allocator.service.api import AllocatorApi
 from edge_allocator.service.columns import DecisionColumns, parse_fields
 from edge_allocator.service.docs import docs_pages
-from edge_allocator.service.explorer import ExplorerApi, Replicas
 from edge_allocator.service.explain_api import ExplainApi, ExplainPort
+from edge_allocator.service.explorer import ExplorerApi, Replicas
 from edge_allocator.service.legacy import LegacyApi
 from edge_allocator.service.live_api import LiveApi, is_live
 from edge_allocator.service.observe import UNMATCHED_ROUTE
