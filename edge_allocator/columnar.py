@@ -31,6 +31,7 @@ from typing import Any
 import numpy as np
 import orjson
 
+from edge_allocator.capacity import LIMIT_FIELDS, LIMIT_RANGES, SPEED, mask_reasons, resolve_limits
 from edge_allocator.constants import MAX_BATCH_STATES, MAX_EDGES, MAX_NODES
 from edge_allocator.graph import NODE_TYPE_COLUMN
 from edge_allocator.schema import (
@@ -57,6 +58,12 @@ TASK_RANGES: dict[str, tuple[float, bool, float]] = {
 }
 _NUMBER_TYPES = {int, float}
 _NODE_GETTER = operator.itemgetter(*NODE_FIELDS)
+_MEM, _BANDWIDTH, _QUEUE = (NODE_FIELDS.index(f) for f in ("mem_util", "bandwidth", "queue_len"))
+_HAS_ID = operator.methodcaller("__contains__", "node_id")
+_LIMIT_GETTERS = [(k, name, operator.methodcaller("get", name), LIMIT_RANGES[name])
+                  for k, name in enumerate(LIMIT_FIELDS)]
+_FLOAT_OR_NONE = {int, float, type(None)}
+_INT_OR_NONE = {int, type(None)}
 _LOWER = np.array([NODE_RANGES.get(f, (0.0, 2.0))[0] for f in NODE_FIELDS])
 _UPPER = np.array([NODE_RANGES.get(f, (0.0, 2.0))[1] for f in NODE_FIELDS])
 _REFERENCE_TUPLE: tuple[float, ...] = tuple(float(getattr(REFERENCE_TASK, f))
@@ -91,7 +98,11 @@ class StateBatch:
     edges: list[np.ndarray | None]  # [E_i, 2] int64; None: default topology
     tasks: np.ndarray  # [B, 4] float64 in TASK_FIELDS order (reference task if omitted)
     models: list[str | None]  # each state's own "model" field
+    #: [T, L] the optional node fields (``capacity.LIMIT_FIELDS``) as sent, NaN where a
+    #: node omitted one; None when no node of the batch sent any (today's clients).
+    declared: np.ndarray | None = None
     _values32: np.ndarray | None = None
+    _limits: np.ndarray | None = None
 
     def __len__(self) -> int:
         return len(self.node_ids)
@@ -111,6 +122,22 @@ class StateBatch:
         if self._values32 is None:
             self._values32 = self.values.astype(np.float32)
         return self._values32
+
+    @property
+    def limits(self) -> np.ndarray:
+        """[T, L] every node's limits: as declared, or its type's defaults."""
+        if self._limits is None:
+            self._limits = resolve_limits(self.declared, self.values[:, NODE_TYPE_COLUMN])
+        return self._limits
+
+    def fill_speeds(self, speed: np.ndarray) -> None:
+        """Nodes that sent no ``observed_speed`` take ``speed`` ([T]; the service's
+        estimate learned from feedback). Before keys are made: the key covers it."""
+        declared = self.declared
+        if declared is None:
+            declared = np.full((len(self.values), len(LIMIT_FIELDS)), np.nan)
+        declared[:, SPEED] = np.where(np.isnan(declared[:, SPEED]), speed, declared[:, SPEED])
+        self.declared, self._limits = declared, None
 
     def nodes32_of(self, i: int) -> np.ndarray:
         out: np.ndarray = self.values32[self.offsets[i]:self.offsets[i + 1]]
@@ -141,11 +168,34 @@ class StateBatch:
 
     def _key(self, prefix: bytes, values: bytes, task: bytes, i: int) -> str:
         ids, e = self.node_ids[i], self.edges[i]
+        lo, hi = self.offsets[i], self.offsets[i + 1]
+        lim = self.declared[lo:hi] if self.declared is not None else None
         return hashlib.blake2b(b"".join((
             prefix, values, task,
             b"\1" + "\0".join(ids).encode() if ids is not None else b"\0",
             b"\1" + e.tobytes() if e is not None else b"\0",
+            # declared limits only where a node of this state declared one, so a state
+            # keys alike alone or in a batch with states that declare some
+            b"\1" + lim.tobytes() if lim is not None and not np.isnan(lim).all() else b"",
         )), digest_size=16).hexdigest()
+
+    def masked_reasons(self, mask: np.ndarray) -> list[dict[str, str]]:
+        """Per state, {node_id: why} of its masked nodes (``mask`` [T]): the checks and
+        strings are made for the masked rows only (``capacity.mask_reasons``)."""
+        out: list[dict[str, str]] = [{} for _ in range(len(self))]
+        rows = np.flatnonzero(~mask)
+        if not len(rows):
+            return out
+        v = self.values32[rows]
+        task_mem = np.repeat(self.tasks[:, 1].astype(np.float32), self.sizes)[rows]
+        text = mask_reasons(v[:, _MEM], v[:, _BANDWIDTH], v[:, _QUEUE], task_mem,
+                            self.limits[rows])
+        states = np.searchsorted(self.offsets, rows, side="right") - 1
+        for r, i, why in zip(rows.tolist(), states.tolist(), text):
+            ids = self.node_ids[i]
+            k = r - int(self.offsets[i])
+            out[i][ids[k] if ids is not None else str(k)] = why
+        return out
 
 
 def _check_nodes(nodes: Sequence[dict[str, Any]]) -> np.ndarray:
@@ -177,6 +227,35 @@ def check_values(values: np.ndarray) -> np.ndarray:
     if not ((types == 0.0) | (types == 1.0) | (types == 2.0)).all():
         raise _Irregular("node_type")
     return values
+
+
+def _check_declared(nodes: Sequence[dict[str, Any]]) -> np.ndarray | None:
+    """[T, L] the optional node fields (NaN where omitted or null), None when no node
+    sends any, or _Irregular. Today's clients pay two C-level passes: a node with only
+    the seven fields (and perhaps node_id) has no other key."""
+    keys = sum(map(len, nodes))
+    if keys == len(NODE_FIELDS) * len(nodes) + sum(map(_HAS_ID, nodes)):
+        return None
+    present = set(itertools.chain.from_iterable(map(dict.keys, nodes)))
+    getters = [g for g in _LIMIT_GETTERS if g[1] in present]
+    if not getters:
+        return None  # unknown keys only: ignored, as pydantic ignores them
+    out = np.full((len(nodes), len(LIMIT_FIELDS)), np.nan)
+    for k, name, get, rng in getters:
+        col = list(map(get, nodes))
+        if not set(map(type, col)) <= (_INT_OR_NONE if rng.integer else _FLOAT_OR_NONE):
+            raise _Irregular(name)
+        omitted = np.array([v is None for v in col])
+        try:
+            arr = np.array([1.0 if v is None else v for v in col], np.float64)
+        except OverflowError:
+            raise _Irregular(name) from None
+        if not (np.isfinite(arr).all() and (arr > rng.above).all()
+                and (arr <= rng.at_most).all()):
+            raise _Irregular(name)  # NaN sent is not "omitted": pydantic says why
+        arr[omitted] = math.nan
+        out[:, k] = arr
+    return None if np.isnan(out).all() else out  # only nulls: as if omitted
 
 
 def _check_ids(nodes: Sequence[dict[str, Any]]) -> list[str] | None:
@@ -286,7 +365,8 @@ def _fast(states: Sequence[Any]) -> StateBatch:
     sizes = [len(ns) for ns in node_lists]
     offsets = np.zeros(len(states) + 1, np.int64)
     np.cumsum(sizes, out=offsets[1:])
-    values = _check_nodes([n for ns in node_lists for n in ns])
+    flat = [n for ns in node_lists for n in ns]
+    values = _check_nodes(flat)
     return StateBatch(
         values=values,
         offsets=offsets,
@@ -294,6 +374,7 @@ def _fast(states: Sequence[Any]) -> StateBatch:
         edges=[_check_edges(s.get("edges"), n) for s, n in zip(states, sizes)],
         tasks=np.array([_check_task(s.get("task")) for s in states], np.float64),
         models=[_check_model(s.get("model")) for s in states],
+        declared=_check_declared(flat),
     )
 
 
@@ -312,7 +393,16 @@ def from_models(states: Sequence[AllocateRequest]) -> StateBatch:
         tasks=np.array([[getattr(s.task or REFERENCE_TASK, f) for f in TASK_FIELDS]
                         for s in states], np.float64).reshape(-1, len(TASK_FIELDS)),
         models=[s.model for s in states],
+        declared=_declared_of([n for s in states for n in s.nodes]),
     )
+
+
+def _declared_of(nodes: Sequence[Any]) -> np.ndarray | None:
+    """``StateBatch.declared`` of validated ``schema.Node`` objects."""
+    rows = [[getattr(n, f) for f in LIMIT_FIELDS] for n in nodes]
+    if all(v is None for row in rows for v in row):
+        return None
+    return np.array([[math.nan if v is None else v for v in row] for row in rows], np.float64)
 
 
 def decode_state(data: dict[str, Any]) -> StateBatch:
@@ -337,9 +427,19 @@ def decode_batch(data: dict[str, Any]) -> tuple[StateBatch, str | None]:
     return from_models(req.states), req.model
 
 
-def no_feasible_node(where: str = "") -> RequestError:
-    """The 422 for a state whose every node is masked."""
+#: Per-node reasons the 422's message names (the details list every node).
+REASONS_IN_MESSAGE = 5
+
+
+def no_feasible_node(reasons: dict[str, str], where: str = "") -> RequestError:
+    """The 422 for a state whose every node is masked: why, for each node (``reasons``:
+    {node_id: why}; the details name each node by index, as other 422s do)."""
     loc = f"{where}nodes"
-    return RequestError(
-        422, f"{loc}: no feasible node (every node is unreachable, has a full queue or lacks "
-        "memory for the task)", [{"loc": loc, "msg": "no feasible node"}])
+    named = "; ".join(f"{nid}: {why}" for nid, why in
+                      itertools.islice(reasons.items(), REASONS_IN_MESSAGE))
+    more = f"; and {len(reasons) - REASONS_IN_MESSAGE} more" \
+        if len(reasons) > REASONS_IN_MESSAGE else ""
+    details = [{"loc": loc, "msg": "no feasible node"}] + [
+        {"loc": f"{loc}.{j}", "msg": f"{nid}: {why}"} for j, (nid, why) in enumerate(
+            reasons.items())]
+    return RequestError(422, f"{loc}: no feasible node ({named}{more})", details)

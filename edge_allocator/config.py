@@ -26,6 +26,7 @@ from edge_allocator.constants import (
     SPOOL_PATH,
 )
 from edge_allocator.runtime.backends import BACKENDS
+from edge_allocator.speeds import SpeedParams
 
 #: The models served when ``models`` is not given: every shipped kind, newest version.
 DEFAULT_MODEL_NAMES: tuple[str, ...] = ("hybrid", "dqn", "ppo", "hybrid_gat")
@@ -163,6 +164,26 @@ class QuotaConfig(BaseModel):
     burst: int = Field(default=100, ge=1)
 
 
+class NodeSpeedConfig(BaseModel):
+    """Per-node speeds learned from /v1/feedback (``edge_allocator.speeds``): kept in
+    Redis when ``redis_url`` is set, in process otherwise."""
+
+    model_config = ConfigDict(extra="forbid")
+
+    apply: bool = Field(default=True, description="Scale each node's capacity in the "
+                        "features by its observed speed (false: learn and show only)")
+    half_life_s: float = Field(default=3600.0, gt=0, description="Evidence halves this often")
+    prior_weight: float = Field(default=2.0, gt=0,
+                                description="Observations' worth of the prior speed 1.0")
+    max_weight: float = Field(default=50.0, gt=0,
+                              description="Cap on the evidence: older observations fade")
+    refresh_s: float = Field(default=1.0, ge=0,
+                             description="How often a replica re-reads Redis's estimates")
+
+    def params(self) -> SpeedParams:
+        return SpeedParams(self.prior_weight, self.half_life_s, self.max_weight)
+
+
 class ServiceConfig(RoutingConfig):
     """The Ingress's ``user_config``; ``inference`` is used when it runs the policy
     in-process (``inline_inference``)."""
@@ -183,6 +204,7 @@ class ServiceConfig(RoutingConfig):
     max_body_bytes: int = Field(default=MAX_BODY_BYTES, gt=0)
     cors: CorsConfig = Field(default_factory=CorsConfig)
     quota: QuotaConfig = Field(default_factory=QuotaConfig)
+    node_speeds: NodeSpeedConfig = Field(default_factory=NodeSpeedConfig)
 
     @field_validator("spool_path")
     @classmethod

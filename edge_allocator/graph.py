@@ -17,8 +17,9 @@ from typing import NamedTuple
 
 import numpy as np
 
-from edge_allocator.constants import QUEUE_CAPACITY, TOPOLOGY_CACHE_ENTRIES
-from edge_allocator.profiles import MEAN_TASK_GCYCLES, NOMINAL_CAPACITY_GCPS, NOMINAL_MEMORY_MB
+from edge_allocator.capacity import CAPACITY, MEMORY, QUEUE, SPEED, nominal_limits
+from edge_allocator.constants import TOPOLOGY_CACHE_ENTRIES
+from edge_allocator.profiles import MEAN_TASK_GCYCLES
 from edge_allocator.schema import NODE_FIELDS, REFERENCE_TASK, TASK_FIELDS, NetworkState, Task
 
 #: Derived per-node estimates appended to the raw fields: they turn products the
@@ -39,6 +40,7 @@ LOG_FEATURE_MASK = np.array([f in LOG_FEATURES for f in FEATURE_NAMES], dtype=bo
 #: Used when a bandwidth is 0 so estimates stay finite (the node is masked anyway).
 _MIN_BANDWIDTH_MBPS = 1e-3
 _MAX_EST_MS = 1e7
+_MIN_CAPACITY_GCPS = 1e-6
 
 
 class GraphInputs(NamedTuple):
@@ -70,16 +72,22 @@ def task_vector(task: Task | None) -> np.ndarray:
     return np.array([getattr(t, f) for f in TASK_FIELDS], dtype=np.float32)
 
 
-def features(nodes: np.ndarray, task: np.ndarray) -> np.ndarray:
+def features(nodes: np.ndarray, task: np.ndarray, limits: np.ndarray | None = None
+             ) -> np.ndarray:
     """[N, 7] node fields + [4] task -> [N, F] features (raw units, not normalised).
 
-    The estimates use only what the operator sees plus nominal per-type capacity:
-    transfer = latency + data / bandwidth; wait = queue x mean task / free capacity;
-    exec = task compute / free capacity.
+    The estimates use only what the operator sees plus each node's capacity (declared,
+    or its type's nominal one: ``capacity.resolve_limits``) scaled by its observed speed
+    (1.0 unless learned from feedback or sent): transfer = latency + data / bandwidth;
+    wait = queue x mean task / free capacity; exec = task compute / free capacity.
     """
     cpu, _, _, latency, bandwidth, queue, ntype = nodes.T
     compute, _, data_mb, _ = task.T  # [4] for all nodes, or [N, 4]: one task per node
-    free_gcps = NOMINAL_CAPACITY_GCPS[ntype.astype(np.int64)] * np.maximum(1.0 - cpu, 0.05)
+    lim = nominal_limits(ntype) if limits is None else limits
+    # floored: a declared 1e-300 (valid: > 0) is 0 in float32, and 0 / 0 would be NaN
+    capacity = np.maximum(lim[:, CAPACITY] * lim[:, SPEED], _MIN_CAPACITY_GCPS).astype(
+        np.float32)
+    free_gcps = capacity * np.maximum(1.0 - cpu, 0.05)
     transfer = latency + data_mb * 8.0 * 1000.0 / np.maximum(bandwidth, _MIN_BANDWIDTH_MBPS)
     wait = queue * MEAN_TASK_GCYCLES / free_gcps * 1000.0
     exe = compute / free_gcps * 1000.0
@@ -88,14 +96,19 @@ def features(nodes: np.ndarray, task: np.ndarray) -> np.ndarray:
     return np.concatenate([nodes, tiled, derived], axis=1).astype(np.float32)
 
 
-def feasible_mask(nodes: np.ndarray, task: np.ndarray) -> np.ndarray:
+def feasible_mask(nodes: np.ndarray, task: np.ndarray, limits: np.ndarray | None = None
+                  ) -> np.ndarray:
     """[N] True where the task may run: reachable, queue not full, memory fits.
 
-    Memory fits when ``mem_util + task.memory_mb / nominal_memory(type) <= 1``.
+    Memory fits when ``mem_util + task.memory_mb / memory_mb <= 1``, the queue is full at
+    ``queue_capacity`` (each declared, or the type's default: ``capacity.resolve_limits``);
+    ``capacity.mask_reasons`` says which check failed, in the same terms.
     """
     _, mem, _, _, bandwidth, queue, ntype = nodes.T
-    need = task.T[1] / NOMINAL_MEMORY_MB[ntype.astype(np.int64)]
-    ok: np.ndarray = (bandwidth > 0) & (queue < QUEUE_CAPACITY) & (mem + need <= 1.0)
+    lim = nominal_limits(ntype) if limits is None else limits
+    with np.errstate(divide="ignore", invalid="ignore"):  # memory_mb 1e-300: 0 in f32
+        need = task.T[1] / lim[:, MEMORY].astype(np.float32)  # NaN / inf: masked
+    ok: np.ndarray = (bandwidth > 0) & (queue < lim[:, QUEUE]) & (mem + need <= 1.0)
     return ok
 
 

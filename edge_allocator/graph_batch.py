@@ -18,8 +18,10 @@ from typing import NamedTuple
 
 import numpy as np
 
+from edge_allocator.capacity import SPEED
 from edge_allocator.columnar import StateBatch, no_feasible_node
 from edge_allocator.graph import (
+    FEATURE_INDEX,
     NODE_TYPE_COLUMN,
     NUM_FEATURES,
     GraphBatch,
@@ -115,15 +117,41 @@ def node_features(batch: StateBatch) -> tuple[np.ndarray, np.ndarray]:
     # float32 as the policies were trained on (graph.build_graph), whatever was sent
     values = batch.values32
     per_node_task = np.repeat(batch.tasks.astype(np.float32), batch.sizes, axis=0)
-    return features(values, per_node_task), feasible_mask(values, per_node_task)
+    limits = batch.limits
+    return (features(values, per_node_task, limits),
+            feasible_mask(values, per_node_task, limits))
+
+
+def predicted_times(batch: StateBatch, best: np.ndarray) -> tuple[np.ndarray, np.ndarray]:
+    """[B] each state's predicted wait + execution on node ``best[i]`` at observed speed
+    1 (declared or nominal capacity only: what feedback is compared with, so the speed
+    estimate converges to the real ratio instead of to 1), and [B] predicted transfer."""
+    rows = batch.offsets[:-1] + np.asarray(best, np.int64)
+    limits = batch.limits[rows].copy()
+    limits[:, SPEED] = 1.0
+    x = features(batch.values32[rows], batch.tasks.astype(np.float32), limits)
+    wait, exe, transfer = (FEATURE_INDEX[f] for f in ("est_wait_ms", "est_exec_ms",
+                                                      "est_transfer_ms"))
+    return x[:, wait] + x[:, exe], x[:, transfer]
+
+
+def feasibility(batch: StateBatch) -> np.ndarray:
+    """[T] the feasibility mask alone (``node_features``' second half)."""
+    per_node_task = np.repeat(batch.tasks.astype(np.float32), batch.sizes, axis=0)
+    return feasible_mask(batch.values32, per_node_task, batch.limits)
 
 
 def check_feasible(batch: StateBatch, mask: np.ndarray, in_batch: bool) -> None:
-    """422 naming the first state (in a batch) whose every node is masked."""
+    """422 naming the first state (in a batch) whose every node is masked, and why for
+    each of its nodes."""
     any_ok = np.logical_or.reduceat(mask, batch.offsets[:-1])
     if not any_ok.all():
         i = int(np.flatnonzero(~any_ok)[0])
-        raise no_feasible_node(f"states.{i}." if in_batch else "")
+        lo, hi = batch.offsets[i], batch.offsets[i + 1]
+        only = np.ones_like(mask)
+        only[lo:hi] = mask[lo:hi]  # reasons for this state's nodes only
+        raise no_feasible_node(batch.masked_reasons(only)[i],
+                               f"states.{i}." if in_batch else "")
 
 
 def one_graph(batch: StateBatch, topo: TopologyKeys, x: np.ndarray, mask: np.ndarray,

@@ -44,6 +44,11 @@ class Decision:
                           Field(description="States that shared the model call (0: cache hit)")]
     inference_node: Annotated[str | None,
                               Field(description="Ray node that ran the model")] = None
+    infeasible: Annotated[dict[str, str], Field(
+        description="Why each masked node could not take the task, by node id (e.g. "
+        "'queue full (32 of 32)', 'memory short (need 512 MB, free 102 MB of 1024)', "
+        "'unreachable (bandwidth 0)'); empty when every node is feasible")
+    ] = field(default_factory=dict)
 
     def to_dict(self) -> dict[str, Any]:
         """The JSON object as plain dicts and lists (the decision cache stores it); the
@@ -75,6 +80,29 @@ class FeedbackReceipt:
 
     decision_id: str
     recorded: bool
+
+
+@dataclass(slots=True)
+class NodeSpeedInfo:
+    """GET /v1/nodes/{node_id}: what feedback taught about a node's speed."""
+
+    node_id: str
+    observed_speed: Annotated[float, Field(
+        description="Realised speed relative to the predicted one (0.2: tasks took 5x "
+        "longer than predicted); 1.0 for a node never heard from")]
+    confidence: Annotated[float, Field(description="0 (no evidence) .. 1; decays with time")]
+    count: Annotated[int, Field(description="Completions learned from since the last reset")]
+    updated_at: Annotated[float | None, Field(description="Unix time of the latest one")]
+    applied: Annotated[bool, Field(description="Whether decisions use it (node_speeds.apply)")]
+    source: Literal["local", "redis"]
+
+
+@dataclass(slots=True)
+class NodeSpeedReset:
+    """DELETE /v1/nodes/{node_id}: the node is back at speed 1.0."""
+
+    node_id: str
+    reset: Annotated[bool, Field(description="False: there was no estimate to forget")]
 
 
 @dataclass(slots=True)

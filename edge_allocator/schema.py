@@ -11,6 +11,7 @@ from typing import Annotated, Any, Literal
 
 from pydantic import BaseModel, ConfigDict, Field, ValidationError, model_validator
 
+from edge_allocator.capacity import LIMIT_RANGES, default_text
 from edge_allocator.constants import MAX_BATCH_STATES, MAX_EDGES, MAX_NODES
 
 FiniteNonNeg = Annotated[float, Field(ge=0.0, allow_inf_nan=False, strict=True)]
@@ -28,6 +29,20 @@ NODE_FIELDS: tuple[str, ...] = (
 )
 #: The task fields, in feature order.
 TASK_FIELDS: tuple[str, ...] = ("compute_gcycles", "memory_mb", "data_mb", "deadline_ms")
+
+
+def _limit(name: str) -> Any:
+    """The constraints of one optional node field (``capacity.LIMIT_RANGES``)."""
+    r = LIMIT_RANGES[name]
+    if r.integer:
+        return Field(gt=int(r.above), le=int(r.at_most), strict=True)
+    return Field(gt=r.above, le=r.at_most, allow_inf_nan=False, strict=True)
+
+
+CapacityGcps = Annotated[float, _limit("capacity_gcps")]
+MemoryMb = Annotated[float, _limit("memory_mb")]
+QueueCapacity = Annotated[int, _limit("queue_capacity")]
+ObservedSpeed = Annotated[float, _limit("observed_speed")]
 
 
 class _Strictish(BaseModel):
@@ -53,6 +68,22 @@ class Node(_Strictish):
         description="Tasks waiting on the node"
     )
     node_type: Literal[0, 1, 2] = Field(description="0 sensor/gateway, 1 edge/fog, 2 cloud")
+    # Optional capacities (issue 12): omitted, the node type's nominal value applies,
+    # which is exactly what the policies were trained on.
+    capacity_gcps: CapacityGcps | None = Field(
+        default=None, description="Compute capacity, giga-cycles per second; omitted: by "
+        f"node_type, {default_text('capacity_gcps')}")
+    memory_mb: MemoryMb | None = Field(
+        default=None, description="Memory available to tasks, MB (mem_util is a share of "
+        f"it); omitted: by node_type, {default_text('memory_mb')}")
+    queue_capacity: QueueCapacity | None = Field(
+        default=None, description="Queue length at which the node takes no more tasks; "
+        f"omitted: {default_text('queue_capacity')}")
+    observed_speed: ObservedSpeed | None = Field(
+        default=None, description="Realised speed relative to capacity_gcps (0.5: tasks "
+        "take twice as long as predicted); scales the capacity the model sees. Omitted: "
+        "the service's estimate learned from /v1/feedback (GET /v1/nodes/{node_id}), 1.0 "
+        "for a node never heard from")
 
 
 class Task(_Strictish):
@@ -165,6 +196,14 @@ class ColumnarNodes(_Strictish):
     queue_len: list[float]
     node_type: list[Literal[0, 1, 2]]
     node_id: list[str] | None = Field(default=None, description="Default: indices per state")
+    capacity_gcps: list[float] | None = Field(
+        default=None, description="Optional, one per node (no gaps); omitted: type defaults")
+    memory_mb: list[float] | None = Field(
+        default=None, description="Optional, one per node; omitted: type defaults")
+    queue_capacity: list[int] | None = Field(
+        default=None, description="Optional, one per node (int32 bin); omitted: 32")
+    observed_speed: list[float] | None = Field(
+        default=None, description="Optional, one per node; omitted: learned from feedback")
 
 
 class ColumnarBatchRequest(_Strictish):

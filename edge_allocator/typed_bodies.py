@@ -27,6 +27,7 @@ from typing import Annotated, Any, NamedTuple
 import msgspec
 import numpy as np
 
+from edge_allocator.capacity import LIMIT_FIELDS, LIMIT_RANGES
 from edge_allocator.columnar import (
     TASK_RANGES,
     StateBatch,
@@ -54,6 +55,12 @@ class TypedNode(msgspec.Struct, gc=False):
     queue_len: float
     node_type: float
     node_id: _Id | None = None
+    # the optional capacities (capacity.LIMIT_FIELDS): UNSET when omitted, None when
+    # sent as null (both: the type's default)
+    capacity_gcps: float | None | msgspec.UnsetType = msgspec.UNSET
+    memory_mb: float | None | msgspec.UnsetType = msgspec.UNSET
+    queue_capacity: int | None | msgspec.UnsetType = msgspec.UNSET
+    observed_speed: float | None | msgspec.UnsetType = msgspec.UNSET
 
 
 class TypedTask(msgspec.Struct, gc=False):
@@ -95,6 +102,10 @@ class DecodedBatch(NamedTuple):
 
 
 _NODE_GETTER = operator.attrgetter(*NODE_FIELDS)
+_LIMIT_GETTER = operator.attrgetter(*LIMIT_FIELDS)
+_LIMIT_ABOVE = np.array([LIMIT_RANGES[f].above for f in LIMIT_FIELDS])
+_LIMIT_AT_MOST = np.array([LIMIT_RANGES[f].at_most for f in LIMIT_FIELDS])
+_NOT_SENT = {msgspec.UNSET, None}
 _TASK_GETTER = operator.attrgetter(*TASK_FIELDS)
 _REFERENCE = np.array([float(getattr(REFERENCE_TASK, f)) for f in TASK_FIELDS])
 _TASK_LO = np.array([TASK_RANGES[f][0] for f in TASK_FIELDS])
@@ -143,6 +154,7 @@ def _columns(states: list[TypedState]) -> StateBatch:
         itertools.chain.from_iterable(map(_NODE_GETTER, itertools.chain.from_iterable(
             node_lists))), np.float64, count=total * len(NODE_FIELDS))
     values = check_values(flat.reshape(total, len(NODE_FIELDS)))
+    nodes = list(itertools.chain.from_iterable(node_lists))
     return StateBatch(
         values=values,
         offsets=offsets,
@@ -150,7 +162,28 @@ def _columns(states: list[TypedState]) -> StateBatch:
         edges=_edges(states, sizes),
         tasks=_tasks(states),
         models=[s.model for s in states],
+        declared=_declared(nodes),
     )
+
+
+def _declared(nodes: list[TypedNode]) -> np.ndarray | None:
+    """``StateBatch.declared``, or None when no node sends an optional field (one pass
+    in C for today's clients: a set of the attributes' values), or _Irregular."""
+    sent = list(itertools.chain.from_iterable(map(_LIMIT_GETTER, nodes)))
+    if set(sent) <= _NOT_SENT:
+        return None
+    omitted = np.array([v is msgspec.UNSET or v is None for v in sent]).reshape(
+        -1, len(LIMIT_FIELDS))
+    try:
+        arr = np.array([1.0 if v is msgspec.UNSET or v is None else v for v in sent],
+                       np.float64).reshape(-1, len(LIMIT_FIELDS))
+    except OverflowError:
+        raise _Irregular("limit") from None
+    if not (np.isfinite(arr).all() and (arr > _LIMIT_ABOVE).all()
+            and (arr <= _LIMIT_AT_MOST).all()):
+        raise _Irregular("limit")  # an explicit NaN (msgpack) too: the dict path words it
+    arr[omitted] = np.nan
+    return None if omitted.all() else arr
 
 
 def _tasks(states: list[TypedState]) -> np.ndarray:

@@ -35,6 +35,7 @@ import msgpack  # type: ignore[import-untyped]  # no stubs, no py.typed
 import msgspec
 import numpy as np
 
+from edge_allocator.capacity import LIMIT_DEFAULTS, LIMIT_FIELDS, LIMIT_RANGES
 from edge_allocator.columnar import NODE_RANGES, TASK_RANGES, StateBatch, valid_model
 from edge_allocator.constants import MAX_BATCH_STATES, MAX_EDGES, MAX_NODES
 from edge_allocator.schema import NODE_FIELDS, REFERENCE_TASK, TASK_FIELDS, RequestError
@@ -234,14 +235,35 @@ def columnar_batch(data: Mapping[str, Any]) -> tuple[StateBatch, str | None]:
         else:
             _check_range(col, *NODE_RANGES[name], name, offsets)
         cols.append(col.astype(np.float64))
+    declared = _declared(nodes, offsets)
     model = data.get("model")
     if not valid_model(model):
         raise _bad("model", "must be a string of at most 64 characters")
     batch = StateBatch(
         values=np.stack(cols, axis=1), offsets=offsets,
         node_ids=_node_ids(nodes.get("node_id"), offsets), edges=_edges(data, offsets),
-        tasks=_tasks(data.get("tasks"), b), models=[None] * b)
+        tasks=_tasks(data.get("tasks"), b), models=[None] * b, declared=declared)
     return batch, model
+
+
+def _declared(nodes: Mapping[str, Any], offsets: np.ndarray) -> np.ndarray | None:
+    """The optional node fields (``capacity.LIMIT_FIELDS``), each a full column when
+    sent (no gaps: omit the field for the type defaults); None when none is sent."""
+    sent = [(k, name) for k, name in enumerate(LIMIT_FIELDS) if nodes.get(name) is not None]
+    if not sent:
+        return None
+    total = int(offsets[-1])
+    out = np.full((total, len(LIMIT_FIELDS)), np.nan)
+    for k, name in sent:
+        rng = LIMIT_RANGES[name]
+        col = _array(nodes[name], f"nodes.{name}", "i4" if rng.integer else "f4", total)
+        bad = ~np.isfinite(col) | (col <= rng.above) | (col > rng.at_most)
+        if bad.any():
+            i, j = _state_node(offsets, int(np.flatnonzero(bad)[0]))
+            raise _bad(f"states.{i}.nodes.{j}.{name}", f"Input should be greater than "
+                       f"{rng.above:g} and at most {rng.at_most:g}")
+        out[:, k] = col
+    return out
 
 
 def columnar_request(states: list[Mapping[str, Any]], packed: bool = False,
@@ -259,6 +281,17 @@ def columnar_request(states: list[Mapping[str, Any]], packed: bool = False,
     nodes: dict[str, Any] = {
         f: pack([n[f] for s in states for n in s["nodes"]], i4 if f == "node_type" else f4)
         for f in NODE_FIELDS}
+    for k, f in enumerate(LIMIT_FIELDS):  # optional: a full column when any node sends it
+        if not any(n.get(f) is not None for s in states for n in s["nodes"]):
+            continue
+        if f == "observed_speed" and not all(n.get(f) is not None for s in states
+                                             for n in s["nodes"]):
+            raise ValueError("columnar_request: observed_speed on some nodes only; the "
+                             "columnar shape takes it for every node or none")
+        cast = int if LIMIT_RANGES[f].integer else float
+        col = [n[f] if n.get(f) is not None else cast(LIMIT_DEFAULTS[int(n["node_type"]), k])
+               for s in states for n in s["nodes"]]  # gaps: the type's default, explicit
+        nodes[f] = pack(col, i4 if LIMIT_RANGES[f].integer else f4)
     if any("node_id" in n for s in states for n in s["nodes"]):
         nodes["node_id"] = [n.get("node_id", str(j)) for s in states
                             for j, n in enumerate(s["nodes"])]

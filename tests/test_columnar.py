@@ -30,6 +30,16 @@ ODD_TASKS = [None, {}, {"compute_gcycles": 0}, {"compute_gcycles": 1e6},
              {"memory_mb": 10**7}, {"unknown": 1}, "x", [1]]
 ODD_MODELS = [None, "hybrid", "", "m" * 64, "m" * 65, 5, ["hybrid"]]
 FIELDS = ["cpu_util", "mem_util", "energy", "latency", "bandwidth", "queue_len", "node_type"]
+#: The optional node fields (issue 12) and valid values of each.
+LIMITS = {"capacity_gcps": [0.5, 6.0, 40, 1e6], "memory_mb": [512.0, 8192, 1e9],
+          "queue_capacity": [1, 8, 64, 10**6], "observed_speed": [0.2, 1, 2.5, 100.0]}
+
+
+def _declare(draw: st.DrawFn, nodes: list[dict[str, Any]]) -> None:
+    for nd in nodes:
+        for f, values in LIMITS.items():
+            if draw(st.integers(0, 2)) == 0:
+                nd[f] = draw(st.sampled_from([*values, None]))
 
 
 @st.composite
@@ -43,10 +53,12 @@ def states(draw: st.DrawFn) -> Any:
     if draw(st.booleans()):
         for i, nd in enumerate(nodes):
             nd["node_id"] = f"n{i}"
+    if draw(st.integers(0, 2)) == 0:  # valid optional fields on some nodes
+        _declare(draw, nodes)
     state: dict[str, Any] = {"nodes": nodes}
     for _ in range(draw(st.integers(0, 2))):  # mutations: most states stay valid
         kind = draw(st.sampled_from(["field", "field", "missing", "id", "edges", "task",
-                                     "model", "nodes", "extra"]))
+                                     "model", "nodes", "extra", "limit"]))
         i = draw(st.integers(0, n - 1))
         if kind == "field":
             nodes[i][draw(st.sampled_from(FIELDS))] = draw(st.sampled_from(ODD_NUMBERS))
@@ -54,6 +66,9 @@ def states(draw: st.DrawFn) -> Any:
             nodes[i].pop(draw(st.sampled_from(FIELDS)), None)  # twice on one node: no KeyError
         elif kind == "id":
             nodes[i]["node_id"] = draw(st.sampled_from(ODD_IDS))
+        elif kind == "limit":
+            nodes[i][draw(st.sampled_from(list(LIMITS)))] = draw(st.sampled_from(
+                [*ODD_NUMBERS, 32, 32.0, 0.0, 1e6 + 1, 1e9 + 1, 100.5]))
         elif kind == "edges":
             state["edges"] = draw(st.sampled_from(ODD_EDGES))
         elif kind == "task":
@@ -89,6 +104,9 @@ def _same_columns(a: Any, b: Any) -> None:
             np.testing.assert_array_equal(ea.reshape(-1, 2), eb.reshape(-1, 2))
     np.testing.assert_array_equal(a.tasks, b.tasks)
     assert a.models == b.models
+    assert (a.declared is None) == (b.declared is None)
+    if a.declared is not None:
+        np.testing.assert_array_equal(a.declared, b.declared)  # NaN (omitted) equals NaN
 
 
 COUNTS = {"states": 0, "fast": 0, "valid": 0}

@@ -55,6 +55,10 @@ def columnar(draw: st.DrawFn) -> dict[str, Any]:
                                       max_size=4 * max(total, 0) + 2))
         else:
             nodes[f] = draw(odd)
+    for f in ("capacity_gcps", "memory_mb", "queue_capacity", "observed_speed"):
+        if draw(st.integers(0, 3)) == 0:  # optional fields (issue 12): mostly absent
+            nodes[f] = draw(st.one_of(
+                st.lists(numbers, min_size=max(total, 0), max_size=max(total, 0)), odd))
     if draw(st.booleans()):
         nodes["node_id"] = draw(st.lists(st.sampled_from(["a", "b", "c", "", 1]),
                                          min_size=max(total, 0), max_size=max(total, 0)))

@@ -24,7 +24,7 @@ _sym_db = _symbol_database.Default()
 
 
 
-DESCRIPTOR = _descriptor_pool.Default().AddSerializedFile(b'\n(edge_allocator/grpc/edge_allocator.proto\x12\x11\x65\x64ge_allocator.v1\"\xa4\x02\n\x04Node\x12\x14\n\x07node_id\x18\x01 \x01(\tH\x00\x88\x01\x01\x12\x15\n\x08\x63pu_util\x18\x02 \x01(\x01H\x01\x88\x01\x01\x12\x15\n\x08mem_util\x18\x03 \x01(\x01H\x02\x88\x01\x01\x12\x13\n\x06\x65nergy\x18\x04 \x01(\x01H\x03\x88\x01\x01\x12\x14\n\x07latency\x18\x05 \x01(\x01H\x04\x88\x01\x01\x12\x16\n\tbandwidth\x18\x06 \x01(\x01H\x05\x88\x01\x01\x12\x16\n\tqueue_len\x18\x07 \x01(\x01H\x06\x88\x01\x01\x12\x16\n\tnode_type\x18\x08 \x01(\x05H\x07\x88\x01\x01\x42\n\n\x08_node_idB\x0b\n\t_cpu_utilB\x0b\n\t_mem_utilB\t\n\x07_energyB\n\n\x08_latencyB\x0c\n\n_bandwidthB\x0c\n\n_queue_lenB\x0c\n\n_node_type\"&\n\x04\x45\x64ge\x12\x0e\n\x06source\x18\x01 \x01(\x03\x12\x0e\n\x06target\x18\x02 \x01(\x03\"2\n\x08\x45\x64geList\x12&\n\x05items\x18\x01 \x03(\x0b\x32\x17.edge_allocator.v1.Edge\"\xaa\x01\n\x04Task\x12\x1c\n\x0f\x63ompute_gcycles\x18\x01 \x01(\x01H\x00\x88\x01\x01\x12\x16\n\tmemory_mb\x18\x02 \x01(\x01H\x01\x88\x01\x01\x12\x14\n\x07\x64\x61ta_mb\x18\x03 \x01(\x01H\x02\x88\x01\x01\x12\x18\n\x0b\x64\x65\x61\x64line_ms\x18\x04 \x01(\x01H\x03\x88\x01\x01\x42\x12\n\x10_compute_gcyclesB\x0c\n\n_memory_mbB\n\n\x08_data_mbB\x0e\n\x0c_deadline_ms\"\xaa\x01\n\x0f\x41llocateRequest\x12&\n\x05nodes\x18\x01 \x03(\x0b\x32\x17.edge_allocator.v1.Node\x12*\n\x05\x65\x64ges\x18\x02 \x01(\x0b\x32\x1b.edge_allocator.v1.EdgeList\x12%\n\x04task\x18\x03 \x01(\x0b\x32\x17.edge_allocator.v1.Task\x12\x12\n\x05model\x18\x04 \x01(\tH\x00\x88\x01\x01\x42\x08\n\x06_model\"\xd9\x01\n\x0bNodeColumns\x12\x13\n\x0bnode_counts\x18\x01 \x03(\r\x12\x0f\n\x07node_id\x18\x02 \x03(\t\x12\x10\n\x08\x63pu_util\x18\x03 \x03(\x01\x12\x10\n\x08mem_util\x18\x04 \x03(\x01\x12\x0e\n\x06\x65nergy\x18\x05 \x03(\x01\x12\x0f\n\x07latency\x18\x06 \x03(\x01\x12\x11\n\tbandwidth\x18\x07 \x03(\x01\x12\x11\n\tqueue_len\x18\x08 \x03(\x01\x12\x11\n\tnode_type\x18\t \x03(\x05\x12&\n\x05tasks\x18\n \x03(\x0b\x32\x17.edge_allocator.v1.Task\"\x99\x01\n\x14\x42\x61tchAllocateRequest\x12\x32\n\x06states\x18\x01 \x03(\x0b\x32\".edge_allocator.v1.AllocateRequest\x12\x12\n\x05model\x18\x02 \x01(\tH\x00\x88\x01\x01\x12/\n\x07\x63olumns\x18\x03 \x01(\x0b\x32\x1e.edge_allocator.v1.NodeColumnsB\x08\n\x06_model\":\n\x08ModelRef\x12\x0c\n\x04name\x18\x01 \x01(\t\x12\x0f\n\x07version\x18\x02 \x01(\t\x12\x0f\n\x07\x62\x61\x63kend\x18\x03 \x01(\t\"\xe2\x03\n\x08\x44\x65\x63ision\x12\x13\n\x0b\x64\x65\x63ision_id\x18\x01 \x01(\t\x12\x0f\n\x07node_id\x18\x02 \x01(\t\x12\x12\n\nnode_index\x18\x03 \x01(\x05\x12\x12\n\nconfidence\x18\x04 \x01(\x01\x12\x37\n\x06scores\x18\x05 \x03(\x0b\x32\'.edge_allocator.v1.Decision.ScoresEntry\x12\x0f\n\x07ranking\x18\x06 \x03(\t\x12\x45\n\rprobabilities\x18\x07 \x03(\x0b\x32..edge_allocator.v1.Decision.ProbabilitiesEntry\x12*\n\x05model\x18\x08 \x01(\x0b\x32\x1b.edge_allocator.v1.ModelRef\x12\x0e\n\x06\x63\x61\x63hed\x18\t \x01(\x08\x12\x12\n\nlatency_ms\x18\n \x01(\x01\x12\x12\n\nbatch_size\x18\x0b \x01(\x05\x12\x1b\n\x0einference_node\x18\x0c \x01(\tH\x00\x88\x01\x01\x1a-\n\x0bScoresEntry\x12\x0b\n\x03key\x18\x01 \x01(\t\x12\r\n\x05value\x18\x02 \x01(\x01:\x02\x38\x01\x1a\x34\n\x12ProbabilitiesEntry\x12\x0b\n\x03key\x18\x01 \x01(\t\x12\r\n\x05value\x18\x02 \x01(\x01:\x02\x38\x01\x42\x11\n\x0f_inference_node\"@\n\x0e\x42\x61tchDecisions\x12.\n\tdecisions\x18\x01 \x03(\x0b\x32\x1b.edge_allocator.v1.Decision2\xb9\x01\n\rEdgeAllocator\x12K\n\x08\x41llocate\x12\".edge_allocator.v1.AllocateRequest\x1a\x1b.edge_allocator.v1.Decision\x12[\n\rAllocateBatch\x12\'.edge_allocator.v1.BatchAllocateRequest\x1a!.edge_allocator.v1.BatchDecisionsb\x06proto3')
+DESCRIPTOR = _descriptor_pool.Default().AddSerializedFile(b'\n(edge_allocator/grpc/edge_allocator.proto\x12\x11\x65\x64ge_allocator.v1\"\xd8\x03\n\x04Node\x12\x14\n\x07node_id\x18\x01 \x01(\tH\x00\x88\x01\x01\x12\x15\n\x08\x63pu_util\x18\x02 \x01(\x01H\x01\x88\x01\x01\x12\x15\n\x08mem_util\x18\x03 \x01(\x01H\x02\x88\x01\x01\x12\x13\n\x06\x65nergy\x18\x04 \x01(\x01H\x03\x88\x01\x01\x12\x14\n\x07latency\x18\x05 \x01(\x01H\x04\x88\x01\x01\x12\x16\n\tbandwidth\x18\x06 \x01(\x01H\x05\x88\x01\x01\x12\x16\n\tqueue_len\x18\x07 \x01(\x01H\x06\x88\x01\x01\x12\x16\n\tnode_type\x18\x08 \x01(\x05H\x07\x88\x01\x01\x12\x1a\n\rcapacity_gcps\x18\t \x01(\x01H\x08\x88\x01\x01\x12\x16\n\tmemory_mb\x18\n \x01(\x01H\t\x88\x01\x01\x12\x1b\n\x0equeue_capacity\x18\x0b \x01(\x05H\n\x88\x01\x01\x12\x1b\n\x0eobserved_speed\x18\x0c \x01(\x01H\x0b\x88\x01\x01\x42\n\n\x08_node_idB\x0b\n\t_cpu_utilB\x0b\n\t_mem_utilB\t\n\x07_energyB\n\n\x08_latencyB\x0c\n\n_bandwidthB\x0c\n\n_queue_lenB\x0c\n\n_node_typeB\x10\n\x0e_capacity_gcpsB\x0c\n\n_memory_mbB\x11\n\x0f_queue_capacityB\x11\n\x0f_observed_speed\"&\n\x04\x45\x64ge\x12\x0e\n\x06source\x18\x01 \x01(\x03\x12\x0e\n\x06target\x18\x02 \x01(\x03\"2\n\x08\x45\x64geList\x12&\n\x05items\x18\x01 \x03(\x0b\x32\x17.edge_allocator.v1.Edge\"\xaa\x01\n\x04Task\x12\x1c\n\x0f\x63ompute_gcycles\x18\x01 \x01(\x01H\x00\x88\x01\x01\x12\x16\n\tmemory_mb\x18\x02 \x01(\x01H\x01\x88\x01\x01\x12\x14\n\x07\x64\x61ta_mb\x18\x03 \x01(\x01H\x02\x88\x01\x01\x12\x18\n\x0b\x64\x65\x61\x64line_ms\x18\x04 \x01(\x01H\x03\x88\x01\x01\x42\x12\n\x10_compute_gcyclesB\x0c\n\n_memory_mbB\n\n\x08_data_mbB\x0e\n\x0c_deadline_ms\"\xaa\x01\n\x0f\x41llocateRequest\x12&\n\x05nodes\x18\x01 \x03(\x0b\x32\x17.edge_allocator.v1.Node\x12*\n\x05\x65\x64ges\x18\x02 \x01(\x0b\x32\x1b.edge_allocator.v1.EdgeList\x12%\n\x04task\x18\x03 \x01(\x0b\x32\x17.edge_allocator.v1.Task\x12\x12\n\x05model\x18\x04 \x01(\tH\x00\x88\x01\x01\x42\x08\n\x06_model\"\xb3\x02\n\x0bNodeColumns\x12\x13\n\x0bnode_counts\x18\x01 \x03(\r\x12\x0f\n\x07node_id\x18\x02 \x03(\t\x12\x10\n\x08\x63pu_util\x18\x03 \x03(\x01\x12\x10\n\x08mem_util\x18\x04 \x03(\x01\x12\x0e\n\x06\x65nergy\x18\x05 \x03(\x01\x12\x0f\n\x07latency\x18\x06 \x03(\x01\x12\x11\n\tbandwidth\x18\x07 \x03(\x01\x12\x11\n\tqueue_len\x18\x08 \x03(\x01\x12\x11\n\tnode_type\x18\t \x03(\x05\x12&\n\x05tasks\x18\n \x03(\x0b\x32\x17.edge_allocator.v1.Task\x12\x15\n\rcapacity_gcps\x18\x0b \x03(\x01\x12\x11\n\tmemory_mb\x18\x0c \x03(\x01\x12\x16\n\x0equeue_capacity\x18\r \x03(\x05\x12\x16\n\x0eobserved_speed\x18\x0e \x03(\x01\"\x99\x01\n\x14\x42\x61tchAllocateRequest\x12\x32\n\x06states\x18\x01 \x03(\x0b\x32\".edge_allocator.v1.AllocateRequest\x12\x12\n\x05model\x18\x02 \x01(\tH\x00\x88\x01\x01\x12/\n\x07\x63olumns\x18\x03 \x01(\x0b\x32\x1e.edge_allocator.v1.NodeColumnsB\x08\n\x06_model\":\n\x08ModelRef\x12\x0c\n\x04name\x18\x01 \x01(\t\x12\x0f\n\x07version\x18\x02 \x01(\t\x12\x0f\n\x07\x62\x61\x63kend\x18\x03 \x01(\t\"\xd6\x04\n\x08\x44\x65\x63ision\x12\x13\n\x0b\x64\x65\x63ision_id\x18\x01 \x01(\t\x12\x0f\n\x07node_id\x18\x02 \x01(\t\x12\x12\n\nnode_index\x18\x03 \x01(\x05\x12\x12\n\nconfidence\x18\x04 \x01(\x01\x12\x37\n\x06scores\x18\x05 \x03(\x0b\x32\'.edge_allocator.v1.Decision.ScoresEntry\x12\x0f\n\x07ranking\x18\x06 \x03(\t\x12\x45\n\rprobabilities\x18\x07 \x03(\x0b\x32..edge_allocator.v1.Decision.ProbabilitiesEntry\x12*\n\x05model\x18\x08 \x01(\x0b\x32\x1b.edge_allocator.v1.ModelRef\x12\x0e\n\x06\x63\x61\x63hed\x18\t \x01(\x08\x12\x12\n\nlatency_ms\x18\n \x01(\x01\x12\x12\n\nbatch_size\x18\x0b \x01(\x05\x12\x1b\n\x0einference_node\x18\x0c \x01(\tH\x00\x88\x01\x01\x12?\n\ninfeasible\x18\r \x03(\x0b\x32+.edge_allocator.v1.Decision.InfeasibleEntry\x1a-\n\x0bScoresEntry\x12\x0b\n\x03key\x18\x01 \x01(\t\x12\r\n\x05value\x18\x02 \x01(\x01:\x02\x38\x01\x1a\x34\n\x12ProbabilitiesEntry\x12\x0b\n\x03key\x18\x01 \x01(\t\x12\r\n\x05value\x18\x02 \x01(\x01:\x02\x38\x01\x1a\x31\n\x0fInfeasibleEntry\x12\x0b\n\x03key\x18\x01 \x01(\t\x12\r\n\x05value\x18\x02 \x01(\t:\x02\x38\x01\x42\x11\n\x0f_inference_node\"@\n\x0e\x42\x61tchDecisions\x12.\n\tdecisions\x18\x01 \x03(\x0b\x32\x1b.edge_allocator.v1.Decision2\xb9\x01\n\rEdgeAllocator\x12K\n\x08\x41llocate\x12\".edge_allocator.v1.AllocateRequest\x1a\x1b.edge_allocator.v1.Decision\x12[\n\rAllocateBatch\x12\'.edge_allocator.v1.BatchAllocateRequest\x1a!.edge_allocator.v1.BatchDecisionsb\x06proto3')
 
 _globals = globals()
 _builder.BuildMessageAndEnumDescriptors(DESCRIPTOR, _globals)
@@ -35,30 +35,34 @@ if not _descriptor._USE_C_DESCRIPTORS:
   _globals['_DECISION_SCORESENTRY']._serialized_options = b'8\001'
   _globals['_DECISION_PROBABILITIESENTRY']._loaded_options = None
   _globals['_DECISION_PROBABILITIESENTRY']._serialized_options = b'8\001'
+  _globals['_DECISION_INFEASIBLEENTRY']._loaded_options = None
+  _globals['_DECISION_INFEASIBLEENTRY']._serialized_options = b'8\001'
   _globals['_NODE']._serialized_start=64
-  _globals['_NODE']._serialized_end=356
-  _globals['_EDGE']._serialized_start=358
-  _globals['_EDGE']._serialized_end=396
-  _globals['_EDGELIST']._serialized_start=398
-  _globals['_EDGELIST']._serialized_end=448
-  _globals['_TASK']._serialized_start=451
-  _globals['_TASK']._serialized_end=621
-  _globals['_ALLOCATEREQUEST']._serialized_start=624
-  _globals['_ALLOCATEREQUEST']._serialized_end=794
-  _globals['_NODECOLUMNS']._serialized_start=797
-  _globals['_NODECOLUMNS']._serialized_end=1014
-  _globals['_BATCHALLOCATEREQUEST']._serialized_start=1017
-  _globals['_BATCHALLOCATEREQUEST']._serialized_end=1170
-  _globals['_MODELREF']._serialized_start=1172
-  _globals['_MODELREF']._serialized_end=1230
-  _globals['_DECISION']._serialized_start=1233
-  _globals['_DECISION']._serialized_end=1715
-  _globals['_DECISION_SCORESENTRY']._serialized_start=1597
-  _globals['_DECISION_SCORESENTRY']._serialized_end=1642
-  _globals['_DECISION_PROBABILITIESENTRY']._serialized_start=1644
-  _globals['_DECISION_PROBABILITIESENTRY']._serialized_end=1696
-  _globals['_BATCHDECISIONS']._serialized_start=1717
-  _globals['_BATCHDECISIONS']._serialized_end=1781
-  _globals['_EDGEALLOCATOR']._serialized_start=1784
-  _globals['_EDGEALLOCATOR']._serialized_end=1969
+  _globals['_NODE']._serialized_end=536
+  _globals['_EDGE']._serialized_start=538
+  _globals['_EDGE']._serialized_end=576
+  _globals['_EDGELIST']._serialized_start=578
+  _globals['_EDGELIST']._serialized_end=628
+  _globals['_TASK']._serialized_start=631
+  _globals['_TASK']._serialized_end=801
+  _globals['_ALLOCATEREQUEST']._serialized_start=804
+  _globals['_ALLOCATEREQUEST']._serialized_end=974
+  _globals['_NODECOLUMNS']._serialized_start=977
+  _globals['_NODECOLUMNS']._serialized_end=1284
+  _globals['_BATCHALLOCATEREQUEST']._serialized_start=1287
+  _globals['_BATCHALLOCATEREQUEST']._serialized_end=1440
+  _globals['_MODELREF']._serialized_start=1442
+  _globals['_MODELREF']._serialized_end=1500
+  _globals['_DECISION']._serialized_start=1503
+  _globals['_DECISION']._serialized_end=2101
+  _globals['_DECISION_SCORESENTRY']._serialized_start=1932
+  _globals['_DECISION_SCORESENTRY']._serialized_end=1977
+  _globals['_DECISION_PROBABILITIESENTRY']._serialized_start=1979
+  _globals['_DECISION_PROBABILITIESENTRY']._serialized_end=2031
+  _globals['_DECISION_INFEASIBLEENTRY']._serialized_start=2033
+  _globals['_DECISION_INFEASIBLEENTRY']._serialized_end=2082
+  _globals['_BATCHDECISIONS']._serialized_start=2103
+  _globals['_BATCHDECISIONS']._serialized_end=2167
+  _globals['_EDGEALLOCATOR']._serialized_start=2170
+  _globals['_EDGEALLOCATOR']._serialized_end=2355
 # @@protoc_insertion_point(module_scope)

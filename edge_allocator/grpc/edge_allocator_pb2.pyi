@@ -7,7 +7,7 @@ from typing import ClassVar as _ClassVar, Optional as _Optional, Union as _Union
 DESCRIPTOR: _descriptor.FileDescriptor
 
 class Node(_message.Message):
-    __slots__ = ("node_id", "cpu_util", "mem_util", "energy", "latency", "bandwidth", "queue_len", "node_type")
+    __slots__ = ("node_id", "cpu_util", "mem_util", "energy", "latency", "bandwidth", "queue_len", "node_type", "capacity_gcps", "memory_mb", "queue_capacity", "observed_speed")
     NODE_ID_FIELD_NUMBER: _ClassVar[int]
     CPU_UTIL_FIELD_NUMBER: _ClassVar[int]
     MEM_UTIL_FIELD_NUMBER: _ClassVar[int]
@@ -16,6 +16,10 @@ class Node(_message.Message):
     BANDWIDTH_FIELD_NUMBER: _ClassVar[int]
     QUEUE_LEN_FIELD_NUMBER: _ClassVar[int]
     NODE_TYPE_FIELD_NUMBER: _ClassVar[int]
+    CAPACITY_GCPS_FIELD_NUMBER: _ClassVar[int]
+    MEMORY_MB_FIELD_NUMBER: _ClassVar[int]
+    QUEUE_CAPACITY_FIELD_NUMBER: _ClassVar[int]
+    OBSERVED_SPEED_FIELD_NUMBER: _ClassVar[int]
     node_id: str
     cpu_util: float
     mem_util: float
@@ -24,7 +28,11 @@ class Node(_message.Message):
     bandwidth: float
     queue_len: float
     node_type: int
-    def __init__(self, node_id: _Optional[str] = ..., cpu_util: _Optional[float] = ..., mem_util: _Optional[float] = ..., energy: _Optional[float] = ..., latency: _Optional[float] = ..., bandwidth: _Optional[float] = ..., queue_len: _Optional[float] = ..., node_type: _Optional[int] = ...) -> None: ...
+    capacity_gcps: float
+    memory_mb: float
+    queue_capacity: int
+    observed_speed: float
+    def __init__(self, node_id: _Optional[str] = ..., cpu_util: _Optional[float] = ..., mem_util: _Optional[float] = ..., energy: _Optional[float] = ..., latency: _Optional[float] = ..., bandwidth: _Optional[float] = ..., queue_len: _Optional[float] = ..., node_type: _Optional[int] = ..., capacity_gcps: _Optional[float] = ..., memory_mb: _Optional[float] = ..., queue_capacity: _Optional[int] = ..., observed_speed: _Optional[float] = ...) -> None: ...
 
 class Edge(_message.Message):
     __slots__ = ("source", "target")
@@ -65,7 +73,7 @@ class AllocateRequest(_message.Message):
     def __init__(self, nodes: _Optional[_Iterable[_Union[Node, _Mapping]]] = ..., edges: _Optional[_Union[EdgeList, _Mapping]] = ..., task: _Optional[_Union[Task, _Mapping]] = ..., model: _Optional[str] = ...) -> None: ...
 
 class NodeColumns(_message.Message):
-    __slots__ = ("node_counts", "node_id", "cpu_util", "mem_util", "energy", "latency", "bandwidth", "queue_len", "node_type", "tasks")
+    __slots__ = ("node_counts", "node_id", "cpu_util", "mem_util", "energy", "latency", "bandwidth", "queue_len", "node_type", "tasks", "capacity_gcps", "memory_mb", "queue_capacity", "observed_speed")
     NODE_COUNTS_FIELD_NUMBER: _ClassVar[int]
     NODE_ID_FIELD_NUMBER: _ClassVar[int]
     CPU_UTIL_FIELD_NUMBER: _ClassVar[int]
@@ -76,6 +84,10 @@ class NodeColumns(_message.Message):
     QUEUE_LEN_FIELD_NUMBER: _ClassVar[int]
     NODE_TYPE_FIELD_NUMBER: _ClassVar[int]
     TASKS_FIELD_NUMBER: _ClassVar[int]
+    CAPACITY_GCPS_FIELD_NUMBER: _ClassVar[int]
+    MEMORY_MB_FIELD_NUMBER: _ClassVar[int]
+    QUEUE_CAPACITY_FIELD_NUMBER: _ClassVar[int]
+    OBSERVED_SPEED_FIELD_NUMBER: _ClassVar[int]
     node_counts: _containers.RepeatedScalarFieldContainer[int]
     node_id: _containers.RepeatedScalarFieldContainer[str]
     cpu_util: _containers.RepeatedScalarFieldContainer[float]
@@ -86,7 +98,11 @@ class NodeColumns(_message.Message):
     queue_len: _containers.RepeatedScalarFieldContainer[float]
     node_type: _containers.RepeatedScalarFieldContainer[int]
     tasks: _containers.RepeatedCompositeFieldContainer[Task]
-    def __init__(self, node_counts: _Optional[_Iterable[int]] = ..., node_id: _Optional[_Iterable[str]] = ..., cpu_util: _Optional[_Iterable[float]] = ..., mem_util: _Optional[_Iterable[float]] = ..., energy: _Optional[_Iterable[float]] = ..., latency: _Optional[_Iterable[float]] = ..., bandwidth: _Optional[_Iterable[float]] = ..., queue_len: _Optional[_Iterable[float]] = ..., node_type: _Optional[_Iterable[int]] = ..., tasks: _Optional[_Iterable[_Union[Task, _Mapping]]] = ...) -> None: ...
+    capacity_gcps: _containers.RepeatedScalarFieldContainer[float]
+    memory_mb: _containers.RepeatedScalarFieldContainer[float]
+    queue_capacity: _containers.RepeatedScalarFieldContainer[int]
+    observed_speed: _containers.RepeatedScalarFieldContainer[float]
+    def __init__(self, node_counts: _Optional[_Iterable[int]] = ..., node_id: _Optional[_Iterable[str]] = ..., cpu_util: _Optional[_Iterable[float]] = ..., mem_util: _Optional[_Iterable[float]] = ..., energy: _Optional[_Iterable[float]] = ..., latency: _Optional[_Iterable[float]] = ..., bandwidth: _Optional[_Iterable[float]] = ..., queue_len: _Optional[_Iterable[float]] = ..., node_type: _Optional[_Iterable[int]] = ..., tasks: _Optional[_Iterable[_Union[Task, _Mapping]]] = ..., capacity_gcps: _Optional[_Iterable[float]] = ..., memory_mb: _Optional[_Iterable[float]] = ..., queue_capacity: _Optional[_Iterable[int]] = ..., observed_speed: _Optional[_Iterable[float]] = ...) -> None: ...
 
 class BatchAllocateRequest(_message.Message):
     __slots__ = ("states", "model", "columns")
@@ -109,7 +125,7 @@ class ModelRef(_message.Message):
     def __init__(self, name: _Optional[str] = ..., version: _Optional[str] = ..., backend: _Optional[str] = ...) -> None: ...
 
 class Decision(_message.Message):
-    __slots__ = ("decision_id", "node_id", "node_index", "confidence", "scores", "ranking", "probabilities", "model", "cached", "latency_ms", "batch_size", "inference_node")
+    __slots__ = ("decision_id", "node_id", "node_index", "confidence", "scores", "ranking", "probabilities", "model", "cached", "latency_ms", "batch_size", "inference_node", "infeasible")
     class ScoresEntry(_message.Message):
         __slots__ = ("key", "value")
         KEY_FIELD_NUMBER: _ClassVar[int]
@@ -124,6 +140,13 @@ class Decision(_message.Message):
         key: str
         value: float
         def __init__(self, key: _Optional[str] = ..., value: _Optional[float] = ...) -> None: ...
+    class InfeasibleEntry(_message.Message):
+        __slots__ = ("key", "value")
+        KEY_FIELD_NUMBER: _ClassVar[int]
+        VALUE_FIELD_NUMBER: _ClassVar[int]
+        key: str
+        value: str
+        def __init__(self, key: _Optional[str] = ..., value: _Optional[str] = ...) -> None: ...
     DECISION_ID_FIELD_NUMBER: _ClassVar[int]
     NODE_ID_FIELD_NUMBER: _ClassVar[int]
     NODE_INDEX_FIELD_NUMBER: _ClassVar[int]
@@ -136,6 +159,7 @@ class Decision(_message.Message):
     LATENCY_MS_FIELD_NUMBER: _ClassVar[int]
     BATCH_SIZE_FIELD_NUMBER: _ClassVar[int]
     INFERENCE_NODE_FIELD_NUMBER: _ClassVar[int]
+    INFEASIBLE_FIELD_NUMBER: _ClassVar[int]
     decision_id: str
     node_id: str
     node_index: int
@@ -148,7 +172,8 @@ class Decision(_message.Message):
     latency_ms: float
     batch_size: int
     inference_node: str
-    def __init__(self, decision_id: _Optional[str] = ..., node_id: _Optional[str] = ..., node_index: _Optional[int] = ..., confidence: _Optional[float] = ..., scores: _Optional[_Mapping[str, float]] = ..., ranking: _Optional[_Iterable[str]] = ..., probabilities: _Optional[_Mapping[str, float]] = ..., model: _Optional[_Union[ModelRef, _Mapping]] = ..., cached: _Optional[bool] = ..., latency_ms: _Optional[float] = ..., batch_size: _Optional[int] = ..., inference_node: _Optional[str] = ...) -> None: ...
+    infeasible: _containers.ScalarMap[str, str]
+    def __init__(self, decision_id: _Optional[str] = ..., node_id: _Optional[str] = ..., node_index: _Optional[int] = ..., confidence: _Optional[float] = ..., scores: _Optional[_Mapping[str, float]] = ..., ranking: _Optional[_Iterable[str]] = ..., probabilities: _Optional[_Mapping[str, float]] = ..., model: _Optional[_Union[ModelRef, _Mapping]] = ..., cached: _Optional[bool] = ..., latency_ms: _Optional[float] = ..., batch_size: _Optional[int] = ..., inference_node: _Optional[str] = ..., infeasible: _Optional[_Mapping[str, str]] = ...) -> None: ...
 
 class BatchDecisions(_message.Message):
     __slots__ = ("decisions",)

@@ -18,18 +18,22 @@ from edge_allocator.cache import DecisionCache, make_cache
 from edge_allocator.columnar import StateBatch, decode_batch, decode_state
 from edge_allocator.config import ServiceConfig
 from edge_allocator.graph import NODE_TYPE_COLUMN
+from edge_allocator.graph_batch import predicted_times
 from edge_allocator.responses import (
     BatchDecisions,
     Decision,
     FeedbackReceipt,
     ModelRef,
     ModelsOverview,
+    NodeSpeedInfo,
+    NodeSpeedReset,
     Readiness,
 )
 from edge_allocator.schema import FeedbackRequest, RequestError, parse
 from edge_allocator.service.auth import TokenAuth
 from edge_allocator.service.chain import Chain
 from edge_allocator.service.columns import DecisionColumns
+from edge_allocator.service.node_speeds import NodeSpeeds
 from edge_allocator.service.observe import (
     NODE_TYPE_NAMES,
     DecisionCounts,
@@ -40,6 +44,7 @@ from edge_allocator.service.quota import TokenBuckets
 from edge_allocator.service.routing import ModelRouter
 from edge_allocator.service.stages import AssembleMeta, ModelKey
 from edge_allocator.service.stats import ReplicaStats
+from edge_allocator.speeds import observed_ratio
 from edge_allocator.store import (
     DecisionLog,
     DecisionRecord,
@@ -52,6 +57,8 @@ from edge_allocator.tracing import carrier, span
 from edge_allocator.wire import columnar_batch, is_columnar
 
 log = logging.getLogger(__name__)
+#: Longest node id (as schema.Node allows).
+MAX_NODE_ID_CHARS = 128
 #: How long readiness waits for the policy to describe itself.
 READINESS_TIMEOUT_S = 5.0
 
@@ -91,6 +98,8 @@ class AllocatorApi:
         self.cache = _make_cache(cfg)
         self.decision_log = _make_log(cfg, replica_tag)
         self.stats = ReplicaStats(replica_tag)  # GET /v1/stats (the explorer's Live view)
+        self.speeds = NodeSpeeds(cfg.node_speeds.params(), cfg.redis_url,
+                                 refresh_s=cfg.node_speeds.refresh_s)
 
     def reconfigure(self, cfg: ServiceConfig) -> None:
         """Swap routing (model versions, A/B) atomically. Cache keys carry the model
@@ -105,6 +114,8 @@ class AllocatorApi:
         self.quota.reconfigure(cfg.quota)
         self.quota.forget_except(auth.fingerprints())
         self.cfg = cfg
+        self.speeds.params = self.speeds.local.params = cfg.node_speeds.params()
+        self.speeds.refresh_s = cfg.node_speeds.refresh_s
         self.cache.clear()
 
     # --- decisions ------------------------------------------------------------------------
@@ -125,6 +136,7 @@ class AllocatorApi:
         """The one state of ``state`` (a batch of one), through the cache."""
         t0 = time.perf_counter()
         key = ModelKey(*self.router.pick(model or state.models[0]))
+        self._apply_speeds(state)
         ckey = state.key(0, key.name, key.version)
         hit = self.cache.get(ckey)
         self.observer.cache_lookup(hit is not None)
@@ -145,9 +157,10 @@ class AllocatorApi:
             self.cache.set(ckey, decision.to_dict())
         if self.decision_log is not None:
             d = decision
+            expected, transfer = predicted_times(state, np.array([d.node_index]))
             self.decision_log.record(self._record(
                 d.decision_id, d.model, d.node_id, d.node_index, d.confidence, d.scores,
-                d.latency_ms, d.cached, state, 0, ckey))
+                d.latency_ms, d.cached, state, 0, ckey, None, expected[0], transfer[0]))
         self._observe_one(decision, state, route, t0)
         return decision
 
@@ -156,6 +169,7 @@ class AllocatorApi:
         """Every state of ``batch`` in one model call per padded bucket."""
         t0 = time.perf_counter()
         key = ModelKey(*self.router.pick(model or batch.models[0]))
+        self._apply_speeds(batch)
         ids = new_decision_ids(len(batch))
         with span("ingress.allocate_batch", model=key.name, version=key.version,
                   states=len(batch)):
@@ -166,12 +180,25 @@ class AllocatorApi:
             now = utc_now()  # the batch's decisions were made together
             best, conf = cols.best.tolist(), cols.confidence.tolist()
             keys = batch.keys(key.name, key.version)
+            expected, transfer = predicted_times(batch, cols.best)
             self.decision_log.record_many([self._record(
                 cols.decision_ids[i], cols.model, cols.node_id(i), best[i], conf[i],
-                cols.scores_of(i), cols.latency_ms, False, batch, i, keys[i], now)
+                cols.scores_of(i), cols.latency_ms, False, batch, i, keys[i], now,
+                expected[i], transfer[i])
                 for i in range(len(batch))])
         self._observe_many(cols, route, t0)
         return cols
+
+    def _apply_speeds(self, batch: StateBatch) -> None:
+        """Nodes that sent no ``observed_speed`` take what feedback taught (before the
+        cache key is made: a decision cached before the node was learned about is not
+        served after). Nothing is done while no node of the batch is known."""
+        if not self.cfg.node_speeds.apply:
+            return
+        ids = [nid for i in range(len(batch)) for nid in batch.ids_of(i)]
+        speed = self.speeds.speeds(ids, time.time())
+        if speed is not None:
+            batch.fill_speeds(speed)
 
     def _observe_one(self, d: Decision, state: StateBatch, route: str, t0: float) -> None:
         node_type = NODE_TYPE_NAMES[int(state.values[d.node_index, NODE_TYPE_COLUMN])]
@@ -197,14 +224,17 @@ class AllocatorApi:
     def _record(decision_id: str, model: ModelRef, node_id: str, node_index: int,
                 confidence: float, scores: dict[str, float], latency_ms: float, cached: bool,
                 batch: StateBatch, i: int, ckey: str,
-                created_at: datetime | None = None) -> DecisionRecord:
+                created_at: datetime | None = None, expected_ms: float | None = None,
+                transfer_ms: float | None = None) -> DecisionRecord:
         return DecisionRecord(
             decision_id=decision_id, created_at=created_at or utc_now(),
             model_name=model.name,
             model_version=model.version, backend=model.backend, node_id=node_id,
             node_index=node_index, confidence=confidence, scores=scores,
             latency_ms=latency_ms, request_hash=ckey, cached=cached,
-            node_ids=batch.node_ids[i], node_values=batch.nodes32_of(i))
+            node_ids=batch.node_ids[i], node_values=batch.nodes32_of(i),
+            expected_ms=None if expected_ms is None else float(expected_ms),
+            transfer_ms=None if transfer_ms is None else float(transfer_ms))
 
     # --- feedback -------------------------------------------------------------------------
     async def feedback(self, data: dict[str, Any]) -> FeedbackReceipt:
@@ -217,12 +247,35 @@ class AllocatorApi:
         if self.decision_log is None:
             raise RequestError(503, "feedback needs a decision log (database_url is not set)")
         try:
-            self.decision_log.record_feedback(fb.decision_id, fb.completion_ms, fb.success,
-                                              fb.energy_j)
+            stored = self.decision_log.record_outcome(fb.decision_id, fb.completion_ms,
+                                                      fb.success, fb.energy_j)
         except UnknownDecision:
             raise RequestError(404, f"decision_id {fb.decision_id!r} is unknown",
                                [{"loc": "decision_id", "msg": "unknown decision"}]) from None
+        # learn the node's speed from a successful completion (a failed task's time says
+        # nothing about the node's speed); decisions logged before 0003 predicted nothing
+        if fb.success and fb.completion_ms is not None and stored.expected_ms is not None:
+            ratio = observed_ratio(fb.completion_ms, stored.transfer_ms or 0.0,
+                                   stored.expected_ms)
+            if ratio is not None:
+                self.speeds.observe(stored.node_id, ratio)
         return FeedbackReceipt(fb.decision_id, True)
+
+    # --- node speeds ----------------------------------------------------------------------
+    def node_speed(self, node_id: str) -> NodeSpeedInfo:
+        """GET /v1/nodes/{node_id}."""
+        est = self.speeds.get(_check_node_id(node_id))
+        now, params = time.time(), self.speeds.params
+        return NodeSpeedInfo(
+            node_id, est.speed(now, params) if est else 1.0,
+            est.confidence(now, params) if est else 0.0, est.count if est else 0,
+            est.updated_at if est else None, self.cfg.node_speeds.apply, self.speeds.source)
+
+    def reset_node_speed(self, node_id: str) -> NodeSpeedReset:
+        """DELETE /v1/nodes/{node_id}."""
+        reset = self.speeds.reset(_check_node_id(node_id))
+        self.cache.clear()  # decisions made with the old estimate must not be served
+        return NodeSpeedReset(node_id, reset)
 
     # --- operations -----------------------------------------------------------------------
     async def models(self) -> ModelsOverview:
@@ -252,3 +305,11 @@ class AllocatorApi:
     def close(self) -> None:
         if self.decision_log is not None:
             self.decision_log.close()
+        self.speeds.close()
+
+
+def _check_node_id(node_id: str) -> str:
+    if not 1 <= len(node_id) <= MAX_NODE_ID_CHARS:
+        raise RequestError(422, f"node_id: 1 to {MAX_NODE_ID_CHARS} characters, got "
+                           f"{len(node_id)}", [{"loc": "node_id", "msg": "bad length"}])
+    return node_id

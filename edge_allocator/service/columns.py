@@ -19,7 +19,7 @@ import numpy as np
 
 from edge_allocator.columnar import StateBatch
 from edge_allocator.constants import MAX_NODES
-from edge_allocator.graph_batch import Bucket
+from edge_allocator.graph_batch import Bucket, feasibility
 from edge_allocator.responses import DECISION_FIELDS, Decision, ModelRef
 from edge_allocator.schema import RequestError
 
@@ -59,6 +59,7 @@ class DecisionColumns:
     cached: bool = False
     _built: list[Decision] | None = None
     _score_maps: list[dict[str, float] | None] | None = None
+    _infeasible: list[dict[str, str]] | None = None
 
     def __len__(self) -> int:
         return len(self.decision_ids)
@@ -87,6 +88,13 @@ class DecisionColumns:
                                                   self.scores[i][feasible].tolist()))
         return made
 
+    def infeasible(self) -> list[dict[str, str]]:
+        """Per state {node_id: why} of its masked nodes, made once and for masked nodes
+        only (``StateBatch.masked_reasons``)."""
+        if self._infeasible is None:
+            self._infeasible = self.batch.masked_reasons(feasibility(self.batch))
+        return self._infeasible
+
     def _decision(self, i: int) -> Decision:
         ids, order = self._ids(i), self.order[i].tolist()
         feasible = sorted(order)  # maps keep node order, as the one-state assembly does
@@ -104,6 +112,7 @@ class DecisionColumns:
             latency_ms=self.latency_ms,
             batch_size=self.batch_size,
             inference_node=self.inference_node,
+            infeasible=self.infeasible()[i],
         )
 
     def decisions(self) -> list[Decision]:
@@ -129,6 +138,8 @@ class DecisionColumns:
                 columns[f] = self.best.tolist()
             elif f == "confidence":
                 columns[f] = self.confidence.tolist()
+            elif f == "infeasible":
+                columns[f] = self.infeasible()
             else:
                 value = {"model": model, "cached": self.cached, "latency_ms": self.latency_ms,
                          "batch_size": self.batch_size,

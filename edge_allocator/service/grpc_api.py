@@ -37,6 +37,7 @@ from typing import Any, Protocol, TypeVar
 
 import grpc
 
+from edge_allocator.capacity import LIMIT_FIELDS
 from edge_allocator.grpc import edge_allocator_pb2 as pb
 from edge_allocator.responses import BatchDecisions, Decision
 from edge_allocator.schema import (
@@ -121,6 +122,9 @@ def _columns_body(cols: pb.NodeColumns) -> dict[str, Any]:
     columns = {f: list(getattr(cols, f)) for f in NODE_FIELDS}
     if len(cols.node_id):
         columns["node_id"] = list(cols.node_id)
+    for f in LIMIT_FIELDS:  # optional: empty means the type defaults
+        if len(getattr(cols, f)):
+            columns[f] = list(getattr(cols, f))
     for name, values in columns.items():
         if len(values) != total:
             raise RequestError(422, f"columns.{name}: {len(values)} values, but node_counts "
@@ -162,7 +166,7 @@ def decision_message(d: Decision) -> pb.Decision:
         probabilities=d.probabilities,
         model=pb.ModelRef(name=d.model.name, version=d.model.version, backend=d.model.backend),
         cached=d.cached, latency_ms=d.latency_ms, batch_size=d.batch_size,
-        inference_node=d.inference_node)
+        inference_node=d.inference_node, infeasible=d.infeasible)
 
 
 # --- the HTTP API's JSON -> proto (clients, tests, benchmarks) ----------------------------
@@ -203,7 +207,8 @@ def decision_dict(msg: pb.Decision) -> dict[str, Any]:
             "model": {"name": msg.model.name, "version": msg.model.version,
                       "backend": msg.model.backend},
             "cached": msg.cached, "latency_ms": msg.latency_ms, "batch_size": msg.batch_size,
-            "inference_node": msg.inference_node if msg.HasField("inference_node") else None}
+            "inference_node": msg.inference_node if msg.HasField("inference_node") else None,
+            "infeasible": dict(msg.infeasible)}
 
 
 # --- the servicer ---------------------------------------------------------------------------

@@ -43,6 +43,8 @@ from edge_allocator.wire import (
 
 log = logging.getLogger(__name__)
 GZIP_MIN_BYTES = 1024
+#: GET / DELETE /v1/nodes/{node_id}: the rest of the path is the node id.
+NODES_PREFIX = "/v1/nodes/"
 #: Seconds a client should wait before retrying a 503 of a not-ready replica.
 RETRY_AFTER_S = 1
 
@@ -257,6 +259,25 @@ class FrontDoor:
         return HttpResponse(200, image, {"content-type": media,
                                          "cache-control": "private, max-age=60"})
 
+    async def _legacy_model(self, method: str, path: str) -> Any:
+        """POST /models/{name}/load and GET /models/{name} (the original API)."""
+        if path.endswith("/load"):
+            if method != "POST":
+                raise MethodNotAllowed(method, path, ["POST"])
+            return await self.legacy.load(path.removeprefix("/models/").removesuffix("/load"))
+        if method != "GET":
+            raise MethodNotAllowed(method, path, ["GET"])
+        return self.legacy.model(path.removeprefix("/models/"))
+
+    def _node(self, method: str, path: str) -> Any:
+        """GET / DELETE /v1/nodes/{node_id}: a node's learned speed."""
+        node_id = path.removeprefix(NODES_PREFIX)
+        if method == "GET":
+            return self.api.node_speed(node_id)
+        if method == "DELETE":
+            return self.api.reset_node_speed(node_id)
+        raise MethodNotAllowed(method, path, ["DELETE", "GET"])
+
     def route_of(self, method: str, path: str) -> str:
         """The route template a request matched, for metric tags (bounded)."""
         if path in self.posts or path in self.gets or path == "/readyz":
@@ -268,6 +289,8 @@ class FrontDoor:
         for page in ("/docs", "/ui"):
             if path == page or path.startswith(page + "/"):
                 return page
+        if path.startswith(NODES_PREFIX):
+            return "/v1/nodes/{node_id}"
         return UNMATCHED_ROUTE
 
     async def handle(self, method: str, path: str, headers: Mapping[str, str],
@@ -299,15 +322,10 @@ class FrontDoor:
                 if isinstance(out, HttpResponse):  # not JSON (a plot)
                     return out
                 return _encode(out, 200, accept)
-            if path.startswith("/models/") and path.endswith("/load"):
-                if method != "POST":
-                    raise MethodNotAllowed(method, path, ["POST"])
-                name = path.removeprefix("/models/").removesuffix("/load")
-                return _encode(await self.legacy.load(name), 200, accept)
+            if path.startswith(NODES_PREFIX):
+                return _encode(self._node(method, path), 200, accept)
             if path.startswith("/models/"):
-                if method != "GET":
-                    raise MethodNotAllowed(method, path, ["GET"])
-                return _encode(self.legacy.model(path.removeprefix("/models/")), 200, accept)
+                return _encode(await self._legacy_model(method, path), 200, accept)
             allowed = sorted(m for m, table in (("POST", self.posts), ("GET", self.gets))
                              if path in table or (m == "GET" and path == "/readyz"))
             if allowed:

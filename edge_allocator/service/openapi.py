@@ -32,6 +32,8 @@ from edge_allocator.responses import (
     MockNetwork,
     ModelsOverview,
     NetworkView,
+    NodeSpeedInfo,
+    NodeSpeedReset,
     Readiness,
     ServiceInfo,
 )
@@ -185,6 +187,15 @@ def openapi_document(version: str) -> dict[str, Any]:
             op["requestBody"]["content"][media] = {"schema": live_schema}
             op["responses"]["200"]["content"][media] = {"schema": live_ok}
     explorer_paths(paths, post, get, query, error)
+    node_param = [{"name": "node_id", "in": "path", "required": True,
+                   "schema": {"type": "string", "minLength": 1, "maxLength": 128,
+                              "pattern": "^[^/]+$"},
+                   "description": "A node_id as requests send it"}]
+    speed = get(NodeSpeedInfo, "A node's speed learned from /v1/feedback (1.0: never "
+                "heard from)", extra={"422": error, "503": error}, params=node_param)
+    reset = get(NodeSpeedReset, "Forget a node's learned speed (back to 1.0)",
+                extra={"422": error, "503": error}, params=node_param)
+    paths["/v1/nodes/{node_id}"] = {**speed, "delete": reset["get"]}
     paths["/v1/network"] = get(NetworkView, "The live network: per-node age and masking",
                                extra={"422": error, "503": error})
     return {"openapi": "3.1.0", "info": {"title": "Edge Allocator", "version": version},

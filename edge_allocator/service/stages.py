@@ -38,6 +38,7 @@ class PreparedState(NamedTuple):
 
     graph: GraphInputs
     node_ids: list[str]
+    infeasible: dict[str, str] = {}  # {node_id: why} of masked nodes (read-only)
 
 
 class ModelKey(NamedTuple):
@@ -76,7 +77,9 @@ class GraphStage:
         with span("graph.prepare", trace, nodes=int(batch.sizes[0])):
             x, mask = node_features(batch)
             check_feasible(batch, mask, in_batch=False)
-            return PreparedState(one_graph(batch, self.topology, x, mask), batch.ids_of(0))
+            reasons = batch.masked_reasons(mask)[0] if not mask.all() else {}
+            return PreparedState(one_graph(batch, self.topology, x, mask), batch.ids_of(0),
+                                 reasons)
 
     def prepare_batch(self, batch: StateBatch,
                       trace: dict[str, str] | None = None) -> list[Bucket]:
@@ -265,4 +268,5 @@ class ResponseStage:
             latency_ms=(time.perf_counter() - meta.started_at) * 1000.0,
             batch_size=batch_size,
             inference_node=node,
+            infeasible=dict(state.infeasible),
         )

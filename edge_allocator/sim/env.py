@@ -23,6 +23,7 @@ seen from the task's source, the edges, and the task.
 
 from __future__ import annotations
 
+import heapq
 from collections import deque
 from dataclasses import dataclass, field
 from typing import Any, NamedTuple
@@ -30,7 +31,10 @@ from typing import Any, NamedTuple
 import gymnasium as gym
 import numpy as np
 
+from edge_allocator.capacity import SPEED, nominal_limits
 from edge_allocator.graph import (
+    FEATURE_INDEX,
+    NODE_TYPE_COLUMN,
     NUM_FEATURES,
     GraphInputs,
     TopologyCache,
@@ -45,6 +49,7 @@ from edge_allocator.sim.scenarios import (
     melbourne_network,
     synthetic_network,
 )
+from edge_allocator.speeds import LocalSpeeds, observed_ratio
 
 ENERGY_WEIGHT = 0.02  # reward per joule
 MISS_PENALTY = 1.0  # reward per missed deadline
@@ -81,6 +86,10 @@ class EnvConfig:
     """Share of non-source nodes offline (bandwidth 0) for an episode."""
     include_adjacency: bool = True
     """Put the [pad, pad] adjacency in observations (flat MLP learners don't need it)."""
+    observed_speed: bool = False
+    """Scale each node's capacity in the features by its speed learned from earlier
+    completions (``learned_speeds``), as the service does with /v1/feedback. Off: the
+    features of v1 (nominal capacity), what the shipped policies were trained on."""
 
 
 _NUMERIC = ("completion_ms", "transfer_ms", "wait_ms", "exec_ms", "energy_j")
@@ -189,6 +198,10 @@ class EdgeAllocationEnv(gym.Env):
         self.outcomes = []
         self._task = self._sample_task()
         self._graph = None
+        # per-node speeds learned from completions, through the service's estimator;
+        # each completion is "fed back" when it finishes, not when it is placed
+        self.speeds = LocalSpeeds()
+        self._feedback: list[tuple[float, int, float]] = []  # (finish_ms, node, ratio)
         return self._observation(), {}
 
     def step(self, action: int
@@ -230,11 +243,23 @@ class EdgeAllocationEnv(gym.Env):
         self._graph = self._build_graph()
         return self._graph
 
+    def learned_speeds(self) -> np.ndarray:
+        """[N] each node's speed learned so far (1.0 before any of its tasks finished),
+        by ``edge_allocator.speeds`` from completions fed back as they finish."""
+        assert self.network is not None
+        ids = [str(i) for i in range(self.network.n)]
+        speed = self.speeds.speeds(ids, self._now_ms / 1000.0)
+        return np.ones(self.network.n) if speed is None else speed
+
     def _build_graph(self) -> GraphInputs:
         assert self.network is not None
         nodes, task = self.node_fields(), self._task.vector
         adj = self._topology.get(self.network.n, self._edges)
-        return GraphInputs(features(nodes, task), adj, feasible_mask(nodes, task))
+        limits = nominal_limits(nodes[:, NODE_TYPE_COLUMN])
+        if self.config.observed_speed:
+            limits[:, SPEED] = self.learned_speeds()
+        return GraphInputs(features(nodes, task, limits), adj,
+                           feasible_mask(nodes, task, limits))
 
     def action_masks(self) -> np.ndarray:
         mask = np.zeros(self.pad_to, dtype=bool)
@@ -337,7 +362,24 @@ class EdgeAllocationEnv(gym.Env):
             finish = self._now_ms + outcome.completion_ms
             self._nodes.free_at_ms[i] = finish
             self._nodes.finishes[i].append((finish, float(self._task.vector[1])))
+            self._expect_feedback(i, finish, outcome.completion_ms)
         return outcome
+
+    def _expect_feedback(self, i: int, finish_ms: float, completion_ms: float) -> None:
+        """What the service's feedback path computes: realised completion against the
+        features' prediction at speed 1 (the decision log's expected_ms, transfer_ms)."""
+        nodes, task = self.node_fields()[i:i + 1], self._task.vector
+        x = features(nodes, task, nominal_limits(nodes[:, NODE_TYPE_COLUMN]))[0]
+        ratio = observed_ratio(completion_ms, float(x[FEATURE_INDEX["est_transfer_ms"]]),
+                               float(x[FEATURE_INDEX["est_wait_ms"]]
+                                     + x[FEATURE_INDEX["est_exec_ms"]]))
+        if ratio is not None:
+            heapq.heappush(self._feedback, (finish_ms, i, ratio))
+
+    def _deliver_feedback(self) -> None:
+        while self._feedback and self._feedback[0][0] <= self._now_ms:
+            finish_ms, i, ratio = heapq.heappop(self._feedback)
+            self.speeds.observe(str(i), ratio, finish_ms / 1000.0)
 
     def _advance(self) -> None:
         cfg, st, rng = self.config, self._nodes, self.np_random
@@ -347,6 +389,7 @@ class EdgeAllocationEnv(gym.Env):
             self._burst = True
         rate = self._base_rate_per_ms * (cfg.burst_factor if self._burst else 1.0)
         self._now_ms += float(rng.exponential(1.0 / rate))
+        self._deliver_feedback()
         for q in st.finishes:
             while q and q[0][0] <= self._now_ms:
                 q.popleft()

@@ -43,6 +43,16 @@ from edge_allocator.store.tables import feedback, predictions
 
 log = logging.getLogger(__name__)
 
+
+class FeedbackStored(NamedTuple):
+    """A stored feedback row and what its decision predicted for the chosen node (None
+    for decisions logged before migration 0003)."""
+
+    feedback_id: int
+    node_id: str
+    expected_ms: float | None
+    transfer_ms: float | None
+
 #: The service's defaults (``constants``, overridable by environment), not a second set.
 DEFAULT_DB_URL = DATABASE_URL
 DEFAULT_SPOOL_PATH = SPOOL_PATH
@@ -265,7 +275,19 @@ class DecisionLog:
         success: bool,
         energy_j: float | None = None,
     ) -> int:
-        """Store the observed outcome of a decision now; returns the feedback row id.
+        """Store the observed outcome of a decision now; returns the feedback row id
+        (``record_outcome`` for what the decision predicted, too)."""
+        return self.record_outcome(decision_id, completion_ms, success, energy_j).feedback_id
+
+    def record_outcome(
+        self,
+        decision_id: str,
+        completion_ms: float | None,
+        success: bool,
+        energy_j: float | None = None,
+    ) -> FeedbackStored:
+        """Store the observed outcome of a decision now; returns the feedback row id and
+        what the decision predicted for its node (what the speed estimate learns from).
 
         Raises:
             UnknownDecision: no decision with this id (after flushing pending records,
@@ -284,13 +306,13 @@ class DecisionLog:
             "success": bool(success),
             "energy_j": energy_j,
         }
-        feedback_id = self._insert_feedback(row)
-        if feedback_id is None and self.pending().total:
+        stored = self._insert_feedback(row)
+        if stored is None and self.pending().total:
             self.flush()
-            feedback_id = self._insert_feedback(row)
-        if feedback_id is None:
+            stored = self._insert_feedback(row)
+        if stored is None:
             raise UnknownDecision(decision_id)
-        return feedback_id
+        return stored
 
     def report(
         self, session: Session | None = None, *, since: datetime | None = None
@@ -336,17 +358,20 @@ class DecisionLog:
                 create_schema(self._engine)
                 self._schema_ready = True
 
-    def _insert_feedback(self, row: dict[str, object]) -> int | None:
+    def _insert_feedback(self, row: dict[str, object]) -> FeedbackStored | None:
         try:
             self._ensure_schema()
             with self._engine.begin() as conn:
-                col = predictions.c.decision_id
-                if conn.scalar(sa.select(col).where(col == row["decision_id"])) is None:
+                p = predictions.c
+                found = conn.execute(sa.select(p.node_id, p.expected_ms, p.transfer_ms)
+                                     .where(p.decision_id == row["decision_id"])).first()
+                if found is None:
                     return None
                 result = conn.execute(sa.insert(feedback).values(row))
                 # Typed Optional; always a Row after a single-row INSERT.
                 inserted: Any = result.inserted_primary_key
-                return int(inserted[0])
+                return FeedbackStored(int(inserted[0]), found.node_id, found.expected_ms,
+                                      found.transfer_ms)
         except exc.SQLAlchemyError as err:
             raise StoreUnavailable(
                 f"cannot record feedback: {describe_error(self._engine, err)}"

@@ -192,6 +192,10 @@ class DecisionRecord:
     cached: bool = False
     node_ids: list[str] | None = None
     node_values: np.ndarray = field(default_factory=empty_node_values)
+    #: Predicted wait + execution (ms) on the chosen node at observed speed 1, and the
+    #: predicted transfer: what feedback's completion_ms is compared with (speeds.py).
+    expected_ms: float | None = None
+    transfer_ms: float | None = None
 
     def __post_init__(self) -> None:
         _check_hex_id("decision_id", self.decision_id)
@@ -254,6 +258,8 @@ class DecisionRecord:
             "node_count": n,
             "node_values": pack_node_values(self.node_values),
             "node_ids": pack_node_ids(self.node_ids, n),
+            "expected_ms": self.expected_ms,
+            "transfer_ms": self.transfer_ms,
         }
 
     def to_json(self) -> bytes:

@@ -73,6 +73,10 @@ predictions = sa.Table(
     sa.Column("node_count", sa.Integer(), nullable=False),
     sa.Column("node_values", sa.LargeBinary(), nullable=False),
     sa.Column("node_ids", sa.LargeBinary(), nullable=True),
+    # What the features predicted for the chosen node at observed speed 1 (migration
+    # 0003): wait + execution, and transfer; feedback is compared with them.
+    sa.Column("expected_ms", sa.Float(), nullable=True),
+    sa.Column("transfer_ms", sa.Float(), nullable=True),
     sa.Index("ix_predictions_created_at", "created_at"),
 )
 

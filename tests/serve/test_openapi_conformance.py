@@ -79,6 +79,9 @@ def test_every_endpoint_returns_what_the_document_says(app_url, client, openapi)
          {"num_devices": 10, "num_fog": 3, "num_cloud": 2}),
         ("POST", "/generate-mock-network", "/generate-mock-network", {"num_nodes": 2}),
         ("GET", "/", "/", None),
+        ("GET", "/v1/nodes/{node_id}", "/v1/nodes/openapi-n0", None),
+        ("DELETE", "/v1/nodes/{node_id}", "/v1/nodes/openapi-n0", None),
+        ("GET", "/v1/nodes/{node_id}", "/v1/nodes/" + "x" * 129, None),  # a 422
     ]
     for method, template, path, body in calls:
         r = client.request(method, f"{app_url}{path}", json=body)
