@@ -119,6 +119,10 @@ def test_the_rules_are_what_the_heuristics_compute(state):
     from edge_allocator.service.stages import GraphStage
 
     g = GraphStage().prepare(decode_state(state)).graph
+    x = g.x.copy()  # every feature varied, so that each weight matters
+    x *= np.random.default_rng(0).uniform(0.5, 1.5, x.shape).astype(np.float32)
+    x[:, FEATURE_NAMES.index("queue_len")] = np.arange(len(x)) % 7
+    g = g._replace(x=x)
     assert set(RULES) == set(HEURISTIC_NAMES) == set(HEURISTICS)
     for h in all_heuristics():
         if RULES[h.name].weights:

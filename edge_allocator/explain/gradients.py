@@ -42,6 +42,7 @@ from torch import Tensor, nn
 from edge_allocator.constants import MASKED_SCORE
 from edge_allocator.explain.attribution import Method, NodeAttribution
 from edge_allocator.graph import GraphInputs
+from edge_allocator.policies.normalizer import FeatureNormalizer
 from edge_allocator.runtime.artifacts import load_artifact
 from edge_allocator.runtime.torch_backend import load_module
 
@@ -66,16 +67,38 @@ METHOD: Method = "integrated_gradients"
 
 
 class LoadedPolicy(NamedTuple):
-    normalizer: nn.Module  # raw features -> normalised ones
+    normalizer: FeatureNormalizer  # raw features -> normalised ones
     body: nn.Module  # the module with its normaliser replaced by the identity
     max_nodes: int | None  # flat models' fixed input size
 
 
-def split_normalizer(module: nn.Module) -> tuple[nn.Module, nn.Module]:
+def baseline_features(normalizer: FeatureNormalizer) -> np.ndarray:
+    """[F] raw features the normaliser maps to 0 (the baseline, in request units): what a
+    perturbation method that feeds raw features (ONNX Runtime) starts from."""
+    mean = normalizer.mean.detach().cpu().double().numpy()
+    log_mask = normalizer.log_mask.detach().cpu().numpy()
+    out: np.ndarray = np.where(log_mask, np.expm1(mean), mean)
+    return out
+
+
+def padded(graph: GraphInputs, pad: int) -> tuple[np.ndarray, np.ndarray, np.ndarray]:
+    """``graph`` as a batch of one padded to ``pad`` nodes (what the flat models take):
+    x [1, pad, F], adj [1, pad, pad], mask [1, pad]; padding is zero / False."""
+    n, f = graph.x.shape
+    x = np.zeros((1, pad, f), np.float32)
+    x[0, :n] = graph.x
+    adj = np.zeros((1, pad, pad), np.float32)
+    adj[0, :n, :n] = graph.adj
+    mask = np.zeros((1, pad), bool)
+    mask[0, :n] = graph.mask
+    return x, adj, mask
+
+
+def split_normalizer(module: nn.Module) -> tuple[FeatureNormalizer, nn.Module]:
     """(normaliser, a copy of ``module`` that takes normalised features)."""
     body = copy.deepcopy(module).eval()
     normalizer = body.normalizer
-    if not isinstance(normalizer, nn.Module):
+    if not isinstance(normalizer, FeatureNormalizer):
         raise TypeError(f"{type(module).__name__} has no normalizer module to split off")
     body.normalizer = nn.Identity()
     for p in body.parameters():
@@ -122,12 +145,7 @@ class GradientExplainer:
         pad = policy.max_nodes or n
         if n > pad:
             raise ValueError(f"{name} v{version} takes at most {pad} nodes, got {n}")
-        x = np.zeros((1, pad, f), np.float32)
-        x[0, :n] = graph.x
-        adj = np.zeros((1, pad, pad), np.float32)
-        adj[0, :n, :n] = graph.adj
-        mask = np.zeros((1, pad), bool)
-        mask[0, :n] = graph.mask
+        x, adj, mask = padded(graph, pad)
         adj_t, mask_t = torch.from_numpy(adj), torch.from_numpy(mask)
         with torch.no_grad():
             z = policy.normalizer(torch.from_numpy(x))
