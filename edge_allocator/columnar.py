@@ -191,9 +191,10 @@ class StateBatch:
         text = mask_reasons(v[:, _MEM], v[:, _BANDWIDTH], v[:, _QUEUE], task_mem,
                             self.limits[rows])
         states = np.searchsorted(self.offsets, rows, side="right") - 1
-        for r, i, why in zip(rows.tolist(), states.tolist(), text):
-            ids = self.node_ids[i]
-            k = r - int(self.offsets[i])
+        local = (rows - self.offsets[states]).tolist()
+        node_ids = self.node_ids
+        for k, i, why in zip(local, states.tolist(), text):
+            ids = node_ids[i]
             out[i][ids[k] if ids is not None else str(k)] = why
         return out
 
