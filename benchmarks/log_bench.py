@@ -81,6 +81,16 @@ def _fixed(nodes: int) -> dict[str, Any]:
     }
 
 
+#: Variants named so run with the crash journal off (``DecisionLog(journal=False)``):
+#: what the journal costs on the request path is the difference.
+NO_JOURNAL = "journal off: "
+
+
+def _journal_kw(variant: str) -> dict[str, Any]:
+    """The journal is on by default; off for the NO_JOURNAL variants."""
+    return {"journal": False} if variant.startswith(NO_JOURNAL) else {}
+
+
 def _open_log(url: str, tmp: Path, **kw: Any) -> Any:
     from edge_allocator.store import DecisionLog
 
@@ -110,11 +120,13 @@ def request_path(decisions: int, nodes: int, repeats: int, tmp: Path) -> list[di
                           for nid, n in zip(req.node_ids(), req.nodes)]
             log.record(DecisionRecord(**f, created_at=utc_now(), nodes=node_dicts))
 
-    def arrays(values: np.ndarray) -> Any:
-        def run() -> None:
-            for i, f in enumerate(fixed):
-                log.record(DecisionRecord(**f, created_at=utc_now(), node_ids=ids[i],
-                                          node_values=values[i * nodes:(i + 1) * nodes]))
+    def arrays(values: np.ndarray, many: bool = False) -> Any:
+        def run() -> None:  # many: one record_many per batch request (the batch path)
+            recs = [DecisionRecord(**f, created_at=utc_now(), node_ids=ids[i],
+                                   node_values=values[i * nodes:(i + 1) * nodes])
+                    for i, f in enumerate(fixed)]
+            put = log.record_many if many else (lambda rs: [log.record(r) for r in rs])
+            put(recs)
         return run
 
     def old_way_hashed() -> None:  # ... and the request's hash, as the row path keyed it
@@ -139,6 +151,11 @@ def request_path(decisions: int, nodes: int, repeats: int, tmp: Path) -> list[di
                                       node_values=node_matrix(req)))
 
     variants = ([("packed: float32 rows of the batch matrix", arrays(values32)),
+                 (f"{NO_JOURNAL}packed: float32 rows of the batch matrix", arrays(values32)),
+                 ("packed: float32 rows, one record_many per batch (the batch path)",
+                  arrays(values32, many=True)),
+                 (f"{NO_JOURNAL}packed: float32 rows, one record_many per batch",
+                  arrays(values32, many=True)),
                  ("packed: float64 rows (converted per record)", arrays(values64)),
                  ("packed: node_matrix(pydantic request)", from_request),
                  ("packed: float32 rows + StateBatch.key(i) hash (astype(float32) of "
@@ -150,7 +167,8 @@ def request_path(decisions: int, nodes: int, repeats: int, tmp: Path) -> list[di
     url = f"sqlite:///{tmp / 'request_path.db'}"
     for name, fn in variants:
         # The writer never runs while measuring: CPU is the caller's alone.
-        log = _open_log(url, tmp, flush_interval_s=3600.0, batch_size=10**9)
+        log = _open_log(url, tmp, flush_interval_s=3600.0, batch_size=10**9,
+                        **_journal_kw(name))
         fn()  # warm-up
         cpu, wall = [], []
         for _ in range(repeats):

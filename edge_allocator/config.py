@@ -198,6 +198,11 @@ class ServiceConfig(RoutingConfig):
     db_pool_size: int = Field(default=5, gt=0)
     spool_path: Path = Field(default=SPOOL_PATH,
                              description="Where log records wait while the database is down")
+    decision_journal: bool = Field(
+        default=True,
+        description="Append each decision to a journal beside the spool as it is queued, so "
+                    "a replica killed outright loses no answered decision (costs a JSON "
+                    "encoding and a write per decision on the request path)")
     auth_token_env: str = Field(default="EDGE_ALLOCATOR_TOKENS",
                                 description="Env var holding comma-separated bearer tokens")
     auth_token_file: Path | None = None

@@ -79,7 +79,11 @@ def _make_log(cfg: ServiceConfig, replica_tag: str) -> DecisionLog | None:
                                                                        exist_ok=True)
     spool = cfg.spool_path.with_name(
         f"{cfg.spool_path.stem}.{replica_tag}{cfg.spool_path.suffix}")
-    return DecisionLog(cfg.database_url, pool_size=cfg.db_pool_size, spool_path=spool)
+    # every replica's spool is <stem>.<tag><suffix>: a replica adopts the journals and
+    # spools its dead siblings left in that directory
+    return DecisionLog(cfg.database_url, pool_size=cfg.db_pool_size, spool_path=spool,
+                       journal=cfg.decision_journal,
+                       adopt_glob=f"{cfg.spool_path.stem}.*{cfg.spool_path.suffix}")
 
 
 class AllocatorApi:

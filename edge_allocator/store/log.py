@@ -7,6 +7,9 @@ retries with exponential backoff; once the database answers again the spool is r
 in order, exactly once, before anything newer is written. A record accepted by
 ``record()`` is therefore always in one of three places: the queue, the spool, or the
 database (or, if the database rejects its data outright, the spool's ``.rejected`` file).
+While it is in the queue it is also in the journal (``store.journal``), so a process
+killed outright loses nothing it accepted: a DecisionLog started later beside it (the
+replacement replica, or a sibling with ``adopt_glob``) writes what it left.
 """
 
 from __future__ import annotations
@@ -36,6 +39,7 @@ from edge_allocator.store.engine import (
     safe_url,
 )
 from edge_allocator.store.inserts import insert_records
+from edge_allocator.store.journal import Journal, journal_files, read_journal
 from edge_allocator.store.records import HEX_ID_CHARS, DecisionRecord, utc_now
 from edge_allocator.store.report import ReportRow, build_report
 from edge_allocator.store.spool import Spool
@@ -64,6 +68,8 @@ CLOSE_TIMEOUT_S = 30.0
 #: First wait before retrying an unavailable database; doubles up to RETRY_MAX_S.
 RETRY_INITIAL_S = 0.5
 RETRY_MAX_S = 30.0
+#: How often the writer looks for journals and spools of dead DecisionLogs to adopt.
+ADOPT_EVERY_S = 30.0
 
 
 class UnknownDecision(KeyError):
@@ -127,9 +133,15 @@ class DecisionLog:
             another holds it).
         batch_size: records per bulk insert; reaching it wakes the writer early.
         flush_interval_s: how often the writer writes what has gathered.
+        journal: also append each record to a journal file as it is queued
+            (``edge_allocator.store.journal``), so a process killed outright loses
+            none of the records it accepted; off, the queue dies with the process.
+        adopt_glob: spool files of other DecisionLogs in the same directory
+            (e.g. ``decisions.*.jsonl``, one per replica) whose journals and spools this
+            one takes over once their owner is gone (its lock released): what a killed
+            replica accepted reaches the database through its replacement or a sibling.
 
-    Use as a context manager, or call :meth:`close` on shutdown: records still in memory
-    are lost if the process exits without it (those already spooled are not).
+    Use as a context manager, or call :meth:`close` on shutdown.
     """
 
     def __init__(
@@ -139,6 +151,8 @@ class DecisionLog:
         spool_path: str | Path = DEFAULT_SPOOL_PATH,
         batch_size: int = 500,
         flush_interval_s: float = 0.5,
+        journal: bool = True,
+        adopt_glob: str | None = None,
     ) -> None:
         if pool_size < 1:
             raise ValueError(f"DecisionLog pool_size must be >= 1, got {pool_size}")
@@ -151,9 +165,13 @@ class DecisionLog:
         self._engine = make_engine(url, pool_size)
         try:
             self._spool = Spool(spool_path)
+            self._journal = Journal(self._spool.path) if journal else None
         except BaseException:
             self._engine.dispose()
             raise
+        self._sealed: list[Path] = []  # journal files whose records are not all placed
+        self._adopt_glob = adopt_glob
+        self._next_adopt = 0.0
 
         self._lock = threading.Lock()
         self._settled_cv = threading.Condition(self._lock)
@@ -203,6 +221,12 @@ class DecisionLog:
         with self._lock:
             if self._closed:
                 raise RuntimeError("DecisionLog is closed; record() after close() is lost")
+            if self._journal is not None:
+                try:
+                    self._journal.append(recs)
+                except OSError as err:  # never fail a request over it: the queue holds them
+                    log.error("decision log cannot append to journal %s: %s",
+                              self._journal.current, err)
             self._queue.extend(recs)
             self._accepted += len(recs)
             full = len(self._queue) >= self.batch_size
@@ -249,8 +273,12 @@ class DecisionLog:
         self._thread.join(timeout_s)
         left = self.pending()
         if left.queued:
-            log.error("decision log closed with %d records neither written nor spooled",
-                      left.queued)
+            log.error("decision log closed with %d records neither written nor spooled; "
+                      "they stay in its journal for the next start", left.queued)
+        elif self._journal is not None:
+            with self._lock:
+                Journal.discard(self._sealed)
+                self._journal.close()
         if left.spooled:
             log.warning("decision log closed with %d records in spool %s; they are replayed "
                         "on the next start", left.spooled, self._spool.path)
@@ -437,11 +465,21 @@ class DecisionLog:
 
     def _run(self) -> None:
         while True:
+            if time.monotonic() >= self._next_adopt and not self._stop:
+                try:
+                    self._adopt()
+                except Exception:
+                    log.exception("decision log could not adopt journals; trying later")
+                self._next_adopt = time.monotonic() + ADOPT_EVERY_S
             self._wake.wait(self.flush_interval_s)
             with self._lock:
                 self._wake.clear()
                 batch, self._queue = self._queue, []
                 ticket, stop = self._flush_requested, self._stop
+                if self._journal is not None:
+                    sealed = self._journal.seal()
+                    if sealed is not None:
+                        self._sealed.append(sealed)
             forced = ticket > self._flush_served or stop
             try:
                 done = self._cycle(batch, forced)
@@ -451,11 +489,59 @@ class DecisionLog:
             with self._lock:
                 if done < len(batch):
                     self._queue[:0] = batch[done:]
+                else:  # every sealed journal file's records are placed now
+                    Journal.discard(self._sealed)
+                    self._sealed = []
                 self._settled += done
                 self._flush_served = ticket
                 self._settled_cv.notify_all()
             if stop:
                 return
+
+    def _adopt(self) -> None:
+        """Write what dead DecisionLogs left: this spool's own journal files from an
+        earlier process, and the journals and spools of others matching ``adopt_glob``
+        whose lock is free. Rows already in the database are skipped on insert."""
+        if self._journal is not None and self._journal.leftovers:
+            unreadable: list[bytes] = []
+            recs = [r for p in self._journal.leftovers for r in read_journal(p, unreadable)]
+            self._place(recs, unreadable, str(self._spool.path))
+            Journal.discard(self._journal.leftovers)
+            self._journal.leftovers = []
+        if not self._adopt_glob:
+            return
+        for lock in sorted(self._spool.path.parent.glob(self._adopt_glob + ".lock")):
+            path = lock.with_name(lock.name.removesuffix(".lock"))
+            if path == self._spool.path:
+                continue
+            try:
+                other = Spool(path)  # its lock: refused while its owner lives
+            except ValueError:
+                continue
+            try:
+                unreadable = []
+                journals = journal_files(path)
+                recs = [r for p in journals for r in read_journal(p, unreadable)]
+                for chunk in other.read_batches(self.batch_size, unreadable):
+                    recs += chunk
+                self._place(recs, unreadable, str(path))
+                Journal.discard(journals)
+                other.clear()
+                Journal.discard([path])  # a .rejected file beside it stays
+            finally:
+                other.release()
+            Journal.discard([lock])
+
+    def _place(self, recs: list[DecisionRecord], unreadable: list[bytes], source: str) -> None:
+        """Adopted records into the database, or this log's own spool while it is down
+        (raises OSError if neither takes them: the files are then kept)."""
+        unique = list({r.decision_id: r for r in recs}.values())  # journal and spool overlap
+        for chunk in _chunks(unique, self.batch_size):
+            if self._spool.count or not self._write(chunk):
+                self._spool.append(chunk)
+        self._spool.reject_lines(unreadable)
+        if unique:
+            log.warning("decision log adopted %d records left by %s", len(unique), source)
 
     def _cycle(self, batch: list[DecisionRecord], forced: bool) -> int:
         """Replay the spool if due, then write or spool ``batch``; returns how many of

@@ -68,13 +68,15 @@ def test_models(tmp_path_factory) -> Path:
 def app_options(test_models: Path, db_path: Path, *, mode: str = "shipped",
                 ingress: dict[str, Any] | None = None,
                 inference: dict[str, Any] | None = None,
-                autoscaling: bool = False) -> tuple[Any, dict[str, dict[str, Any]]]:
+                autoscaling: bool = False,
+                replicas: int = 1) -> tuple[Any, dict[str, dict[str, Any]]]:
     """serve_config.yaml's application with test paths and overrides merged in.
 
     ``mode``: 'shipped' (the file's own args: the ingress runs the policy), 'separate'
     (every stage its own deployment) or 'hop' (PolicyInference its own deployment, as in
     serve_config.gpu.yaml). ``autoscaling``: keep the file's autoscaling_config (else one
-    replica each, no waiting on the autoscaler)."""
+    replica each, no waiting on the autoscaler). ``replicas``: that many of each deployment
+    instead (MqttIngest stays at exactly one)."""
     from deployments.app import config_options
     from edge_allocator.config import InferenceConfig
 
@@ -98,7 +100,7 @@ def app_options(test_models: Path, db_path: Path, *, mode: str = "shipped",
         if autoscaling or (args.inline_inference and name == "PolicyInference"):
             continue  # stays at zero replicas: nothing calls it
         d.pop("autoscaling_config", None)
-        d["num_replicas"] = 1
+        d["num_replicas"] = 1 if name == "MqttIngest" else replicas
     return args, options
 
 
@@ -151,3 +153,20 @@ def hop_url(ray_cluster, test_models, tmp_path_factory) -> str:
 def client() -> httpx.Client:
     with httpx.Client(timeout=30) as c:
         yield c
+
+
+@pytest.fixture
+def postgres_db():
+    """A database of its own on the machine's PostgreSQL (trust auth), dropped after."""
+    import psycopg  # a pinned dev dependency
+
+    from benchmarks.faults import scratch_database
+    from tests.conftest import missing
+
+    try:
+        db = scratch_database()
+        name = db.__enter__()
+    except psycopg.OperationalError as exc:
+        missing("PostgreSQL", f"it is not reachable on 127.0.0.1:5432 ({exc})")
+    yield name
+    db.__exit__(None, None, None)

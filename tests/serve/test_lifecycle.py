@@ -229,12 +229,18 @@ def test_quota_429_and_token_rotation_without_failed_requests(swap_app, tmp_path
         stop = threading.Event()
 
         def client() -> None:
+            # A request with no HTTP answer (reset, refused, timed out) is a failed request
+            # too: counted as status 0, never an exception that would end this thread
+            # unseen and leave the check below looking only at what came before.
             with httpx.Client(timeout=30) as c:
                 while not stop.is_set():
                     token = use["token"]
-                    r = c.post(f"{url}/v1/allocate", json=_state(len(seen) % 7),
-                               headers={"authorization": f"Bearer {token}"})
-                    seen.append((token, r.status_code))
+                    try:
+                        r = c.post(f"{url}/v1/allocate", json=_state(len(seen) % 7),
+                                   headers={"authorization": f"Bearer {token}"})
+                        seen.append((token, r.status_code))
+                    except httpx.HTTPError:
+                        seen.append((token, 0))
 
         t = threading.Thread(target=client)
         t.start()
@@ -250,9 +256,13 @@ def test_quota_429_and_token_rotation_without_failed_requests(swap_app, tmp_path
         finally:
             stop.set()
             t.join(timeout=60)
+        assert not t.is_alive(), "the client thread did not stop"
         failed = [(tok, code) for tok, code in seen if code != 200]
         assert not failed, f"{len(failed)} of {len(seen)} failed: {failed[:5]}"
+        # both tokens really sent, and requests right up to the end (the client ran
+        # through both deploys rather than stopping early)
         assert {tok for tok, _ in seen} == {"tok-old", "tok-new"} and len(seen) > 20
+        assert sum(tok == "tok-new" for tok, _ in seen) > 10
         assert httpx.get(f"{url}/healthz", headers=old).status_code == 401
         assert httpx.get(f"{url}/healthz",
                          headers={"authorization": "Bearer tok-new"}).status_code == 200

@@ -5,18 +5,16 @@ from __future__ import annotations
 
 import asyncio
 import shutil
-import socket
-import subprocess
 import threading
 import time
-import uuid
 
 import httpx
 import orjson
 import pytest
 
+from benchmarks.faults import RedisServer, TcpProxy
 from tests.conftest import missing
-from tests.serve.conftest import deploy, free_port
+from tests.serve.conftest import deploy
 
 pytestmark = pytest.mark.cluster
 
@@ -100,121 +98,31 @@ def test_killed_inference_replica_recovers(ray_cluster, test_models, tmp_path):
 
 @pytest.fixture
 def private_redis():
-    if shutil.which("redis-server") is None:
-        missing("redis-server", "it is not installed")
-    port = free_port()
-    proc = subprocess.Popen(["redis-server", "--port", str(port), "--save", "",
-                             "--appendonly", "no", "--bind", "127.0.0.1"],
-                            stdout=subprocess.DEVNULL)
-    for _ in range(50):
-        try:
-            socket.create_connection(("127.0.0.1", port), timeout=0.1).close()
-            break
-        except OSError:
-            time.sleep(0.1)
-    yield port, proc
-    proc.kill()
-    proc.wait()
+    try:
+        server = RedisServer()
+    except FileNotFoundError as exc:
+        missing("redis-server", str(exc))
+    server.start()
+    yield server
+    server.stop()
 
 
 def test_redis_stopped_mid_run_keeps_answering(ray_cluster, test_models, tmp_path, private_redis):
-    rport, proc = private_redis
     port = ray_cluster["port"]
     deploy("redis", "/redis", test_models, tmp_path / "r.db",
-           ingress={"cache": "redis", "redis_url": f"redis://127.0.0.1:{rport}/0",
+           ingress={"cache": "redis", "redis_url": private_redis.url,
                     "database_url": None})
     url = f"http://127.0.0.1:{port}/redis"
     with httpx.Client(timeout=30) as c:
         first = c.post(f"{url}/v1/allocate", json=_state(1)).json()
         again = c.post(f"{url}/v1/allocate", json=_state(1)).json()
         assert (first["cached"], again["cached"]) == (False, True)  # Redis really used
-        proc.kill()
-        proc.wait()
+        private_redis.stop()
         after = [c.post(f"{url}/v1/allocate", json=_state(100 + i)) for i in range(20)]
     assert [r.status_code for r in after] == [200] * 20
     from ray import serve
 
     serve.delete("redis")
-
-
-class TcpProxy:
-    """A loopback TCP forwarder we can cut: a real network failure between the service
-    and PostgreSQL without touching the shared server."""
-
-    def __init__(self, target_port: int, port: int | None = None):
-        self.target_port = target_port
-        self.port = port or free_port()
-        self.conns: list[socket.socket] = []
-        self.listener: socket.socket | None = None
-        self.up = threading.Event()
-
-    def start(self) -> None:
-        self.listener = socket.create_server(("127.0.0.1", self.port), reuse_port=False)
-        self.up.set()
-        threading.Thread(target=self._accept, daemon=True).start()
-
-    def _accept(self) -> None:
-        assert self.listener is not None
-        listener = self.listener
-        while True:
-            try:
-                client, _ = listener.accept()
-            except OSError:
-                return
-            if not self.up.is_set():  # accepted while being cut: refuse it
-                client.close()
-                return
-            upstream = socket.create_connection(("127.0.0.1", self.target_port))
-            self.conns += [client, upstream]
-            for a, b in ((client, upstream), (upstream, client)):
-                threading.Thread(target=self._pipe, args=(a, b), daemon=True).start()
-
-    @staticmethod
-    def _pipe(a: socket.socket, b: socket.socket) -> None:
-        try:
-            while data := a.recv(65536):
-                b.sendall(data)
-        except OSError:
-            pass
-        finally:
-            for s in (a, b):
-                try:
-                    s.shutdown(socket.SHUT_RDWR)
-                except OSError:
-                    pass
-
-    def cut(self) -> None:
-        self.up.clear()
-        if self.listener is not None:
-            # close() alone leaves a socket that another thread blocks in accept() on
-            # listening (Linux): shutdown() wakes that accept() and stops the listening
-            try:
-                self.listener.shutdown(socket.SHUT_RDWR)
-            except OSError:
-                pass
-            self.listener.close()
-        for s in self.conns:
-            try:
-                s.shutdown(socket.SHUT_RDWR)
-                s.close()
-            except OSError:
-                pass
-        self.conns = []
-
-
-@pytest.fixture
-def postgres_db():
-    import psycopg  # a pinned dev dependency
-    try:
-        admin = psycopg.connect("postgresql://postgres@127.0.0.1:5432/postgres", autocommit=True,
-                                connect_timeout=2)
-    except psycopg.OperationalError as exc:
-        missing("PostgreSQL", f"it is not reachable on 127.0.0.1:5432 ({exc})")
-    name = f"ea_test_{uuid.uuid4().hex[:10]}"
-    admin.execute(f"CREATE DATABASE {name}")
-    yield name
-    admin.execute(f"DROP DATABASE {name} WITH (FORCE)")
-    admin.close()
 
 
 def _spooled(spool_dir) -> set[str]:
@@ -254,8 +162,7 @@ def test_postgres_outage_loses_no_decision(ray_cluster, test_models, tmp_path, p
     assert during_ids <= _spooled(spool_dir), \
         f"{len(during_ids - _spooled(spool_dir))} of 30 decisions made during the outage " \
         "never reached the spool"
-    back = TcpProxy(5432, port=proxy.port)  # the database returns on the same address
-    back.start()
+    proxy.resume()  # the database returns on the same address
     ids = {r.json()["decision_id"] for r in before + during}
     deadline = time.time() + 60
     found: set[str] = set()
@@ -278,7 +185,7 @@ def test_postgres_outage_loses_no_decision(ray_cluster, test_models, tmp_path, p
     from ray import serve
 
     serve.delete("pg")
-    back.cut()
+    proxy.cut()
 
 
 def test_tampered_model_is_refused_and_readyz_says_why(ray_cluster, test_models, tmp_path):
