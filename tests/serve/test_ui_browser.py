@@ -210,6 +210,44 @@ def test_bad_input_is_explained_in_words(browser_page):
     assert all("422" in e for e in console.take())  # the refused calls, and nothing else
 
 
+def bars_shown(page: Any, svg_id: str) -> dict[str, float]:
+    return dict(page.locator(f"#{svg_id} g.bar").evaluate_all(
+        "bars => bars.map(b => [b.dataset.name, Number(b.dataset.value)])"))
+
+
+def explain_in_page(page: Any, model: str, node_id: str, other: str) -> None:
+    page.click("#tab-explain")
+    page.select_option("#explain-model", model)
+    page.select_option("#explain-node", node_id)
+    page.select_option("#explain-other", other)
+    page.evaluate("() => document.getElementById('explain-bars').replaceChildren()")
+    page.click("#explain")
+    page.wait_for_selector("#explain-bars g.bar")
+
+
+def test_explain_bars_match_the_api(page, service, shots):
+    body = shown_state(page)
+    for model in ("", "greedy_eft"):  # the default model (gradients), then a heuristic's rule
+        req = {**body, "model": model} if model else body
+        chosen = api(service, "POST", "v1/explain", req)["decision"]
+        node_id, other = chosen["node_id"], chosen["ranking"][1]  # the runner-up: feasible
+        explain_in_page(page, model, node_id, other)
+        expected = api(service, "POST", "v1/explain",
+                       {**req, "node_id": node_id, "compare_to": other})
+        want = expected["explanation"]["attributions"][node_id]
+        shown = bars_shown(page, "explain-bars")
+        assert shown.keys() == want.keys(), model
+        for feature, value in want.items():
+            assert shown[feature] == pytest.approx(value, rel=1e-6, abs=1e-9), (model, feature)
+        assert page.is_visible("#why-not")
+        gap = {f"{t['node_id']} \u00b7 {t['feature']}": t["value"]
+               for t in expected["comparison"]["top"][:12]}
+        assert bars_shown(page, "why-not-bars") == pytest.approx(gap, rel=1e-6, abs=1e-9)
+        assert expected["explanation"]["method"] in page.inner_text("#explain-summary")
+        if not model:
+            page.screenshot(path=str(shots / "explain.png"), full_page=True)
+
+
 def decisions_shown(page: Any) -> int:
     return int(page.inner_text("#live-cards [data-metric=decisions] .v"))
 
