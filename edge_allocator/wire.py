@@ -86,8 +86,12 @@ def encode_msgpack(obj: Any) -> bytes:
 # --- the columnar batch shape ----------------------------------------------------------------
 
 
+#: The key that marks the columnar batch shape.
+COLUMNAR_KEY = "node_counts"
+
+
 def is_columnar(data: Mapping[str, Any]) -> bool:
-    return "node_counts" in data
+    return COLUMNAR_KEY in data
 
 
 def _bad(loc: str, msg: str) -> RequestError:
