@@ -58,6 +58,9 @@ def test_every_endpoint_returns_what_the_document_says(app_url, client, openapi)
         ("POST", "/v1/allocate", "/v1/allocate", {"network": "live"}),  # off: a 422
         ("POST", "/v1/compare", "/v1/compare", state),  # the decision explorer's routes
         ("POST", "/v1/compare", "/v1/compare", {"nodes": [node(cpu_util=3)]}),
+        ("POST", "/v1/explain", "/v1/explain", state),
+        ("POST", "/v1/explain", "/v1/explain", {**state, "model": "greedy_eft"}),  # a rule
+        ("POST", "/v1/explain", "/v1/explain", {**state, "node_id": "nope"}),  # a 422
         ("GET", "/v1/stats", "/v1/stats", None),
         ("GET", "/v1/decisions", "/v1/decisions?limit=5", None),
         ("GET", "/v1/decisions", "/v1/decisions?decision_id=zz", None),
