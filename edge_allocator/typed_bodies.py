@@ -116,6 +116,9 @@ _REFERENCE = np.array([float(getattr(REFERENCE_TASK, f)) for f in TASK_FIELDS])
 _TASK_LO = np.array([TASK_RANGES[f][0] for f in TASK_FIELDS])
 _TASK_EXCLUSIVE = np.array([TASK_RANGES[f][1] for f in TASK_FIELDS])
 _TASK_HI = np.array([TASK_RANGES[f][2] for f in TASK_FIELDS])
+#: What msgspec raises on a body the structs cannot take: malformed, of another type,
+#: or nested past its depth limit (RecursionError: ``[{"nodes": [`` 500 times deep).
+_NOT_TYPED = (msgspec.DecodeError, msgspec.ValidationError, RecursionError)
 _BATCH_JSON, _BATCH_MSGPACK = msgspec.json.Decoder(TypedBatch), msgspec.msgpack.Decoder(TypedBatch)
 _STATE_JSON, _STATE_MSGPACK = msgspec.json.Decoder(TypedState), msgspec.msgpack.Decoder(TypedState)
 
@@ -129,7 +132,7 @@ def decode_batch_body(body: bytes, msgpack: bool) -> DecodedBatch | None:
         return None
     try:
         req = (_BATCH_MSGPACK if msgpack else _BATCH_JSON).decode(body)
-    except (msgspec.DecodeError, msgspec.ValidationError):
+    except _NOT_TYPED:
         return None
     if req.network is not msgspec.UNSET:
         return None
@@ -143,7 +146,7 @@ def decode_state_body(body: bytes, msgpack: bool) -> StateBatch | None:
     """A ``/v1/allocate`` body as a batch of one, or None (the dict path decides)."""
     try:
         state = (_STATE_MSGPACK if msgpack else _STATE_JSON).decode(body)
-    except (msgspec.DecodeError, msgspec.ValidationError):
+    except _NOT_TYPED:
         return None
     if state.network is not msgspec.UNSET:
         return None

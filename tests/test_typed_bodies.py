@@ -118,6 +118,8 @@ def test_bodies_for_the_dict_path_are_left_to_it():
     columnar = orjson.dumps({"states": [{"nodes": [node()]}], "node_counts": [1]})
     assert decode_batch_body(columnar, False) is None
     assert decode_batch_body(b"{", False) is None
+    deep = b'{"nodes": [' * 500  # msgspec raises RecursionError: the dict path words a 400
+    assert decode_state_body(deep, False) is None and decode_batch_body(deep, False) is None
     assert decode_batch_body(orjson.dumps({"states": [{"nodes": [node(cpu_util=2)]}]}),
                              False) is None
 
