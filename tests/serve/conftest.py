@@ -38,7 +38,11 @@ def ray_cluster():
 
     saved = dict(os.environ)
     os.environ.update({**FAST_PATH_ENV, **haproxy_env()})  # test what ships (scripts/run.sh)
-    ray.init(address="local", num_cpus=4, include_dashboard=False,
+    # Logical CPUs for placing replicas, not cores: the session's apps stay deployed (the
+    # shipped app, its separate and hop compositions, the explain, soak and reliability
+    # apps, each with an Explainer), and at 4 the reliability test's app waited forever
+    # for a replica slot ("taken more than 30s to be scheduled").
+    ray.init(address="local", num_cpus=8, include_dashboard=False,
              object_store_memory=200 * 1024 * 1024, _temp_dir=temp_dir,
              _metrics_export_port=free_port(), log_to_driver=False)
     port, grpc_port = free_port(), free_port()
