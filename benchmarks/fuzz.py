@@ -75,11 +75,17 @@ def _failure_details(stdout: str, max_lines: int = 400) -> list[str]:
     return lines[:max_lines]
 
 
-def run_fuzz(url: str, *, examples: int, seed: int = 0, workers: int = 2,
+def run_fuzz(url: str, *, examples: int, seed: int = 0, workers: int = 1,
              max_time_s: float | None = None, token: str | None = None) -> FuzzResult:
     """Schemathesis against ``url``/openapi.json: every operation, ``--checks all``,
     every phase (examples, coverage, fuzzing, stateful), ``examples`` per operation in
-    the fuzzing phase."""
+    the fuzzing phase.
+
+    One worker by default: with two, Schemathesis' threads race in CPython 3.11's AST
+    recursion counter (python/cpython#106905, per interpreter, not per thread) when
+    Hypothesis parses a lambda's source for a strategy's repr, and the run ends in
+    "SystemError: AST constructor recursion depth mismatch" (CI, twice in one run).
+    The server is the bottleneck on two cores, so a second worker bought little."""
     import httpx
 
     out = Path(tempfile.mkdtemp(prefix="ea-fuzz-"))

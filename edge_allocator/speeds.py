@@ -109,6 +109,17 @@ class LocalSpeeds:
     def __len__(self) -> int:
         return len(self._items)
 
+    def __getstate__(self) -> dict[str, object]:
+        # A copied simulator (the planner's rollouts) learns on its own copy of the
+        # estimates; the lock is the one thing that cannot be copied, so it is remade.
+        state = dict(self.__dict__)
+        del state["_lock"]
+        return state
+
+    def __setstate__(self, state: dict[str, object]) -> None:
+        self.__dict__.update(state)
+        self._lock = threading.Lock()
+
     def get(self, node_id: str) -> SpeedEstimate | None:
         return self._items.get(node_id)
 

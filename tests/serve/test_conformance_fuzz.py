@@ -27,14 +27,6 @@ def test_schemathesis_finds_nothing(app_url):
     from benchmarks.fuzz import run_fuzz
 
     result = run_fuzz(app_url, examples=EXAMPLES, seed=0)
-    if result.failures and all(f["code"] == "error" for f in result.failures):
-        # Schemathesis' own error, not a failed check: seen once in CI and once in the
-        # long run, an exception inside Hypothesis while it builds one operation's
-        # strategy, which also cuts that operation's cases. Said, then one rerun with
-        # another seed; any failed check, in either run, fails the test.
-        print(f"schemathesis reported its own error(s), no failed check: "
-              f"{[f['title'] for f in result.failures]}; rerunning with seed 1")
-        result = run_fuzz(app_url, examples=EXAMPLES, seed=1)
     print(f"schemathesis: {result.total} cases, {len(result.failures)} failures, "
           f"{result.seconds:.0f} s")
     assert result.total >= MIN_CASES, (result.total, result.output_tail[-3000:])
