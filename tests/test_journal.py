@@ -98,3 +98,38 @@ def test_a_live_siblings_journal_is_left_alone(tmp_path: Path) -> None:
     other.close()
     live.close()
     assert sorted(_stored(url)) == sorted(r.decision_id for r in recs)
+
+
+def test_a_batch_line_holds_its_records_exactly(tmp_path: Path) -> None:
+    """record_many journals the batch as one line (a row per record, the node matrices
+    in one blob): read back, every field equals the record's, whatever its node count,
+    ids or predictions; an older per-record line beside it is still read."""
+    import dataclasses
+
+    from edge_allocator.store.journal import encode_batch, read_journal
+    from tests.test_store import make_record
+
+    recs = [make_record(i, n_nodes=2 + i % 4, index_ids=i % 3 == 0) for i in range(9)]
+    recs[4] = dataclasses.replace(recs[4], expected_ms=12.5, transfer_ms=0.25, cached=True)
+    path = tmp_path / "d.jsonl.journal.0"
+    path.write_bytes(recs[0].to_json() + b"\n" + encode_batch(recs[1:]))
+    assert len(path.read_bytes().splitlines()) == 2
+    unreadable: list[bytes] = []
+    back = list(read_journal(path, unreadable))
+    assert not unreadable and len(back) == len(recs)
+    for got, want in zip(back, recs):
+        assert got == want and (got.node_values == want.node_values).all()
+        assert got.node_ids == want.node_ids and got.expected_ms == want.expected_ms
+
+
+def test_a_batch_line_cut_by_the_kill_is_kept_as_unreadable(tmp_path: Path) -> None:
+    from edge_allocator.store.journal import encode_batch, read_journal
+    from tests.test_store import make_record
+
+    whole, cut = encode_batch([make_record(i) for i in range(3)]), encode_batch(
+        [make_record(i) for i in range(3, 6)])
+    path = tmp_path / "d.jsonl.journal.0"
+    path.write_bytes(whole + cut[: len(cut) // 2])
+    unreadable: list[bytes] = []
+    assert len(list(read_journal(path, unreadable))) == 3
+    assert unreadable == [cut[: len(cut) // 2]]

@@ -106,12 +106,17 @@ def _sqlite_time(value: datetime) -> str:
     return value.isoformat(" ", "microseconds")[:26]  # drops the "+00:00"
 
 
-def _sqlite_row(rec: DecisionRecord) -> tuple[Any, ...]:
+def _sqlite_row(rec: DecisionRecord, times: dict[datetime, str]) -> tuple[Any, ...]:
     """One record as the values SQLAlchemy's type processing would bind on SQLite, in
     ``PREDICTION_COLUMNS`` order, built straight from the record (no row dict, no
-    per-column dispatch: the writer shares the ingress's process and core)."""
+    per-column dispatch: the writer shares the ingress's process and core). ``times``
+    memoises the timestamp text: a batch request's decisions share one ``created_at``,
+    and formatting it was a fifth of the row's cost."""
     n = rec.node_values.shape[0]
-    return (rec.decision_id, _sqlite_time(rec.created_at), rec.model_name, rec.model_version,
+    at = times.get(rec.created_at)
+    if at is None:
+        at = times[rec.created_at] = _sqlite_time(rec.created_at)
+    return (rec.decision_id, at, rec.model_name, rec.model_version,
             rec.backend, rec.node_id, rec.node_index, rec.confidence,
             orjson.dumps(rec.scores).decode(), rec.latency_ms, rec.request_hash,
             int(rec.cached), NODE_FORMAT, n, pack_node_values(rec.node_values),
@@ -133,7 +138,8 @@ def _sqlite_insert(conn: Connection, records: list[DecisionRecord]) -> int:
     DO NOTHING`` (one statement; no lookup of existing ids first). Returns the rows
     inserted. Driver errors are raised as SQLAlchemy's, as on every path."""
     try:
-        values = [_sqlite_row(r) for r in records]
+        times: dict[datetime, str] = {}
+        values = [_sqlite_row(r, times) for r in records]
     except (TypeError, ValueError, AttributeError, OverflowError) as err:
         raise exc.StatementError(str(err), _SQLITE_SQL, None, err) from err
     dbapi_conn: Any = conn.connection.driver_connection
