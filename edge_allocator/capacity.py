@@ -68,30 +68,45 @@ def nominal_limits(node_type: np.ndarray) -> np.ndarray:
     return resolve_limits(None, node_type)
 
 
+def _g_texts(values: np.ndarray) -> list[str]:
+    """``f"{v:g}"`` of each value, formatted once per distinct value: task memory repeats
+    over a state's nodes and limits over a type's (a third of the reasons' cost)."""
+    distinct, inverse = np.unique(values, return_inverse=True)
+    texts = [f"{v:g}" for v in distinct.tolist()]
+    return [texts[k] for k in inverse.ravel().tolist()]
+
+
 def mask_reasons(mem_util: np.ndarray, bandwidth: np.ndarray, queue_len: np.ndarray,
                  task_memory_mb: np.ndarray, limits: np.ndarray) -> list[str]:
     """Why each of the given (masked) nodes is infeasible, as one string each.
 
     Called with the masked nodes only: the checks are array expressions over them, and
-    only their strings are made. Every failing check is named, in a fixed order."""
+    only their strings are made, one list per combination of failing checks (no branch
+    per node). Every failing check is named, in a fixed order."""
     mem_total = limits[:, MEMORY].astype(np.float32)  # the dtype of graph.feasible_mask
     free = np.maximum((1.0 - mem_util) * mem_total, 0.0)
     unreachable = ~(bandwidth > 0)
     full = ~(queue_len < limits[:, QUEUE])
     with np.errstate(divide="ignore", invalid="ignore"):  # as graph.feasible_mask
         short = ~(mem_util + task_memory_mb / mem_total <= 1.0)
-    out = []
-    # plain Python values: indexing numpy arrays per element cost 3x the formatting
-    for u, f, sh, q, qc, need, fr, tot in zip(
-            unreachable.tolist(), full.tolist(), short.tolist(), queue_len.tolist(),
-            limits[:, QUEUE].tolist(), task_memory_mb.tolist(), free.tolist(),
-            mem_total.tolist()):
-        why = []
-        if u:
-            why.append("unreachable (bandwidth 0)")
-        if f:
-            why.append(f"queue full ({q:g} of {qc:g})")
-        if sh:
-            why.append(f"memory short (need {need:g} MB, free {fr:.6g} MB of {tot:g})")
-        out.append("; ".join(why) or "infeasible")
+    kind = unreachable.astype(np.int8) | (full.astype(np.int8) << 1) | (short.astype(np.int8) << 2)
+    out = [""] * len(kind)
+    for k in np.unique(kind).tolist():
+        rows = np.flatnonzero(kind == k)
+        parts: list[list[str]] = []
+        if k & 1:
+            parts.append(["unreachable (bandwidth 0)"] * len(rows))
+        if k & 2:
+            # plain Python values: indexing numpy arrays per element cost 3x the formatting
+            parts.append([f"queue full ({q:g} of {c})" for q, c in zip(
+                queue_len[rows].tolist(), _g_texts(limits[rows, QUEUE]))])
+        if k & 4:
+            parts.append([f"memory short (need {need} MB, free {fr:.6g} MB of {tot})"
+                          for need, fr, tot in zip(_g_texts(task_memory_mb[rows]),
+                                                   free[rows].tolist(),
+                                                   _g_texts(mem_total[rows]))])
+        texts = (["infeasible"] * len(rows) if not parts else parts[0] if len(parts) == 1
+                 else ["; ".join(p) for p in zip(*parts)])
+        for i, text in zip(rows.tolist(), texts):
+            out[i] = text
     return out
