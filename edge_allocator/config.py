@@ -202,7 +202,15 @@ class ServiceConfig(RoutingConfig):
         default=True,
         description="Append each decision to a journal beside the spool as it is queued, so "
                     "a replica killed outright loses no answered decision (costs a JSON "
-                    "encoding and a write per decision on the request path)")
+                    "encoding and a write per batch request on the request path)")
+    gzip_responses: bool = Field(
+        default=False,
+        description="gzip API answers of 1 KiB or more when the client accepts gzip. Off by "
+                    "default: compressing a 256-decision batch answer (and the client "
+                    "inflating it) cost 42 % of batch throughput on two cores "
+                    "(benchmarks.serve_bench: 6,207 decisions/s gzipped against 10,738 "
+                    "identity, one run); worth it only across a slow link. The /docs and "
+                    "/ui/ assets are served gzipped either way (compressed once, at start)")
     auth_token_env: str = Field(default="EDGE_ALLOCATOR_TOKENS",
                                 description="Env var holding comma-separated bearer tokens")
     auth_token_file: Path | None = None

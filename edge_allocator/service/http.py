@@ -301,9 +301,11 @@ class FrontDoor:
         /docs and its assets are public: static files, no data (the page asks for a
         token to fetch /openapi.json when tokens are set)."""
         raw_path, path = path, path.rstrip("/") or "/"
-        accept = headers.get("accept-encoding", "")
+        accepted = headers.get("accept-encoding", "")
+        # API answers are compressed only when the service is told to (gzip_responses)
+        accept = accepted if self.api.cfg.gzip_responses else ""
         try:
-            page = self._page(method, path, raw_path, accept)
+            page = self._page(method, path, raw_path, accepted)
             if page is not None:
                 return page
             caller = self.api.auth.check(headers.get("authorization"))

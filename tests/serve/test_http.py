@@ -162,15 +162,15 @@ def test_client_errors_never_500(app_url, client):
     assert client.get(f"{app_url}/v1/allocate").status_code == 405
 
 
-def test_large_responses_are_gzipped(app_url, client):
+def test_large_responses_are_not_gzipped_by_default(app_url, client):
+    """The shipped config leaves gzip_responses off (tests/test_compression.py covers it
+    switched on): a client that accepts gzip gets identity, through Serve as in process."""
     state = _sample(client, app_url, nodes=300)
     raw = orjson.dumps(state)
     r = httpx.post(f"{app_url}/v1/allocate", content=raw,
                    headers={"content-type": "application/json", "accept-encoding": "gzip"})
-    assert r.headers.get("content-encoding") == "gzip" and len(r.json()["scores"]) > 100
-    plain = httpx.post(f"{app_url}/v1/allocate", content=raw,
-                       headers={"content-type": "application/json", "accept-encoding": "identity"})
-    assert "content-encoding" not in plain.headers
+    assert r.status_code == 200 and len(r.json()["scores"]) > 100
+    assert "content-encoding" not in r.headers
 
 
 def test_repeated_state_is_served_from_cache(app_url, client):
