@@ -14,7 +14,7 @@ import itertools
 import time
 from collections import Counter
 from collections.abc import Sequence
-from typing import NamedTuple
+from typing import Any, NamedTuple
 from urllib.parse import urlparse
 
 import numpy as np
@@ -39,6 +39,20 @@ def _loopback(url: str) -> None:
         raise ValueError(f"load generator only targets loopback, not {host!r}")
 
 
+async def post(session: Any, url: str, body: bytes, headers: dict[str, str],
+               statuses: Counter[int]) -> None:
+    """One POST on an aiohttp ``session``, its answer read and its status counted (0: no
+    HTTP answer at all)."""
+    import aiohttp
+
+    try:
+        async with session.post(url, data=body, headers=headers) as r:
+            await r.read()
+            statuses[r.status] += 1
+    except aiohttp.ClientError:
+        statuses[0] += 1
+
+
 async def run_load(url: str, bodies: Sequence[bytes], concurrency: int, max_requests: int,
                    max_seconds: float, headers: dict[str, str] | None = None) -> LoadResult:
     import aiohttp
@@ -57,12 +71,7 @@ async def run_load(url: str, bodies: Sequence[bytes], concurrency: int, max_requ
                 if i >= max_requests or time.perf_counter() > deadline:
                     return
                 t0 = time.perf_counter()
-                try:
-                    async with s.post(url, data=bodies[i % len(bodies)], headers=hdrs) as r:
-                        await r.read()
-                        statuses[r.status] += 1
-                except aiohttp.ClientError:
-                    statuses[0] += 1
+                await post(s, url, bodies[i % len(bodies)], hdrs, statuses)
                 latencies.append(time.perf_counter() - t0)
 
         start = time.perf_counter()

@@ -119,9 +119,11 @@ class Ingress:
             status, body, headers = await self.cors.respond(request.scope, request.receive)
             return Response(body, status_code=status, headers=headers)
         root = request.scope.get("root_path", "")  # the app's route_prefix under Serve
-        out = await door.handle(
-            request.method.upper(), request.url.path.removeprefix(root), request.headers,
-            request.query_params, request.body)
+        # the whole request, body read to answer encoded: shadow scoring waits meanwhile
+        with door.api.shadow.live_request():
+            out = await door.handle(
+                request.method.upper(), request.url.path.removeprefix(root),
+                request.headers, request.query_params, request.body)
         return Response(out.body, status_code=out.status, headers=out.headers)
 
     # gRPC (edge_allocator/grpc/edge_allocator.proto): Serve calls the method named as the RPC

@@ -43,6 +43,12 @@ class IngressMetrics:
             "edge_allocator_feedback", description="Feedback received",
             tag_keys=_tag_keys("success"),
         )
+        self.shadow = metrics.Counter(
+            "edge_allocator_shadow_decisions",
+            description="Live decisions offered to a shadow candidate, by outcome "
+                        "(agree, disagree, dropped, failed); never counted as decisions",
+            tag_keys=_tag_keys("model", "version", "outcome"),
+        )
         self.feedback_completion_ms = metrics.Histogram(
             "edge_allocator_feedback_completion_ms",
             description="Realised completion time reported as feedback, ms",
@@ -75,6 +81,10 @@ class RayObserver:
         self.m.feedback.inc(tags={"success": str(success).lower()})
         if completion_ms is not None:
             self.m.feedback_completion_ms.observe(completion_ms)
+
+
+    def shadow(self, model: str, version: str, outcome: str, n: int) -> None:
+        self.m.shadow.inc(n, tags={"model": model, "version": version, "outcome": outcome})
 
 
 class InferenceMetrics:

@@ -54,8 +54,9 @@ class BatchedPolicy:
         if stage is None or stage.backend_name != inf.backend or stage.device != inf.device \
                 or stage.models_dir != cfg.models_dir:
             stage = PolicyStage(cfg.models_dir, inf.backend, inf.device)
-        router = ModelRouter(cfg.models_dir, cfg.models, cfg.default_model)
-        stage.load([ModelKey(*k) for k in router.versions_in_use()])
+        router = ModelRouter(cfg.models_dir, cfg.models, cfg.default_model, shadow=cfg.shadow)
+        # shadow candidates too: scored off the response path, loaded before they are asked
+        stage.load([ModelKey(*k) for k in router.versions_in_use() + router.shadow_versions()])
         self.stage, self.config = stage, cfg
         batcher: Any = self._infer_batch  # type: ignore[misc]
         batcher.set_max_batch_size(inf.max_batch_size)

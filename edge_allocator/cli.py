@@ -125,12 +125,15 @@ def _predict(args: argparse.Namespace) -> None:
 
 
 def _report(args: argparse.Namespace) -> None:
-    from edge_allocator.store import DecisionLog, format_report
+    from edge_allocator.store import DecisionLog, format_report, format_shadow_report
 
     # its own spool: the running service holds the lock on the service's one
     log = DecisionLog(args.db, spool_path=Path(tempfile.mkdtemp()) / "report.jsonl")
     try:
-        print(format_report(log.report()))
+        if args.shadow:
+            print(format_shadow_report(log.shadow_report()))
+        else:
+            print(format_report(log.report()))
     finally:
         log.close()
 
@@ -243,6 +246,9 @@ def main(argv: list[str] | None = None) -> None:
 
     r = sub.add_parser("report", help="realised outcomes per model version (decision log)")
     r.add_argument("--db", default=DATABASE_URL, help="decision log URL (default: the service's)")
+    r.add_argument("--shadow", action="store_true",
+                   help="live against shadow per version: agreement, score gaps, and the "
+                        "live choice's realised outcome where feedback came back")
     r.set_defaults(func=_report)
 
     d = sub.add_parser("simulate-devices",

@@ -72,6 +72,18 @@ class ModelSpec(_Settings):
         return v
 
 
+class ShadowSpec(_Settings):
+    """A candidate version that scores a share of one model's live states off the response
+    path (``edge_allocator.service.shadow``): its decisions go to the decision log marked
+    as shadow, never to clients, live metrics or the cache. Promotion is a config change:
+    pin ``models.<name>.version`` to the candidate and drop the ``shadow`` entry."""
+
+    version: str = Field(min_length=1, description="The candidate version of this model")
+    share: float = Field(default=1.0, gt=0, le=1,
+                         description="Share of live requests shadowed, in (0, 1]; a batch "
+                                     "request is shadowed whole or not at all")
+
+
 def _default_models() -> dict[str, ModelSpec]:
     return {name: ModelSpec() for name in DEFAULT_MODEL_NAMES}
 
@@ -102,6 +114,9 @@ class RoutingConfig(_Settings):
     aliases: dict[str, str] = Field(
         default_factory=lambda: dict(DEFAULT_ALIASES),
         description="alias -> served model name: requests naming the alias get that model")
+    shadow: dict[str, ShadowSpec] = Field(
+        default_factory=dict,
+        description="served model name -> candidate version scoring its live states in shadow")
 
     @field_validator("models_dir")
     @classmethod
@@ -114,6 +129,15 @@ class RoutingConfig(_Settings):
         if clash:
             raise ValueError(f"aliases: {clash} are also model names; an alias must name "
                              "no served model")
+        return self
+
+    @model_validator(mode="after")
+    def _shadow_of_served_models(self) -> RoutingConfig:
+        unknown = sorted(set(self.shadow) - set(self.models))
+        if unknown:
+            raise ValueError(f"shadow: {unknown} are not served models (models: "
+                             f"{sorted(self.models)}); a shadow names the served model whose "
+                             "live states its candidate version scores")
         return self
 
 
@@ -242,12 +266,12 @@ class ServiceConfig(RoutingConfig):
 
     def routing(self) -> RoutingConfig:
         return RoutingConfig(models_dir=self.models_dir, default_model=self.default_model,
-                             models=self.models, aliases=self.aliases)
+                             models=self.models, aliases=self.aliases, shadow=self.shadow)
 
     def policy(self) -> PolicyConfig:
         """The settings an in-process policy runs with (``inline_inference``)."""
         return PolicyConfig(models_dir=self.models_dir, default_model=self.default_model,
-                            models=self.models, aliases=self.aliases,
+                            models=self.models, aliases=self.aliases, shadow=self.shadow,
                             inference=self.inference)
 
 

@@ -35,6 +35,20 @@ MASKED_SCORE = -1e9
 GC_THRESHOLD = _env_int("EDGE_ALLOCATOR_GC_THRESHOLD", 50_000)
 #: Entries of the in-process topology (adjacency) cache.
 TOPOLOGY_CACHE_ENTRIES = _env_int("EDGE_ALLOCATOR_TOPOLOGY_CACHE_ENTRIES", 4096)
+#: Shadow scoring (``service.shadow``): states waiting for the candidate at most; beyond
+#: it new work is dropped and counted, so a slow candidate never grows memory.
+SHADOW_QUEUE_STATES = _env_int("EDGE_ALLOCATOR_SHADOW_QUEUE_STATES", 4096)
+#: States per shadow model call, at most: bounds how long one shadow call holds the
+#: replica's event loop (live requests wait behind it).
+SHADOW_BATCH_STATES = _env_int("EDGE_ALLOCATOR_SHADOW_BATCH_STATES", 64)
+#: Shadow work waits while live requests are being decided, up to this long; then one
+#: call runs anyway (under saturation the candidate gets a trickle, the rest is dropped).
+SHADOW_MAX_DEFER_S = _env_float("EDGE_ALLOCATOR_SHADOW_MAX_DEFER_S", 1.0)
+#: A shadow call starts only once no live request has been in the replica for this long:
+#: the next request of a busy client arrives within a millisecond or two of its answer.
+SHADOW_QUIET_S = _env_float("EDGE_ALLOCATOR_SHADOW_QUIET_S", 0.003)
+#: How long the shadow worker lets work gather before a call (fewer, larger calls).
+SHADOW_GATHER_S = _env_float("EDGE_ALLOCATOR_SHADOW_GATHER_S", 0.005)
 #: Default decision-cache TTL.
 DECISION_CACHE_TTL_S = _env_float("EDGE_ALLOCATOR_DECISION_CACHE_TTL_S", 5.0)
 

@@ -294,11 +294,12 @@ def test_migrations_create_tables_and_indexes(db_url: str, tmp_path: Path) -> No
             table: {ix["name"]: ix["column_names"] for ix in insp.get_indexes(table)}
             for table in ("predictions", "feedback")
         }
-        assert indexes["predictions"] == {"ix_predictions_created_at": ["created_at"]}
+        assert indexes["predictions"] == {"ix_predictions_created_at": ["created_at"],
+                                          "ix_predictions_shadow_of": ["shadow_of"]}
         assert indexes["feedback"]["ix_feedback_decision_id"] == ["decision_id"]
         assert insp.get_pk_constraint("predictions")["constrained_columns"] == ["decision_id"]
         with log.engine.connect() as conn:
-            assert conn.scalar(sa.text("SELECT version_num FROM alembic_version")) == "0003"
+            assert conn.scalar(sa.text("SELECT version_num FROM alembic_version")) == "0004"
             # The Core metadata the code queries must be exactly what the migrations built.
             diff = compare_metadata(MigrationContext.configure(conn), metadata)
         assert diff == []
@@ -734,7 +735,7 @@ def test_migration_packs_network_metrics_and_unpacks_on_downgrade(
         with engine.connect() as conn:
             assert compare_metadata(MigrationContext.configure(conn), metadata) == []
             stored = {r.decision_id: r for r in conn.execute(sa.select(predictions))}
-            assert conn.scalar(sa.text("SELECT version_num FROM alembic_version")) == "0003"
+            assert conn.scalar(sa.text("SELECT version_num FROM alembic_version")) == "0004"
     finally:
         engine.dispose()
     assert len(stored) == len(p_rows)

@@ -7,7 +7,9 @@ from __future__ import annotations
 
 import asyncio
 import logging
+import random
 import time
+from collections.abc import Sequence
 from datetime import datetime
 from pathlib import Path
 from typing import Any
@@ -42,6 +44,7 @@ from edge_allocator.service.observe import (
 )
 from edge_allocator.service.quota import TokenBuckets
 from edge_allocator.service.routing import ModelRouter
+from edge_allocator.service.shadow import ShadowScorer, ShadowWork
 from edge_allocator.service.stages import AssembleMeta, ModelKey
 from edge_allocator.service.stats import ReplicaStats
 from edge_allocator.speeds import observed_ratio
@@ -98,21 +101,25 @@ class AllocatorApi:
         self.auth = TokenAuth(cfg.auth_token_env, cfg.auth_token_file)
         self.quota = TokenBuckets(cfg.quota)
         self.router = ModelRouter(cfg.models_dir, cfg.models, cfg.default_model,
-                                  aliases=cfg.aliases)
+                                  aliases=cfg.aliases, shadow=cfg.shadow)
         self.cache = _make_cache(cfg)
         self.decision_log = _make_log(cfg, replica_tag)
+        # a candidate version scoring live states off the response path (user_config shadow)
+        self.shadow = ShadowScorer(chain, self.decision_log, self.observer,
+                                   lambda name: self.router.shadow_of(name))
+        self._shadow_rng = random.Random()
         self.stats = ReplicaStats(replica_tag)  # GET /v1/stats (the explorer's Live view)
         self.speeds = NodeSpeeds(cfg.node_speeds.params(), cfg.redis_url,
                                  refresh_s=cfg.node_speeds.refresh_s)
 
     def reconfigure(self, cfg: ServiceConfig) -> None:
-        """Swap routing (model versions, A/B) atomically. Cache keys carry the model
+        """Swap routing (model versions, A/B, shadow) atomically. Cache keys carry the model
         version, so an old version's answers are never served for the new one; the
         cache is cleared to free them. Tokens are read again (rotation: the new set
         applies to the next request) and quotas take the new rates. Store settings need
         a new replica."""
         self.router = ModelRouter(cfg.models_dir, cfg.models, cfg.default_model,
-                                  aliases=cfg.aliases)
+                                  aliases=cfg.aliases, shadow=cfg.shadow)
         auth = TokenAuth(cfg.auth_token_env, cfg.auth_token_file)
         self.auth = auth
         self.quota.reconfigure(cfg.quota)
@@ -138,6 +145,16 @@ class AllocatorApi:
 
     async def decide(self, state: StateBatch, model: str | None, route: str) -> Decision:
         """The one state of ``state`` (a batch of one), through the cache."""
+        with self.shadow.live_request():  # shadow work waits while live requests run
+            return await self._decide(state, model, route)
+
+    async def decide_many(self, batch: StateBatch, model: str | None,
+                          route: str) -> DecisionColumns:
+        """Every state of ``batch`` in one model call per padded bucket."""
+        with self.shadow.live_request():
+            return await self._decide_many(batch, model, route)
+
+    async def _decide(self, state: StateBatch, model: str | None, route: str) -> Decision:
         t0 = time.perf_counter()
         key = ModelKey(*self.router.pick(model or state.models[0]))
         self._apply_speeds(state)
@@ -166,11 +183,12 @@ class AllocatorApi:
                 d.decision_id, d.model, d.node_id, d.node_index, d.confidence, d.scores,
                 d.latency_ms, d.cached, state, 0, ckey, None, expected[0], transfer[0]))
         self._observe_one(decision, state, route, t0)
+        self._offer_shadow(key, state, (decision.decision_id,),
+                           np.array([decision.node_index]))
         return decision
 
-    async def decide_many(self, batch: StateBatch, model: str | None,
-                          route: str) -> DecisionColumns:
-        """Every state of ``batch`` in one model call per padded bucket."""
+    async def _decide_many(self, batch: StateBatch, model: str | None,
+                           route: str) -> DecisionColumns:
         t0 = time.perf_counter()
         key = ModelKey(*self.router.pick(model or batch.models[0]))
         self._apply_speeds(batch)
@@ -191,7 +209,21 @@ class AllocatorApi:
                 expected[i], transfer[i])
                 for i in range(len(batch))])
         self._observe_many(cols, route, t0)
+        self._offer_shadow(key, batch, cols.decision_ids, cols.best)
         return cols
+
+    def _offer_shadow(self, key: ModelKey, batch: StateBatch, ids: Sequence[str],
+                      best: np.ndarray) -> None:
+        """The live decisions of one request to the model's shadow candidate, if it has
+        one and the request is in the sampled share (a batch whole or not at all). After
+        the answer is made and logged; the candidate scores later, off this path."""
+        target = self.router.shadow_of(key.name)
+        if target is None or (target.name, target.version) == key:
+            return  # none, or this request's A/B draw is the candidate itself
+        if target.share < 1.0 and self._shadow_rng.random() >= target.share:
+            return
+        self.shadow.offer(ShadowWork(key, ModelKey(target.name, target.version), batch, ids,
+                                     best))
 
     def _apply_speeds(self, batch: StateBatch) -> None:
         """Nodes that sent no ``observed_speed`` take what feedback taught (before the
@@ -299,14 +331,19 @@ class AllocatorApi:
             why = exc.message if isinstance(exc, RequestError) else f"{type(exc).__name__}: {exc}"
             return Readiness("not ready", reason=why[:2000])
         loaded = {(d.name, d.version) for d in described}
-        missing = [f"{n} v{v}" for n, v in self.router.versions_in_use()
-                   if (n, v) not in loaded]
+        live = self.router.versions_in_use()
+        missing = [f"{n} v{v}" for n, v in live if (n, v) not in loaded]
+        # a shadow candidate that failed to load never makes the replica unready: its
+        # failures are counted and logged where it scores (service.shadow)
+        served = {f"{n} v{v}" for n, v in live}
+        failures = {k: why for k, why in failures.items() if k in served}
         if failures or missing:
             why = "; ".join(f"{k}: {v}" for k, v in failures.items())
             return Readiness("not ready", reason=f"models not loaded: {missing}. {why}"[:2000])
         return Readiness("ready", models=described)
 
     def close(self) -> None:
+        self.shadow.close()
         if self.decision_log is not None:
             self.decision_log.close()
         self.speeds.close()

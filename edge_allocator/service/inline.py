@@ -18,7 +18,8 @@ def in_process_api(cfg: ServiceConfig) -> AllocatorApi:
     stage = PolicyStage(cfg.models_dir, cfg.inference.backend, cfg.inference.device)
     api = AllocatorApi(cfg, StagesHere(DirectPolicy(stage, BatchConfig(
         cfg.inference.max_batch_size, cfg.inference.batch_wait_timeout_s))), replica_tag="inline")
-    stage.load([ModelKey(*k) for k in api.router.versions_in_use()])
+    stage.load([ModelKey(*k) for k in
+                api.router.versions_in_use() + api.router.shadow_versions()])
     return api
 
 

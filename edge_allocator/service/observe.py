@@ -16,6 +16,10 @@ from typing import Protocol
 NODE_TYPE_NAMES: tuple[str, ...] = ("gateway", "edge", "cloud")
 #: Route tag for requests that matched no route (never the raw path: unbounded labels).
 UNMATCHED_ROUTE = "unmatched"
+#: What became of a live decision offered to the shadow candidate: scored (and whether
+#: the candidate chose the same node), dropped (queue full, or the shadow was changed
+#: before it ran) or failed (the candidate raised or is not loaded).
+SHADOW_OUTCOMES: tuple[str, ...] = ("agree", "disagree", "dropped", "failed")
 
 
 class DecisionCounts(Counter[tuple[str, str, str, str, bool]]):
@@ -34,6 +38,11 @@ class Observer(Protocol):
 
     def feedback(self, success: bool, completion_ms: float | None) -> None: ...
 
+    def shadow(self, model: str, version: str, outcome: str, n: int) -> None:
+        """``n`` live decisions of ``model`` offered to its candidate ``version`` ended as
+        ``outcome`` (one of ``SHADOW_OUTCOMES``). Shadow decisions are counted here only,
+        never by ``decisions`` or ``latency``."""
+
 
 class NullObserver:
     def decisions(self, counts: DecisionCounts) -> None:
@@ -49,4 +58,7 @@ class NullObserver:
         pass
 
     def feedback(self, success: bool, completion_ms: float | None) -> None:
+        pass
+
+    def shadow(self, model: str, version: str, outcome: str, n: int) -> None:
         pass

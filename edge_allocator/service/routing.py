@@ -1,4 +1,5 @@
-"""Which model version answers a request: pinned, newest, or an A/B split."""
+"""Which model version answers a request: pinned, newest, or an A/B split; and which
+candidate version, if any, scores it in shadow."""
 
 from __future__ import annotations
 
@@ -6,10 +7,19 @@ import json
 import random
 from collections.abc import Mapping
 from pathlib import Path
+from typing import NamedTuple
 
-from edge_allocator.config import ModelSpec
+from edge_allocator.config import ModelSpec, ShadowSpec
 from edge_allocator.runtime.artifacts import MANIFEST, versions
 from edge_allocator.schema import RequestError
+
+
+class ShadowTarget(NamedTuple):
+    """The candidate that scores a share of one served model's live states."""
+
+    name: str
+    version: str
+    share: float  # in (0, 1]
 
 
 class ModelRouter:
@@ -17,7 +27,8 @@ class ModelRouter:
     the original API's model types do; an alias of a model not served here is a 404."""
 
     def __init__(self, models_dir: Path, specs: dict[str, ModelSpec], default_model: str,
-                 rng: random.Random | None = None, aliases: Mapping[str, str] | None = None):
+                 rng: random.Random | None = None, aliases: Mapping[str, str] | None = None,
+                 shadow: Mapping[str, ShadowSpec] | None = None):
         self.models_dir = models_dir
         self.specs = specs
         self.default_model = default_model
@@ -44,11 +55,40 @@ class ModelRouter:
                 self._choices[name] = ([have[-1]], [1.0])
             else:
                 raise ValueError(f"models.{name}: no versions under {models_dir / name}")
-        for name, version in self.versions_in_use():  # read once, not per request
+        self._shadow = self._shadow_targets(models_dir, shadow or {})
+        for name, version in self.versions_in_use() + self.shadow_versions():  # read once
             try:
                 self._kinds[(name, version)] = kind_of(models_dir, name, version)
             except (OSError, ValueError, KeyError):
                 pass  # unreadable manifest: the policy refuses to load it and says why
+
+    def _shadow_targets(self, models_dir: Path, shadow: Mapping[str, ShadowSpec]
+                        ) -> dict[str, ShadowTarget]:
+        """Each shadow checked against what is on disk and what is live: at deploy or
+        reconfigure (the deployment fails, naming the key), never on a request."""
+        out = {}
+        for name, spec in shadow.items():
+            if name not in self._choices:
+                raise ValueError(f"shadow.{name}: {name!r} is not a served model "
+                                 f"(served: {self.names()})")
+            have = versions(models_dir, name)
+            if spec.version not in have:
+                raise ValueError(f"shadow.{name}.version={spec.version!r} not found "
+                                 f"(have {have})")
+            if self._choices[name][0] == [spec.version]:
+                raise ValueError(f"shadow.{name}.version={spec.version!r} is the live version "
+                                 "of the model; a shadow scores a candidate against it")
+            out[name] = ShadowTarget(name, spec.version, spec.share)
+        return out
+
+    def shadow_of(self, name: str) -> ShadowTarget | None:
+        """The candidate scoring ``name``'s live states, if any (``name`` is served)."""
+        return self._shadow.get(name)
+
+    def shadow_versions(self) -> list[tuple[str, str]]:
+        """(name, version) of every shadow candidate: loaded beside the live versions,
+        but not needed for readiness (a failing candidate never affects live answers)."""
+        return [(t.name, t.version) for t in self._shadow.values()]
 
     def kind(self, name: str, version: str) -> str:
         """The kind ('dqn', 'ppo', 'hybrid') of a version; read from disk only for a

@@ -32,6 +32,11 @@ from edge_allocator.store.records import (
     utc_now,
 )
 from edge_allocator.store.report import ReportRow, build_report, format_report
+from edge_allocator.store.shadow_report import (
+    ShadowRow,
+    build_shadow_report,
+    format_shadow_report,
+)
 from edge_allocator.store.tables import feedback, metadata, predictions
 
 __all__ = [
@@ -41,12 +46,15 @@ __all__ = [
     "DecisionRecord",
     "Pending",
     "ReportRow",
+    "ShadowRow",
     "StoreUnavailable",
     "UnknownDecision",
     "build_report",
+    "build_shadow_report",
     "create_schema",
     "feedback",
     "format_report",
+    "format_shadow_report",
     "make_engine",
     "metadata",
     "new_decision_id",

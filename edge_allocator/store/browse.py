@@ -36,11 +36,12 @@ class DecisionRow(NamedTuple):
 
 def recent_decisions(conn: Connection, limit: int, id_prefix: str | None = None
                      ) -> list[DecisionRow]:
-    """Newest first. ``id_prefix`` is lowercase hex (the caller checks): no LIKE
-    wildcards can reach the query."""
+    """Newest first, live decisions only (never shadow ones). ``id_prefix`` is lowercase
+    hex (the caller checks): no LIKE wildcards can reach the query."""
     p = predictions.c
     query = sa.select(p.decision_id, p.created_at, p.model_name, p.model_version, p.backend,
-                      p.node_id, p.confidence, p.latency_ms, p.cached, p.node_count)
+                      p.node_id, p.confidence, p.latency_ms, p.cached, p.node_count
+                      ).where(p.shadow_of.is_(None))
     if id_prefix:
         query = query.where(p.decision_id.startswith(id_prefix, autoescape=True))
     rows = conn.execute(query.order_by(p.created_at.desc(), p.decision_id).limit(limit)).all()

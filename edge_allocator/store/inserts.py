@@ -120,14 +120,14 @@ def _sqlite_row(rec: DecisionRecord, times: dict[datetime, str]) -> tuple[Any, .
             rec.backend, rec.node_id, rec.node_index, rec.confidence,
             orjson.dumps(rec.scores).decode(), rec.latency_ms, rec.request_hash,
             int(rec.cached), NODE_FORMAT, n, pack_node_values(rec.node_values),
-            pack_node_ids(rec.node_ids, n), rec.expected_ms, rec.transfer_ms)
+            pack_node_ids(rec.node_ids, n), rec.expected_ms, rec.transfer_ms, rec.shadow_of)
 
 
 #: The columns ``_sqlite_row`` fills, in its order; checked against the table at import.
 _SQLITE_ROW_COLUMNS = ("decision_id", "created_at", "model_name", "model_version", "backend",
                        "node_id", "node_index", "confidence", "scores", "latency_ms",
                        "request_hash", "cached", "node_format", "node_count", "node_values",
-                       "node_ids", "expected_ms", "transfer_ms")
+                       "node_ids", "expected_ms", "transfer_ms", "shadow_of")
 if _SQLITE_ROW_COLUMNS != PREDICTION_COLUMNS:  # a new column must be added to both
     raise RuntimeError(f"_sqlite_row fills {_SQLITE_ROW_COLUMNS}, the table has "
                        f"{PREDICTION_COLUMNS}")

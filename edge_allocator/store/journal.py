@@ -52,7 +52,9 @@ BATCH_PREFIX = b'{"batch":1,'
 #: base64 blob for the whole batch, ``node_count`` rows each).
 _ROW_FIELDS = ("decision_id", "created_at", "model_name", "model_version", "backend",
                "node_id", "node_index", "confidence", "scores", "latency_ms", "request_hash",
-               "cached", "node_ids", "expected_ms", "transfer_ms")
+               "cached", "node_ids", "expected_ms", "transfer_ms", "shadow_of")
+#: Rows of lines written before ``shadow_of`` (migration 0004) lack it: a live decision.
+_ROW_FIELDS_BEFORE_SHADOW = len(_ROW_FIELDS) - 1
 
 
 def encode_batch(records: Sequence[DecisionRecord]) -> bytes:
@@ -64,7 +66,8 @@ def encode_batch(records: Sequence[DecisionRecord]) -> bytes:
         return records[0].to_json() + b"\n"
     rows = [(r.decision_id, r.created_at, r.model_name, r.model_version, r.backend,
              r.node_id, r.node_index, r.confidence, r.scores, r.latency_ms, r.request_hash,
-             r.cached, r.node_ids, r.expected_ms, r.transfer_ms, r.node_values.shape[0])
+             r.cached, r.node_ids, r.expected_ms, r.transfer_ms, r.shadow_of,
+             r.node_values.shape[0])
             for r in records]
     blob = pack_node_values(np.concatenate([r.node_values for r in records]))
     return (BATCH_PREFIX + orjson.dumps({"rows": rows,
@@ -80,7 +83,8 @@ def decode_batch(line: bytes) -> list[DecisionRecord]:
         out, start = [], 0
         for row in obj["rows"]:
             *fields, n = row
-            if len(fields) != len(_ROW_FIELDS) or not isinstance(n, int) or n < 0:
+            if len(fields) not in (len(_ROW_FIELDS), _ROW_FIELDS_BEFORE_SHADOW) \
+                    or not isinstance(n, int) or n < 0:
                 raise ValueError(f"a batch row of {len(row)} values")
             rec = dict(zip(_ROW_FIELDS, fields))
             rec["created_at"] = datetime.fromisoformat(rec["created_at"])

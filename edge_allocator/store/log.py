@@ -42,6 +42,7 @@ from edge_allocator.store.inserts import insert_records
 from edge_allocator.store.journal import Journal, journal_files, read_journal
 from edge_allocator.store.records import HEX_ID_CHARS, DecisionRecord, utc_now
 from edge_allocator.store.report import ReportRow, build_report
+from edge_allocator.store.shadow_report import ShadowRow, build_shadow_report
 from edge_allocator.store.spool import Spool
 from edge_allocator.store.tables import feedback, predictions
 
@@ -363,6 +364,18 @@ class DecisionLog:
             raise StoreUnavailable(f"cannot build report: {describe_error(self._engine, err)}") \
                 from None
 
+    def shadow_report(self, *, since: datetime | None = None) -> list[ShadowRow]:
+        """Live against shadow per (model, live version, candidate version) (see
+        :class:`ShadowRow`), after flushing pending records."""
+        self.flush()
+        try:
+            self._ensure_schema()
+            with self._engine.connect() as conn:
+                return build_shadow_report(conn, since)
+        except exc.SQLAlchemyError as err:
+            raise StoreUnavailable(
+                f"cannot build shadow report: {describe_error(self._engine, err)}") from None
+
     def recent(self, limit: int, id_prefix: str | None = None) -> list[DecisionRow]:
         """The latest ``limit`` decisions (those whose id starts with ``id_prefix``, a
         lowercase hex string), newest first, with their feedback; after flushing pending
@@ -391,8 +404,10 @@ class DecisionLog:
             self._ensure_schema()
             with self._engine.begin() as conn:
                 p = predictions.c
+                # a shadow decision was never answered: no feedback can be about it
                 found = conn.execute(sa.select(p.node_id, p.expected_ms, p.transfer_ms)
-                                     .where(p.decision_id == row["decision_id"])).first()
+                                     .where(p.decision_id == row["decision_id"],
+                                            p.shadow_of.is_(None))).first()
                 if found is None:
                     return None
                 result = conn.execute(sa.insert(feedback).values(row))

@@ -196,10 +196,15 @@ class DecisionRecord:
     #: predicted transfer: what feedback's completion_ms is compared with (speeds.py).
     expected_ms: float | None = None
     transfer_ms: float | None = None
+    #: A shadow decision (migration 0004): the id of the live decision whose state the
+    #: candidate version scored. None for live decisions, the only ones clients see.
+    shadow_of: str | None = None
 
     def __post_init__(self) -> None:
         _check_hex_id("decision_id", self.decision_id)
         _check_hex_id("request_hash", self.request_hash)
+        if self.shadow_of is not None:
+            _check_hex_id("shadow_of", self.shadow_of)
         if not isinstance(self.created_at, datetime) or self.created_at.tzinfo is None:
             raise ValueError(
                 f"DecisionRecord.created_at must be a timezone-aware datetime, got "
@@ -260,6 +265,7 @@ class DecisionRecord:
             "node_ids": pack_node_ids(self.node_ids, n),
             "expected_ms": self.expected_ms,
             "transfer_ms": self.transfer_ms,
+            "shadow_of": self.shadow_of,
         }
 
     def to_json(self) -> bytes:

@@ -1,5 +1,8 @@
 """Per-model summary of the decision log: volume, outcome, latency, confidence, caching.
 
+Live decisions only: shadow decisions (``shadow_of`` set) are a candidate's opinion,
+never served, and have their own report (``store.shadow_report``).
+
 Aggregates run in the database; only the 90th percentile of completion time falls back
 to Python on dialects without ``percentile_cont`` (SQLite), using the same linear
 interpolation so both backends report the same number.
@@ -66,7 +69,9 @@ def build_report(db: Session | Connection, since: datetime | None = None) -> lis
     p, f = predictions, feedback
     dialect = db.dialect.name if isinstance(db, Connection) else db.get_bind().dialect.name
     key = (p.c.model_name, p.c.model_version)
-    where = [p.c.created_at >= since] if since is not None else []
+    where: list[sa.ColumnElement[bool]] = [p.c.shadow_of.is_(None)]  # live decisions only
+    if since is not None:
+        where.append(p.c.created_at >= since)
 
     decided = db.execute(
         sa.select(*key, sa.func.count(), sa.func.avg(p.c.confidence), _as_rate(p.c.cached))

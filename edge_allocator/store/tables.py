@@ -77,7 +77,12 @@ predictions = sa.Table(
     # 0003): wait + execution, and transfer; feedback is compared with them.
     sa.Column("expected_ms", sa.Float(), nullable=True),
     sa.Column("transfer_ms", sa.Float(), nullable=True),
+    # Shadow decisions (migration 0004): the live decision whose state a candidate
+    # version scored off the response path; NULL for live decisions. Every live figure
+    # (report, decisions browser, feedback) reads the rows where it is NULL.
+    sa.Column("shadow_of", sa.String(32), nullable=True),
     sa.Index("ix_predictions_created_at", "created_at"),
+    sa.Index("ix_predictions_shadow_of", "shadow_of"),
 )
 
 # decision_id is deliberately not a foreign key: predictions can then be pruned or

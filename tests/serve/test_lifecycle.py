@@ -268,3 +268,75 @@ def test_quota_429_and_token_rotation_without_failed_requests(swap_app, tmp_path
                          headers={"authorization": "Bearer tok-new"}).status_code == 200
     finally:
         redeploy()
+
+
+def _metric_values(text: str, name: str, **tags: str) -> list[float]:
+    """Values of the series of ``name`` whose labels include ``tags``."""
+    out = []
+    for line in text.splitlines():
+        if line.startswith(name + "{") and all(f'{k}="{v}"' in line for k, v in tags.items()):
+            out.append(float(line.rsplit(" ", 1)[1]))
+    return out
+
+
+def test_shadow_scores_off_the_response_path(swap_app, swap_models, reference, ray_cluster):
+    """hybrid v3 (a copy of v2: v1's ranking reversed) shadows pinned v1. The answers are
+    the same with and without it; every live decision, single or in a batch, gets a
+    shadow row in the log with its id and v3's choice (v2's, decided in process); and no
+    live figure counts them: /v1/stats traffic and Prometheus' decision counter know no
+    v3, while the shadow counter has every one."""
+    url, redeploy, db = swap_app
+    if not (swap_models / "hybrid" / "3").exists():  # a version no other test serves
+        shutil.copytree(swap_models / "hybrid" / "2", swap_models / "hybrid" / "3")
+    singles = [_state(30_000 + i) for i in range(12)]
+    batch = [_state(31_000 + i) for i in range(16)]
+
+    def ask(c: httpx.Client) -> list[dict]:
+        ones = [c.post(f"{url}/v1/allocate", json=s) for s in singles]
+        many = c.post(f"{url}/v1/allocate/batch", json={"states": batch})
+        assert all(r.status_code == 200 for r in [*ones, many])
+        return [r.json() for r in ones] + many.json()["decisions"]
+
+    def answer(d: dict) -> dict:  # less what differs by request
+        return {k: v for k, v in d.items()
+                if k not in ("decision_id", "latency_ms", "batch_size")}
+
+    shadow = {"shadow": {"hybrid": {"version": "3"}}}
+    try:
+        redeploy()
+        with httpx.Client(timeout=30) as c:
+            without = ask(c)
+            redeploy(ingress=shadow, inference=shadow)
+            before = c.get(f"{url}/v1/stats").json()
+            live = ask(c)
+            after = c.get(f"{url}/v1/stats").json()
+        assert [answer(d) for d in live] == [answer(d) for d in without]
+        assert {d["model"]["version"] for d in live} == {"1"}
+
+        ids = [d["decision_id"] for d in live]
+        expected = reference("2", singles + batch)  # v3 is v2
+        deadline, rows = time.time() + 30, {}
+        while time.time() < deadline and len(rows) < len(ids):
+            with sqlite3.connect(db) as conn:
+                rows = {r[0]: (r[1], r[2]) for r in conn.execute(
+                    f"SELECT shadow_of, model_version, node_id FROM predictions "
+                    f"WHERE shadow_of IN ({','.join('?' * len(ids))})", ids)}
+            time.sleep(0.3)
+        assert rows == {i: ("3", n) for i, n in zip(ids, expected, strict=True)}
+        assert all(a != d["node_id"] for a, d in zip(expected, live))  # v3 disagrees
+
+        assert after["decisions_total"] - before["decisions_total"] == len(live)
+        assert not [t for t in after["traffic"] if t["version"] == "3"], after["traffic"]
+        deadline, text = time.time() + 60, ""
+        while time.time() < deadline:
+            text = httpx.get(f"http://127.0.0.1:{ray_cluster['metrics_port']}/metrics",
+                             timeout=5).text
+            if sum(_metric_values(text, "ray_edge_allocator_shadow_decisions_total",
+                                  version="3")) >= len(live):
+                break
+            time.sleep(1)
+        assert sum(_metric_values(text, "ray_edge_allocator_shadow_decisions_total",
+                                  version="3", outcome="disagree")) == len(live)
+        assert _metric_values(text, "ray_edge_allocator_decisions_total", version="3") == []
+    finally:
+        redeploy()

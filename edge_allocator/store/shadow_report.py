@@ -1,0 +1,152 @@
+"""Live against shadow, per (model, live version, candidate version): how often the
+candidate would have chosen the same node, how far apart the two choices are in each
+model's own scores, and what the live choice realised where feedback came back.
+
+A shadow row (``shadow_of`` set) is joined to the live decision it scored. The score gaps
+are read from both rows' stored scores, in Python (the scores are JSON maps); agreement
+and outcomes are aggregated in the database.
+
+Why two gaps rather than one: the two models' scores are on scales of their own, so a
+difference between a live score and a shadow score means nothing. Each model is asked
+about the other's choice instead:
+
+* live gap: the live model's score of its own choice minus its score of the candidate's
+  choice (how much worse the live model thinks the candidate's pick is);
+* shadow gap: the candidate's score of its choice minus its score of the live choice
+  (how much better the candidate thinks its pick is).
+
+Both are >= 0 and are averaged over the disagreements only (0 wherever they agree).
+"""
+
+from __future__ import annotations
+
+from collections.abc import Mapping
+from dataclasses import dataclass
+from datetime import datetime
+from typing import Any, NamedTuple
+
+import sqlalchemy as sa
+from sqlalchemy.engine import Connection
+from sqlalchemy.orm import Session
+
+from edge_allocator.store.tables import feedback, predictions
+
+
+class Outcome(NamedTuple):
+    """Feedback on the live decisions of one group of pairs (None without feedback)."""
+
+    feedback_count: int
+    success_rate: float | None
+    mean_completion_ms: float | None
+
+
+class ShadowRow(NamedTuple):
+    """One (model, live version, shadow version): live decisions that were shadowed."""
+
+    model_name: str
+    live_version: str
+    shadow_name: str
+    shadow_version: str
+    pairs: int
+    agreement_rate: float
+    mean_live_gap: float | None  # over disagreements; None when they always agree
+    mean_shadow_gap: float | None
+    agreed: Outcome  # realised outcome of the live choice where the candidate agreed
+    disagreed: Outcome  # ... and where it chose another node
+
+
+_NO_FEEDBACK = Outcome(0, None, None)
+_Key = tuple[str, str, str, str]
+
+
+@dataclass
+class _Sums:
+    pairs: int = 0
+    agreed: int = 0
+    gaps: int = 0
+    live_gap: float = 0.0
+    shadow_gap: float = 0.0
+
+
+def _gap(scores: Mapping[str, float], own: str, other: str) -> float | None:
+    if own not in scores or other not in scores:
+        return None  # a row written without that node's score: no gap from it
+    return float(scores[own]) - float(scores[other])
+
+
+def build_shadow_report(db: Session | Connection,
+                        since: datetime | None = None) -> list[ShadowRow]:
+    """One :class:`ShadowRow` per (model, live version, shadow model, shadow version),
+    sorted; ``since`` keeps the live decisions made at or after that time."""
+    live, shadow = predictions.alias("live"), predictions.alias("shadow")
+    key = (live.c.model_name, live.c.model_version, shadow.c.model_name, shadow.c.model_version)
+    pairs = shadow.join(live, shadow.c.shadow_of == live.c.decision_id)
+    where: list[Any] = [live.c.shadow_of.is_(None)]
+    if since is not None:
+        where.append(live.c.created_at >= since)
+
+    sums: dict[_Key, _Sums] = {}
+    for name, lv, sname, sv, live_node, shadow_node, live_scores, shadow_scores in db.execute(
+            sa.select(*key, live.c.node_id, shadow.c.node_id, live.c.scores, shadow.c.scores)
+            .select_from(pairs).where(*where)):
+        acc = sums.setdefault((name, lv, sname, sv), _Sums())
+        acc.pairs += 1
+        if live_node == shadow_node:
+            acc.agreed += 1
+            continue
+        gl = _gap(live_scores, live_node, shadow_node)
+        gs = _gap(shadow_scores, shadow_node, live_node)
+        if gl is not None and gs is not None:
+            acc.gaps += 1
+            acc.live_gap += gl
+            acc.shadow_gap += gs
+
+    f = feedback
+    agree = sa.case((live.c.node_id == shadow.c.node_id, 1), else_=0)
+    rate = sa.func.avg(sa.case((f.c.success, 1.0), else_=0.0))  # avg(bool) is not portable
+    outcomes: dict[tuple[_Key, bool], Outcome] = {}
+    for *k, agreed, n, success, mean_ms in db.execute(
+            sa.select(*key, agree, sa.func.count(f.c.id), rate, sa.func.avg(f.c.completion_ms))
+            .select_from(pairs.join(f, f.c.decision_id == live.c.decision_id))
+            .where(*where).group_by(*key, agree)):
+        outcomes[(tuple(k), bool(agreed))] = Outcome(
+            int(n), None if success is None else float(success),
+            None if mean_ms is None else float(mean_ms))
+
+    rows = [ShadowRow(*k, pairs=s.pairs, agreement_rate=s.agreed / s.pairs,
+                      mean_live_gap=s.live_gap / s.gaps if s.gaps else None,
+                      mean_shadow_gap=s.shadow_gap / s.gaps if s.gaps else None,
+                      agreed=outcomes.get((k, True), _NO_FEEDBACK),
+                      disagreed=outcomes.get((k, False), _NO_FEEDBACK))
+            for k, s in sums.items()]
+    return sorted(rows, key=lambda r: (r.model_name, r.live_version, r.shadow_name,
+                                       r.shadow_version))
+
+
+def _fmt(value: float | None, spec: str, suffix: str = "") -> str:
+    return "–" if value is None else f"{value:{spec}}{suffix}"
+
+
+def _pct(value: float | None) -> str:
+    return _fmt(None if value is None else 100 * value, ".1f", "%")
+
+
+def format_shadow_report(rows: list[ShadowRow]) -> str:
+    """The shadow report as a markdown table ("–" for no data). Outcomes are those of
+    the live choice (the only one that ran), split by whether the candidate agreed."""
+    lines = [
+        "| model | live | shadow | pairs | agreement | live gap | shadow gap "
+        "| feedback (agreed) | success (agreed) | mean completion ms (agreed) "
+        "| feedback (disagreed) | success (disagreed) | mean completion ms (disagreed) |",
+        "|---|---|---|--:|--:|--:|--:|--:|--:|--:|--:|--:|--:|",
+    ]
+    for r in rows:
+        shadow = r.shadow_version if r.shadow_name == r.model_name else \
+            f"{r.shadow_name} {r.shadow_version}"
+        cells = [r.model_name, r.live_version, shadow, str(r.pairs), _pct(r.agreement_rate),
+                 _fmt(r.mean_live_gap, ".4f"), _fmt(r.mean_shadow_gap, ".4f")]
+        for o in (r.agreed, r.disagreed):
+            cells += [str(o.feedback_count), _pct(o.success_rate),
+                      _fmt(o.mean_completion_ms, ".1f")]
+        lines.append("| " + " | ".join(c.replace("|", "\\|") for c in cells) + " |")
+    return "\n".join(lines)
