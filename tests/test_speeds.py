@@ -148,6 +148,9 @@ def test_nodes_route_needs_the_token_and_names_its_methods(api: AllocatorApi, mo
     bad = asyncio.run(call("POST", "/v1/nodes/a", "t0k3n"))
     assert bad.status == 405 and bad.headers["allow"] == "DELETE, GET"
     assert asyncio.run(call("GET", "/v1/nodes/" + "x" * 129, "t0k3n")).status == 422
+    for method in ("GET", "DELETE"):  # an empty id (the fuzz's undocumented 404)
+        empty = asyncio.run(call(method, "/v1/nodes/", "t0k3n"))
+        assert empty.status == 422 and b'"loc":"node_id"' in empty.body, empty.body
     assert door.route_of("GET", f"/v1/nodes/{uuid.uuid4()}") == "/v1/nodes/{node_id}"
 
 

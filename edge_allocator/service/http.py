@@ -272,6 +272,12 @@ class FrontDoor:
     def _node(self, method: str, path: str) -> Any:
         """GET / DELETE /v1/nodes/{node_id}: a node's learned speed."""
         node_id = path.removeprefix(NODES_PREFIX)
+        if path == NODES_PREFIX.rstrip("/"):  # /v1/nodes/ with an empty id (the fuzz found
+            # it answered an undocumented 404 "no route"): the id is what is wrong
+            if method not in ("GET", "DELETE"):
+                raise MethodNotAllowed(method, path, ["DELETE", "GET"])
+            raise RequestError(422, "node_id: empty; GET or DELETE /v1/nodes/{node_id}",
+                               [{"loc": "node_id", "msg": "empty"}])
         if method == "GET":
             return self.api.node_speed(node_id)
         if method == "DELETE":
@@ -324,7 +330,7 @@ class FrontDoor:
                 if isinstance(out, HttpResponse):  # not JSON (a plot)
                     return out
                 return _encode(out, 200, accept)
-            if path.startswith(NODES_PREFIX):
+            if path.startswith(NODES_PREFIX) or path == NODES_PREFIX.rstrip("/"):
                 return _encode(self._node(method, path), 200, accept)
             if path.startswith("/models/"):
                 return _encode(await self._legacy_model(method, path), 200, accept)

@@ -5,7 +5,7 @@ decisions, then the feedback of exactly those ids."""
 from __future__ import annotations
 
 from datetime import datetime
-from typing import NamedTuple
+from typing import Any, NamedTuple
 
 import sqlalchemy as sa
 from sqlalchemy.engine import Connection
@@ -43,8 +43,15 @@ def recent_decisions(conn: Connection, limit: int, id_prefix: str | None = None
                       p.node_id, p.confidence, p.latency_ms, p.cached, p.node_count
                       ).where(p.shadow_of.is_(None))
     if id_prefix:
-        query = query.where(p.decision_id.startswith(id_prefix, autoescape=True))
-    rows = conn.execute(query.order_by(p.created_at.desc(), p.decision_id).limit(limit)).all()
+        # A range on the primary key, not LIKE 'prefix%' (no index serves an escaped
+        # LIKE, and newest-first by created_at then scanned every row for a prefix that
+        # matches few: 30 s on the fuzzed log). Ids are lowercase hex and "g" sorts after
+        # every hex digit; they are UUIDv7, so id order is time order.
+        query = query.where(p.decision_id >= id_prefix, p.decision_id < id_prefix + "g")
+        order: tuple[Any, ...] = (p.decision_id.desc(),)
+    else:
+        order = (p.created_at.desc(), p.decision_id)
+    rows = conn.execute(query.order_by(*order).limit(limit)).all()
     ids = [r.decision_id for r in rows]
     found: dict[str, list[FeedbackRow]] = {i: [] for i in ids}
     if ids:
