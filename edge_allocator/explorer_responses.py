@@ -76,6 +76,21 @@ class CacheStats:
 
 
 @dataclass(slots=True)
+class ShadowTraffic:
+    """One shadow candidate's work in this replica since it started (user_config shadow):
+    what it scored, how often it chose as the live version did, and what it dropped."""
+
+    model: str
+    version: Annotated[str, Field(description="The candidate version")]
+    share: Annotated[float, Field(description="The sampled share of live traffic configured")]
+    scored: Annotated[int, Field(description="Live decisions the candidate scored")]
+    agreement: Annotated[float | None, Field(description="Share of them where it chose the "
+                                                          "live node; null before any")]
+    dropped: Annotated[int, Field(description="Offered but dropped (its queue was full)")]
+    failed: Annotated[int, Field(description="Offered but the candidate failed")]
+
+
+@dataclass(slots=True)
 class LiveStats:
     """GET /v1/stats: the answering ingress replica's own counters since it started."""
 
@@ -95,6 +110,10 @@ class LiveStats:
     replicas: Annotated[dict[str, dict[str, int]] | None,
                         Field(description="Replicas per deployment by state; null outside "
                               "Ray Serve")] = None
+    shadow: Annotated[list[ShadowTraffic],
+                      Field(description="Shadow candidates' work; their decisions are never "
+                                        "counted in the figures above")] = field(
+        default_factory=list)
 
 
 @dataclass(slots=True)

@@ -205,6 +205,15 @@ def test_shadow_decisions_are_logged_with_the_live_id_and_kept_out_of_live_figur
         some_shadow = next(iter(i for i, r in rows.items() if r[2] is not None))
         with pytest.raises(UnknownDecision):  # never answered: no feedback on it
             api.decision_log.record_feedback(some_shadow, 10.0, True)
+        # /v1/stats: the live traffic knows v1 only, the shadow section v2's work
+        from edge_allocator.service.explorer import ExplorerApi
+
+        stats = asyncio.run(ExplorerApi(api).stats({}))
+        assert {(t.model, t.version): t.decisions for t in stats.traffic}[("hybrid", "1")] == n
+        assert ("hybrid", "2") not in {(t.model, t.version) for t in stats.traffic}
+        (sh,) = stats.shadow
+        assert (sh.model, sh.version, sh.share, sh.scored) == ("hybrid", "2", 1.0, n)
+        assert sh.agreement == pytest.approx(agree / n) and (sh.dropped, sh.failed) == (0, 0)
         # the shadow's report: every pair, the agreement the counters saw
         (row,) = api.decision_log.shadow_report()
         assert (row.live_version, row.shadow_version, row.pairs) == ("1", "2", n)

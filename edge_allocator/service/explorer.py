@@ -69,7 +69,11 @@ class ExplorerApi:
 
     async def stats(self, query: Mapping[str, str]) -> LiveStats:
         replicas = await self.replicas() if self.replicas is not None else None
-        return self.api.stats.snapshot(self.api.router.weights(), replicas)
+        stats = self.api.stats.snapshot(self.api.router.weights(), replicas)
+        targets = [(name, t.version, t.share) for name in self.api.cfg.shadow
+                   if (t := self.api.router.shadow_of(name)) is not None]
+        stats.shadow = self.api.shadow.traffic(targets)
+        return stats
 
     async def decisions(self, query: Mapping[str, str]) -> RecentDecisions:
         """``limit`` (1..500, default 50) and ``decision_id``: a hex prefix of the ids."""

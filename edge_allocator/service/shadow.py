@@ -50,6 +50,7 @@ from edge_allocator.constants import (
     SHADOW_QUEUE_STATES,
     SHADOW_QUIET_S,
 )
+from edge_allocator.explorer_responses import ShadowTraffic
 from edge_allocator.graph_batch import predicted_times
 from edge_allocator.service.chain import Chain
 from edge_allocator.service.columns import DecisionColumns
@@ -149,6 +150,8 @@ class ShadowScorer:
         self.max_defer_s = max_defer_s
         self.quiet_s = quiet_s
         self.counts: Counter[str] = Counter()
+        #: (model, candidate version, outcome) -> decisions, for /v1/stats
+        self.by_version: Counter[tuple[str, str, str]] = Counter()
         self._live = 0  # live requests being decided now
         self._live_ended = 0.0  # time.monotonic() when the last one ended
         self._quiet: asyncio.Event | None = None  # set when _live drops to 0
@@ -204,6 +207,21 @@ class ShadowScorer:
         c = self.counts
         return ShadowCounts(c["agree"], c["disagree"], c["dropped"], c["failed"],
                             self._queued + self._running)
+
+    def traffic(self, targets: Sequence[tuple[str, str, float]]) -> list[ShadowTraffic]:
+        """Per candidate: the configured ones (``targets``: model, version, share), and
+        any replaced by a reconfigure that still has counts (share 0)."""
+        shares = {(m, v): share for m, v, share in targets}
+        keys = list(shares) + sorted({(m, v) for m, v, _ in self.by_version} - set(shares))
+        out = []
+        for m, v in keys:
+            agree, disagree = self.by_version[(m, v, "agree")], self.by_version[(m, v, "disagree")]
+            scored = agree + disagree
+            out.append(ShadowTraffic(m, v, shares.get((m, v), 0.0), scored,
+                                     agree / scored if scored else None,
+                                     self.by_version[(m, v, "dropped")],
+                                     self.by_version[(m, v, "failed")]))
+        return out
 
     async def drain(self, timeout_s: float = 30.0) -> bool:
         """Wait until everything offered so far is settled (tests, benchmarks, shutdown);
@@ -310,6 +328,7 @@ class ShadowScorer:
     def _count(self, model: str, target: ModelKey, outcome: str, n: int) -> None:
         if n:
             self.counts[outcome] += n
+            self.by_version[(model, target.version, outcome)] += n
             self.observer.shadow(model, target.version, outcome, n)
 
     def _log_failure(self, target: ModelKey, n: int, exc: Exception) -> None:

@@ -406,6 +406,10 @@ async function refreshLive() {
   const tb = $("live-traffic").tBodies[0];
   tb.replaceChildren(...s.traffic.map((t) => el("tr", {}, el("td", {}, t.model), el("td", {}, "v" + t.version),
     el("td", { class: "num" }, t.decisions), el("td", { class: "num" }, pct(t.share)), el("td", { class: "num" }, fmt(t.weight)))));
+  const sb = $("live-shadow").tBodies[0];
+  sb.replaceChildren(...(s.shadow.length ? s.shadow.map((t) => el("tr", {}, el("td", {}, t.model), el("td", {}, "v" + t.version),
+    el("td", { class: "num" }, pct(t.share)), el("td", { class: "num" }, t.scored), el("td", { class: "num" }, pct(t.agreement)),
+    el("td", { class: "num" }, t.dropped), el("td", { class: "num" }, t.failed))) : [el("tr", {}, el("td", { colspan: "7" }, "no shadow configured"))]));
   const rb = $("live-replicas").tBodies[0];
   rb.replaceChildren(...(s.replicas ? Object.entries(s.replicas).map(([name, st]) => el("tr", {}, el("td", {}, name),
     el("td", {}, Object.entries(st).map(([k, n]) => `${n} ${k}`).join(", ") || "none"))) : [el("tr", {}, el("td", { colspan: "2" }, "not running under Ray Serve"))]));
