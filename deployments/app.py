@@ -8,13 +8,14 @@ the ingress (one hop less; better on small machines). Both give the same respons
 
 from __future__ import annotations
 
+from collections.abc import Sequence
 from pathlib import Path
 from typing import Any, Literal, cast
 
 import yaml
 from pydantic import BaseModel, ConfigDict, Field, model_validator
 from ray.serve import Application, Deployment
-from ray.serve.schema import ServeDeploySchema
+from ray.serve.schema import ServeApplicationSchema, ServeDeploySchema
 
 from deployments.explainer import Explainer
 from deployments.graph_builder import GraphBuilder
@@ -22,6 +23,9 @@ from deployments.ingress import Ingress
 from deployments.mqtt_ingest import MqttIngest
 from deployments.policy_inference import PolicyInference
 from deployments.response_assembler import ResponseAssembler
+
+#: What serve_config.yaml's applications import: ``serve deploy`` builds the app from it.
+IMPORT_PATH = "deployments.app:app_builder"
 
 #: ``@serve.deployment`` turns each class into a ``Deployment`` (its stubs say otherwise).
 DEPLOYMENTS: dict[str, Deployment] = {
@@ -119,3 +123,36 @@ def config_options(path: Path, app_index: int = 0) -> tuple[AppArgs, dict[str, d
         d.name: d.model_dump(exclude_unset=True, exclude={"name"}) for d in cfg.deployments
     }
     return AppArgs.model_validate(cfg.args or {}), options
+
+
+def app_schema(name: str, route_prefix: str, args: AppArgs,
+               options: dict[str, dict[str, Any]]) -> ServeApplicationSchema:
+    """The application as one entry of a config file's ``applications:`` (what
+    ``serve deploy`` sends): import path, args and per-deployment options."""
+    return ServeApplicationSchema.model_validate({
+        "name": name, "route_prefix": route_prefix, "import_path": IMPORT_PATH,
+        "args": args.model_dump(), "deployments": [{"name": n, **o} for n, o in options.items()]})
+
+
+def apply_apps(apps: Sequence[ServeApplicationSchema]) -> None:
+    """Deploy ``apps`` as ``serve deploy`` does (the controller's declarative
+    ``apply_config``), on the Ray this process is connected to, with Serve started.
+
+    Why not ``serve.run``: Ray 2.60's Python API gives every deployment of every call a
+    fresh random code version (``ray/serve/_private/client.py``: ``version=
+    deployment._version or get_random_string()``), so each ``serve.run`` replaces every
+    replica (a rolling update, the old ingress replica draining behind HAProxy) even
+    when only ``user_config`` changed. The declarative path versions an app by its
+    import path and args, so a changed ``user_config`` is applied by ``reconfigure`` in
+    the running replicas: token rotation, batch size, model versions and A/B splits
+    change live, as the README promises (measured in benchmarks/redeploy_drops.py).
+
+    Declarative apps missing from ``apps`` are deleted, as with a config file: pass
+    every declarative app each time."""
+    from ray.serve.context import _get_global_client
+
+    client = _get_global_client()
+    if client is None:
+        raise RuntimeError("apply_apps needs Serve started on the connected Ray "
+                           "(serve.start())")
+    client.deploy_apps(ServeDeploySchema(applications=list(apps)))

@@ -9,7 +9,7 @@ import pytest
 import yaml
 from ray.serve.config import AutoscalingConfig
 
-from deployments.app import DEPLOYMENTS, AppArgs, load_config
+from deployments.app import DEPLOYMENTS, AppArgs, app_schema, config_options, load_config
 from edge_allocator.config import PolicyConfig, ServiceConfig
 from edge_allocator.constants import PROJECT_ROOT
 
@@ -28,6 +28,18 @@ def test_config_is_a_valid_serve_deploy_schema():
     expected = {"Ingress", "PolicyInference", "MqttIngest", "Explainer"} | (  # bound even idle
         {"GraphBuilder", "ResponseAssembler"} if args.separate_stages else set())
     assert set(_deployments()) == expected and expected <= set(DEPLOYMENTS)
+
+
+def test_app_schema_rebuilds_the_files_application():
+    """What tests and benchmarks deploy with apply_apps (as ``serve deploy`` would) is the
+    file's own application entry when nothing is overridden."""
+    app = load_config(CONFIG).applications[0]
+    built = app_schema(app.name, app.route_prefix, *config_options(CONFIG))
+    assert (built.name, built.route_prefix, built.import_path) == \
+        (app.name, app.route_prefix, app.import_path)
+    assert AppArgs.model_validate(built.args) == AppArgs.model_validate(app.args)
+    assert [d.model_dump(exclude_unset=True) for d in built.deployments] == \
+        [d.model_dump(exclude_unset=True) for d in app.deployments]
 
 
 def test_inline_inference_needs_inline_stages():

@@ -108,19 +108,34 @@ def app_options(test_models: Path, db_path: Path, *, mode: str = "shipped",
     return args, options
 
 
+#: The session's apps deployed by ``deploy``, name -> config entry. Each deploy sends them
+#: all, as a config file holds them all: the controller deletes a declaratively deployed
+#: app that a config leaves out.
+_DECLARED: dict[str, Any] = {}
+
+
 def deploy(name: str, prefix: str, test_models: Path, db_path: Path, **kw: Any) -> None:
+    """Deploy (or redeploy) ``name`` as ``serve deploy`` does (deployments.app.apply_apps):
+    a redeploy that changes only ``user_config`` reconfigures the running replicas, where
+    ``serve.run`` would replace every one of them."""
     from ray import serve
 
-    from deployments.app import build_app
+    from deployments.app import app_schema, apply_apps
 
     args, options = app_options(test_models, db_path, **kw)
-    serve.run(build_app(args, options), name=name, route_prefix=prefix, blocking=False)
-    deadline = time.time() + 120
-    while time.time() < deadline:  # serve.run returns once replicas exist; wait for ready
+    live = serve.status().applications
+    for gone in [n for n in _DECLARED if n not in live]:  # serve.delete'd by a test
+        del _DECLARED[gone]
+    _DECLARED[name] = app_schema(name, prefix, args, options)
+    applied = time.time()
+    apply_apps(list(_DECLARED.values()))
+    deadline = applied + 120
+    while time.time() < deadline:  # this config applied (its timestamp) and RUNNING
         status = serve.status().applications.get(name)
-        if status is not None and status.status == "RUNNING":
+        if status is not None and status.status == "RUNNING" \
+                and status.last_deployed_time_s >= applied - 1:
             return
-        time.sleep(0.5)
+        time.sleep(0.25)
     raise TimeoutError(f"application {name} not RUNNING after 120 s: {serve.status()}")
 
 

@@ -138,8 +138,11 @@ def test_hot_swap_fails_no_request(swap_app, reference):
         with httpx.Client(timeout=30) as c:
             i = 0
             while not stop.is_set():
-                r = c.post(f"{url}/v1/allocate", json=_state(i))
-                answers.append((i, r.status_code, r.json() if r.status_code == 200 else {}))
+                try:
+                    r = c.post(f"{url}/v1/allocate", json=_state(i))
+                    answers.append((i, r.status_code, r.json() if r.status_code == 200 else {}))
+                except httpx.HTTPError as exc:  # no HTTP answer: a failed request (status 0)
+                    answers.append((i, 0, {"error": f"{type(exc).__name__}: {exc}"}))
                 i += 1
 
     def last_version() -> str | None:
@@ -158,7 +161,7 @@ def test_hot_swap_fails_no_request(swap_app, reference):
         stop.set()
         t.join()
     assert answers and {s for _, s, _ in answers} == {200}, \
-        {s for _, s, _ in answers if s != 200}
+        [(s, b.get("error")) for _, s, b in answers if s != 200][:5]
     versions = [b["model"]["version"] for _, _, b in answers]
     assert versions[0] == "1" and versions[-1] == "2"
     states = [_state(i) for i, _, _ in answers]
@@ -224,8 +227,10 @@ def test_quota_429_and_token_rotation_without_failed_requests(swap_app, tmp_path
         assert over.status_code == 429 and over.headers["retry-after"] == "2"
 
         redeploy(ingress={"auth_token_file": str(tokens), "quota": {"rate_per_s": 1000}})
+        replica = httpx.get(f"{url}/v1/stats", headers=old).json()["replica"]
         use = {"token": "tok-old"}
         seen: list[tuple[str, int]] = []
+        errors: list[str] = []  # each request with no HTTP answer: what httpx raised
         stop = threading.Event()
 
         def client() -> None:
@@ -239,8 +244,9 @@ def test_quota_429_and_token_rotation_without_failed_requests(swap_app, tmp_path
                         r = c.post(f"{url}/v1/allocate", json=_state(len(seen) % 7),
                                    headers={"authorization": f"Bearer {token}"})
                         seen.append((token, r.status_code))
-                    except httpx.HTTPError:
+                    except httpx.HTTPError as exc:
                         seen.append((token, 0))
+                        errors.append(f"#{len(seen)} {type(exc).__name__}: {exc}")
 
         t = threading.Thread(target=client)
         t.start()
@@ -258,14 +264,19 @@ def test_quota_429_and_token_rotation_without_failed_requests(swap_app, tmp_path
             t.join(timeout=60)
         assert not t.is_alive(), "the client thread did not stop"
         failed = [(tok, code) for tok, code in seen if code != 200]
-        assert not failed, f"{len(failed)} of {len(seen)} failed: {failed[:5]}"
+        assert not failed, (f"{len(failed)} of {len(seen)} failed: {failed[:5]}; "
+                            f"no HTTP answer: {errors[:5]}")
         # both tokens really sent, and requests right up to the end (the client ran
         # through both deploys rather than stopping early)
         assert {tok for tok, _ in seen} == {"tok-old", "tok-new"} and len(seen) > 20
+        # reconfigured in place: the same ingress replica answers (a replaced one drains
+        # behind HAProxy while the client's connection moves over)
+        new = {"authorization": "Bearer tok-new"}
+        assert httpx.get(f"{url}/v1/stats", headers=new).json()["replica"] == replica, \
+            "a user_config redeploy replaced the ingress replica instead of reconfiguring it"
         assert sum(tok == "tok-new" for tok, _ in seen) > 10
         assert httpx.get(f"{url}/healthz", headers=old).status_code == 401
-        assert httpx.get(f"{url}/healthz",
-                         headers={"authorization": "Bearer tok-new"}).status_code == 200
+        assert httpx.get(f"{url}/healthz", headers=new).status_code == 200
     finally:
         redeploy()
 
