@@ -252,12 +252,16 @@ def test_quota_429_and_token_rotation_without_failed_requests(swap_app, tmp_path
         t.start()
         try:
             time.sleep(1.0)
-            tokens.write_text("tok-old\ntok-new\n")
-            redeploy(ingress={"auth_token_file": str(tokens), "quota": {"rate_per_s": 1000}})
+            # each step a new file: a redeploy whose user_config is unchanged is no change
+            # to Serve (no reconfigure), whatever the file it names now holds
+            both = tmp_path / "tokens-2"
+            both.write_text("tok-old\ntok-new\n")
+            redeploy(ingress={"auth_token_file": str(both), "quota": {"rate_per_s": 1000}})
             use["token"] = "tok-new"
             time.sleep(1.0)
-            tokens.write_text("tok-new\n")
-            redeploy(ingress={"auth_token_file": str(tokens), "quota": {"rate_per_s": 1000}})
+            only_new = tmp_path / "tokens-3"
+            only_new.write_text("tok-new\n")
+            redeploy(ingress={"auth_token_file": str(only_new), "quota": {"rate_per_s": 1000}})
             time.sleep(1.0)
         finally:
             stop.set()
