@@ -129,6 +129,7 @@ def test_a_batch_line_cut_by_the_kill_is_kept_as_unreadable(tmp_path: Path) -> N
     whole, cut = encode_batch([make_record(i) for i in range(3)]), encode_batch(
         [make_record(i) for i in range(3, 6)])
     path = tmp_path / "d.jsonl.journal.0"
+    assert encode_batch([]) == b""  # record_many([]) journals nothing, and never raises
     path.write_bytes(whole + cut[: len(cut) // 2])
     unreadable: list[bytes] = []
     assert len(list(read_journal(path, unreadable))) == 3

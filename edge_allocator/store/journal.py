@@ -61,7 +61,10 @@ def encode_batch(records: Sequence[DecisionRecord]) -> bytes:
     """The records of one ``record_many`` call as one JSON line: a row of scalars per
     record and every node matrix in one base64 blob. One orjson call for the batch
     instead of one per record, and one base64 instead of one per record: 2 us a record
-    instead of 6.4 at 256 decisions of 20 nodes (``benchmarks.log_bench``)."""
+    instead of 6.4 at 256 decisions of 20 nodes (``benchmarks.log_bench``). No records:
+    no line (``np.concatenate`` of nothing would raise)."""
+    if not records:
+        return b""
     if len(records) == 1:
         return records[0].to_json() + b"\n"
     rows = [(r.decision_id, r.created_at, r.model_name, r.model_version, r.backend,
@@ -139,6 +142,8 @@ class Journal:
         """One ``write`` of the records (one line, ``encode_batch``): in the page cache
         when it returns."""
         data = memoryview(encode_batch(records))
+        if not data:
+            return
         while data:
             data = data[os.write(self._fd, data):]
         self._empty = False
