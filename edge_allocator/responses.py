@@ -125,6 +125,10 @@ class ModelsOverview:
     default_model: str
     routing: dict[str, dict[str, Any]]
     models: list[ModelInfo]
+    shadow: Annotated[dict[str, dict[str, Any]], Field(
+        description="served model -> its shadow candidate ({version, share}); a version "
+                    "listed in models that no route serves is such a candidate")] = field(
+        default_factory=dict)
 
 
 @dataclass(slots=True)

@@ -318,7 +318,8 @@ class AllocatorApi:
         return ModelsOverview(
             self.cfg.default_model,
             {n: self.cfg.models[n].model_dump() for n in self.router.names()},
-            await self.chain.policy.describe())
+            await self.chain.policy.describe(),
+            {n: spec.model_dump() for n, spec in self.cfg.shadow.items()})
 
     async def readiness(self) -> Readiness:
         """Ready when every routed version is loaded and none failed to load."""

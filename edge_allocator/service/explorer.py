@@ -94,8 +94,9 @@ class ExplorerApi:
         return RecentDecisions([_logged(r) for r in rows])
 
     def _served(self, query: Mapping[str, str]) -> tuple[str, str]:
-        """(model, version) of the query; only versions this service routes to."""
-        served = self.api.router.versions_in_use()
+        """(model, version) of the query; only versions this service routes to or scores
+        in shadow (the Models view shows both: /v1/models lists every loaded version)."""
+        served = self.api.router.versions_in_use() + self.api.router.shadow_versions()
         model, version = query.get("model", ""), query.get("version", "")
         if model not in {m for m, _ in served}:
             raise RequestError(404, f"model {model!r} is not served; served: "

@@ -31,6 +31,7 @@ pytestmark = [pytest.mark.cluster, pytest.mark.slow]
 TOKEN = "ui-test-token"
 AUTH = {"authorization": f"Bearer {TOKEN}"}
 CHROMIUM = "/usr/bin/chromium"
+SHADOW_VERSION = "1"  # scores the live hybrid (v2) states in shadow
 
 
 def chromium() -> str:
@@ -51,12 +52,15 @@ def shots(tmp_path_factory) -> Path:
 
 @pytest.fixture(scope="module")
 def service(tmp_path_factory) -> Iterator[ServeRun]:
-    """The shipped serve_config.yaml with its own decision log, behind a token."""
+    """The shipped serve_config.yaml with its own decision log, behind a token, and hybrid
+    v1 scoring the live hybrid's states in shadow (the Live and Models views show it)."""
     browser = chromium()  # before minutes of start-up: fail or skip at once
     assert browser
     tmp = tmp_path_factory.mktemp("ui")
     raw = yaml.safe_load(SERVE_CONFIG.read_text())
     for d in raw["applications"][0]["deployments"]:
+        if "shadow" in d.get("user_config", {}):
+            d["user_config"]["shadow"] = {"hybrid": {"version": SHADOW_VERSION}}
         if d["name"] == "Ingress":
             d["user_config"]["database_url"] = f"sqlite:///{tmp / 'log.db'}"
             d["user_config"]["spool_path"] = str(tmp / "spool.jsonl")
@@ -264,10 +268,16 @@ def test_live_counter_rises_after_requests(page, service, shots):
         page.wait_for_timeout(250)
     assert decisions_shown(page) >= before + 5
     assert page.locator("#live-traffic tbody tr").count() >= 1
-    # the shipped config has no shadow: the table says so (tests/test_shadow.py checks
-    # /v1/stats' shadow numbers)
-    assert api(service, "GET", "v1/stats")["shadow"] == []
-    assert page.inner_text("#live-shadow tbody") == "no shadow configured"
+    # hybrid v1 in shadow: the Shadow candidates table shows the stats' numbers once the
+    # candidate has scored (off the response path, so it may lag the answers)
+    until(page, "[...document.querySelectorAll('#live-shadow tbody tr td')].length >= 7 && "
+                "Number(document.querySelector('#live-shadow tbody tr td:nth-child(4)')"
+                ".innerText) >= 1")
+    shadow = api(service, "GET", "v1/stats")["shadow"]
+    assert [(t["model"], t["version"]) for t in shadow] == [("hybrid", SHADOW_VERSION)]
+    row = page.locator("#live-shadow tbody tr").first.locator("td").all_inner_texts()
+    assert row[:2] == ["hybrid", "v" + SHADOW_VERSION]
+    assert int(row[3]) >= 1
     assert "Ingress" in page.inner_text("#live-replicas")
     page.screenshot(path=str(shots / "live.png"), full_page=True)
 
@@ -281,6 +291,9 @@ def test_models_show_every_served_versions_manifest(page, service, shots):
     cards = page.locator("#models .card").evaluate_all(
         "cs => cs.map(c => [c.dataset.model, c.dataset.version])")
     assert {tuple(c) for c in cards} == served
+    assert ("hybrid", SHADOW_VERSION) in served  # the candidate is loaded, and labelled
+    shadow_card = f"#models .card[data-model='hybrid'][data-version='{SHADOW_VERSION}'] h2"
+    assert "shadow candidate" in page.locator(shadow_card).inner_text()
     for name, version in served:
         card = page.locator(f"#models .card[data-model='{name}'][data-version='{version}']")
         rows = card.locator("table.eval tbody tr").count()

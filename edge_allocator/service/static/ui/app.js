@@ -447,6 +447,14 @@ async function plotImage(model, version, file) {
   return el("img", { src: URL.createObjectURL(await resp.blob()), alt: `${model} v${version}: ${file}` });
 }
 
+// "default", "shadow candidate" or nothing: /v1/models lists every loaded version, and a
+// version scored in shadow answers no client
+function role(m, info) {
+  const shadow = (m.shadow || {})[info.name];
+  if (shadow && shadow.version === info.version) return " \u2014 shadow candidate";
+  return info.name === m.default_model ? " \u2014 default" : "";
+}
+
 async function loadModels() {
   const m = state.models || await api("GET", "v1/models");
   const box = $("models");
@@ -454,7 +462,7 @@ async function loadModels() {
   for (const info of m.models) {
     const man = await api("GET", "v1/manifest?" + new URLSearchParams({ model: info.name, version: info.version }));
     const card = el("div", { class: "card", "data-model": info.name, "data-version": info.version },
-      el("h2", {}, `${man.name} v${man.version} (${man.kind}, ${info.backend})` + (info.name === m.default_model ? " \u2014 default" : "")),
+      el("h2", {}, `${man.name} v${man.version} (${man.kind}, ${info.backend})` + role(m, info)),
       el("p", { class: "note" }, man.training.pipeline || ""));
     card.append(el("h3", {}, "Evaluation"), evalTable(man.evaluation));
     const loss = man.training.bc_loss_curve;
