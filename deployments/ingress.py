@@ -31,7 +31,6 @@ from deployments.remote import RemoteExplainer, RemotePolicy, SeparateStages
 from edge_allocator.config import ServiceConfig
 from edge_allocator.grpc import edge_allocator_pb2 as pb
 from edge_allocator.runtime.gc_tuning import tune_gc
-from edge_allocator.runtime.heap import start_heap_trimmer
 from edge_allocator.service.api import AllocatorApi
 from edge_allocator.service.chain import Chain, StagesHere
 from edge_allocator.service.cors import CorsFront, cors_front
@@ -107,7 +106,6 @@ class Ingress:
         self.cors = cors_front(cfg.cors, self.door.handle)  # None: CORS off (the default)
         if self.local_policy is None:  # inline, BatchedPolicy.reconfigure has done it
             tune_gc()  # after the stores are set up: they are never scanned again
-            start_heap_trimmer()  # bursts' freed memory goes back (runtime.heap)
 
     def _door(self) -> FrontDoor:
         if self.door is None:  # deployed without user_config: embedded defaults

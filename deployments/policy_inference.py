@@ -28,7 +28,6 @@ from edge_allocator.config import PolicyConfig
 from edge_allocator.graph_batch import Bucket
 from edge_allocator.responses import BatchConfig, ModelInfo
 from edge_allocator.runtime.gc_tuning import tune_gc
-from edge_allocator.runtime.heap import start_heap_trimmer
 from edge_allocator.service.routing import ModelRouter
 from edge_allocator.service.stages import (
     ModelKey,
@@ -63,7 +62,6 @@ class BatchedPolicy:
         batcher.set_max_batch_size(inf.max_batch_size)
         batcher.set_batch_wait_timeout_s(inf.batch_wait_timeout_s)
         tune_gc()  # the loaded models are never scanned again
-        start_heap_trimmer()  # bursts' freed memory goes back (runtime.heap)
 
     def _stage(self) -> PolicyStage:
         if self.stage is None:
