@@ -46,7 +46,8 @@ def _train(args: argparse.Namespace) -> None:
                             distill_weight=args.distill_weight if args.distill_from else 0.0,
                             distill_temperature=args.distill_temperature),
                 distill_from=Path(args.distill_from) if args.distill_from else None,
-                resumable=args.resumable,
+                resumable=args.resumable, observed_speed=args.observed_speed,
+                candidate=args.candidate,
                 rl_steps=args.rl_steps, eval_episodes=args.eval_episodes,
                 models_dir=Path(args.models_dir), out_dir=Path(args.out_dir),
             )
@@ -96,7 +97,7 @@ def _evaluate(args: argparse.Namespace) -> None:
         art = load_artifact(models_dir, name)
         modules[f"{name}-v{art.version}"] = (load_module(art), art.kind)
     agents = {**baseline_agents(), **model_agents(modules)}
-    scenarios = [s for s in default_scenarios(args.tasks)
+    scenarios = [s for s in default_scenarios(args.tasks, observed_speed=args.observed_speed)
                  if not args.scenarios or s.name in args.scenarios]
     results = evaluate(agents, scenarios, episodes=args.episodes)
     write_report(results, Path(args.out_dir))
@@ -203,6 +204,13 @@ def main(argv: list[str] | None = None) -> None:
                         "expert's choice)")
     t.add_argument("--distill-temperature", type=float, default=1.0,
                    help="with --distill-from: softening of both softmaxes in the KL term")
+    t.add_argument("--observed-speed", action="store_true",
+                   help="closed loop: train, validate and evaluate with each node's speed "
+                        "learned from earlier completions in the features (as "
+                        "/v1/feedback does in service)")
+    t.add_argument("--candidate", action="store_true",
+                   help="ship the new version as a candidate: served when pinned or in "
+                        "shadow, never the model's default (the newest non-candidate)")
     t.add_argument("--eval-episodes", type=int, default=10)
     ray_opts = t.add_argument_group("--pipeline: every stage on Ray")
     ray_opts.add_argument("--pipeline", action="store_true",
@@ -227,6 +235,9 @@ def main(argv: list[str] | None = None) -> None:
     e.add_argument("--episodes", type=int, default=10)
     e.add_argument("--tasks", type=int, default=200, help="decisions per episode")
     e.add_argument("--scenarios", nargs="*", default=None)
+    e.add_argument("--observed-speed", action="store_true",
+                   help="closed loop: every agent sees speeds learned from earlier "
+                        "completions (same seeds, so paired with a run without)")
     e.add_argument("--models-dir", default=str(MODELS_DIR))
     e.add_argument("--out-dir", default="results")
     e.set_defaults(func=_evaluate)

@@ -116,3 +116,28 @@ def test_shipped_models_verify_and_carry_their_evaluation():
         assert art.manifest["evaluation"], f"{name} has no evaluation in its manifest"
         assert art.manifest["training"]["config"]["seed"] == 0
         json.dumps(art.manifest)
+
+
+def test_a_candidate_version_is_never_the_default(tmp_path):
+    """``train --candidate`` (hybrid v3): the newest version that is not a candidate is
+    what an unpinned model serves; a pinned candidate still loads."""
+    from edge_allocator.runtime.artifacts import default_version, is_candidate
+
+    for v, cand in (("1", False), ("2", False), ("3", True)):
+        (tmp_path / "m" / v).mkdir(parents=True)
+        (tmp_path / "m" / v / "manifest.json").write_text(
+            json.dumps({"training": {"candidate": cand}}))
+    assert is_candidate(tmp_path, "m", "3") and not is_candidate(tmp_path, "m", "2")
+    assert default_version(tmp_path, "m") == "2"
+    (tmp_path / "m" / "4").mkdir()  # no manifest: not a candidate (loading it says why)
+    assert default_version(tmp_path, "m") == "4"
+
+
+def test_shipped_hybrid_default_is_v2_with_v3_a_candidate():
+    from edge_allocator.runtime.artifacts import default_version, versions
+
+    assert "3" in versions(MODELS_DIR, "hybrid")
+    assert default_version(MODELS_DIR, "hybrid") == "2"
+    assert load_artifact(MODELS_DIR, "hybrid").version == "2"
+    v3 = load_artifact(MODELS_DIR, "hybrid", "3").manifest["training"]
+    assert v3["observed_speed"] is True and v3["candidate"] is True

@@ -161,3 +161,21 @@ def test_report_summarises_outcomes_per_model_version(tmp_path):
         ("hybrid", "1"): ["4", "3", "66.7%", "300.0", "520.0", "0.750", "25.0%"],
         ("hybrid", "2"): ["2", "2", "50.0%", "400.0", "480.0", "0.400", "0.0%"],
     }, out
+
+
+def test_train_and_evaluate_with_observed_speeds(tmp_path):
+    """``--observed-speed`` (issue 12 §3, how models/hybrid/3 was made), at a tiny budget:
+    the closed-loop environment trains, validates and evaluates, and the manifest says
+    the features carried learned speeds."""
+    cli("train", "--model", "hybrid", "--hidden", "16", "--observed-speed", "--candidate",
+        "--demo-episodes", "2", "--dagger-episodes", "1", "--bc-epochs", "1",
+        "--rl-steps", "0", "--eval-episodes", "0",
+        "--models-dir", str(tmp_path / "models"), "--out-dir", str(tmp_path / "runs"), cwd=tmp_path)
+    t = load_artifact(tmp_path / "models", "hybrid").manifest["training"]
+    assert t["observed_speed"] is True and t["environment"]["observed_speed"] is True
+    assert t["config"]["observed_speed"] is True and t["decisions"] > 0
+    assert t["candidate"] is True  # the only version: still served (nothing else to pick)
+    out = cli("evaluate", "--models", "hybrid", "--episodes", "2", "--tasks", "20",
+              "--scenarios", "melbourne", "--observed-speed", "--models-dir",
+              str(tmp_path / "models"), "--out-dir", str(tmp_path / "eval"), cwd=tmp_path)
+    assert "hybrid-v1" in out and (tmp_path / "eval" / "evaluation.json").is_file()

@@ -215,3 +215,25 @@ def test_the_simulator_learns_each_nodes_real_speed():
     nominal = features(env.node_fields(), env.task_vector())
     k = FEATURE_INDEX["est_exec_ms"]
     np.testing.assert_allclose(x[:, k] * learned, nominal[:, k], rtol=1e-4)  # applied
+
+
+def test_observed_features_differ_from_nominal_after_feedback():
+    """The same seed and actions with and without ``observed_speed``: identical features
+    before any task finished (every speed 1.0), different est_wait/est_exec once
+    completions were fed back, and the same dynamics (rewards) throughout."""
+    envs = [EdgeAllocationEnv(EnvConfig(min_nodes=15, max_nodes=15, tasks_per_episode=200,
+                                        observed_speed=o)) for o in (False, True)]
+    for e in envs:
+        e.reset(seed=7)
+    np.testing.assert_array_equal(envs[0].graph().x, envs[1].graph().x)
+    k = [FEATURE_INDEX["est_wait_ms"], FEATURE_INDEX["est_exec_ms"]]
+    for step in range(150):
+        action = int(np.argmax(np.where(envs[0].graph().mask, envs[0].oracle_rewards(),
+                                        -np.inf)))
+        rewards = [e.step(action)[1] for e in envs]
+        assert rewards[0] == rewards[1], step
+    nominal, observed = envs[0].graph().x, envs[1].graph().x
+    assert not np.allclose(nominal[:, k], observed[:, k])
+    others = [i for i in range(nominal.shape[1]) if i not in k]
+    np.testing.assert_array_equal(nominal[:, others], observed[:, others])
+    assert (envs[0].learned_speeds() != 1.0).any()  # both learn; only one shows it

@@ -94,6 +94,25 @@ def versions(models_dir: Path, name: str) -> list[str]:
     return sorted(found, key=int)
 
 
+def is_candidate(models_dir: Path, name: str, version: str) -> bool:
+    """True when the version was trained as a candidate (``train --candidate``): shipped,
+    servable when pinned or in shadow, but never the default of its model."""
+    try:
+        manifest = json.loads((models_dir / name / version / MANIFEST).read_text())
+    except (OSError, ValueError):
+        return False  # unreadable: loading it says why
+    return bool((manifest.get("training") or {}).get("candidate"))
+
+
+def default_version(models_dir: Path, name: str) -> str | None:
+    """The version served when none is pinned: the newest that is not a candidate."""
+    have = versions(models_dir, name)
+    for v in reversed(have):
+        if not is_candidate(models_dir, name, v):
+            return v
+    return have[-1] if have else None
+
+
 def model_names(models_dir: Path) -> list[str]:
     if not models_dir.is_dir():
         return []
@@ -102,11 +121,12 @@ def model_names(models_dir: Path) -> list[str]:
 
 
 def load_artifact(models_dir: Path, name: str, version: str | None = None) -> Artifact:
-    """The pinned version, or the newest one; verified before it is returned."""
+    """The pinned version, or the default one (the newest that is not a candidate:
+    :func:`default_version`); verified before it is returned."""
     available = versions(models_dir, name)
     if not available:
         raise ArtifactError(f"{models_dir / name}: no model versions found")
-    v = version or available[-1]
+    v = version or default_version(models_dir, name) or available[-1]
     if v not in available:
         raise ArtifactError(f"model {name!r}: version {v!r} not found (have {available})")
     path = models_dir / name / v

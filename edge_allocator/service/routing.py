@@ -10,7 +10,7 @@ from pathlib import Path
 from typing import NamedTuple
 
 from edge_allocator.config import ModelSpec, ShadowSpec
-from edge_allocator.runtime.artifacts import MANIFEST, versions
+from edge_allocator.runtime.artifacts import MANIFEST, default_version, versions
 from edge_allocator.schema import RequestError
 
 
@@ -51,8 +51,9 @@ class ModelRouter:
                         f"models.{name}.version={spec.version!r} not found (have {have})"
                     )
                 self._choices[name] = ([spec.version], [1.0])
-            elif have:
-                self._choices[name] = ([have[-1]], [1.0])
+            elif have:  # the newest that is not a candidate (train --candidate)
+                self._choices[name] = ([default_version(models_dir, name) or have[-1]],
+                                       [1.0])
             else:
                 raise ValueError(f"models.{name}: no versions under {models_dir / name}")
         self._shadow = self._shadow_targets(models_dir, shadow or {})

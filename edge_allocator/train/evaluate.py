@@ -30,16 +30,22 @@ class EvalScenario:
     config: EnvConfig
 
 
-def default_scenarios(tasks_per_episode: int = 200) -> list[EvalScenario]:
-    """Training-size synthetic, two sizes never seen in training, and Melbourne."""
-    t = tasks_per_episode
+def default_scenarios(tasks_per_episode: int = 200,
+                      observed_speed: bool = False) -> list[EvalScenario]:
+    """Training-size synthetic, two sizes never seen in training, and Melbourne.
+    ``observed_speed``: the closed loop (``EnvConfig.observed_speed``), each node's
+    capacity in the features scaled by its speed learned from earlier completions; the
+    same seeds give the same networks and arrivals either way (paired)."""
+    t, o = tasks_per_episode, observed_speed
     return [
-        EvalScenario("synthetic-10to50", EnvConfig("synthetic", tasks_per_episode=t)),
+        EvalScenario("synthetic-10to50", EnvConfig("synthetic", tasks_per_episode=t,
+                                                   observed_speed=o)),
         EvalScenario("synthetic-100", EnvConfig("synthetic", min_nodes=100, max_nodes=100,
-                                                tasks_per_episode=t)),
+                                                tasks_per_episode=t, observed_speed=o)),
         EvalScenario("synthetic-500", EnvConfig("synthetic", min_nodes=500, max_nodes=500,
-                                                tasks_per_episode=t)),
-        EvalScenario("melbourne", EnvConfig("melbourne", tasks_per_episode=t)),
+                                                tasks_per_episode=t, observed_speed=o)),
+        EvalScenario("melbourne", EnvConfig("melbourne", tasks_per_episode=t,
+                                            observed_speed=o)),
     ]
 
 

@@ -25,9 +25,12 @@ VALIDATION_SEED_BASE = 500_000
 VALIDATION_SCENARIOS = ("synthetic-10to50", "melbourne")
 
 
-def env_config(kind: str) -> EnvConfig:
-    """Training distribution: synthetic 10-50 nodes mixed with Melbourne."""
-    return EnvConfig("mixed", pad_to=FLAT_PAD, include_adjacency=(kind == "hybrid"))
+def env_config(kind: str, observed_speed: bool = False) -> EnvConfig:
+    """Training distribution: synthetic 10-50 nodes mixed with Melbourne; with
+    ``observed_speed`` the closed loop (speeds learned from earlier completions scale the
+    features, as /v1/feedback does in service)."""
+    return EnvConfig("mixed", pad_to=FLAT_PAD, include_adjacency=(kind == "hybrid"),
+                     observed_speed=observed_speed)
 
 
 @dataclass(frozen=True)
@@ -43,6 +46,8 @@ class RLConfig:
     """Discount over decisions."""
     seed: int = 0
     """Seeds SB3 (exploration, minibatch order) and the environment."""
+    observed_speed: bool = False
+    """Fine-tune on the closed-loop environment (``EnvConfig.observed_speed``)."""
     dqn_buffer_size: int = 20_000
     """DQN: replay buffer capacity (transitions)."""
     dqn_learning_starts: int = 500
@@ -85,7 +90,7 @@ def rl_finetune(module: nn.Module, kind: str, cfg: RLConfig,
     SB3's progress bar (Tune trials log to files, where a redrawn bar is only noise)."""
     from edge_allocator.train.sb3_adapter import make_dqn, make_ppo, trained_module
 
-    env = EdgeAllocationEnv(env_config(kind))
+    env = EdgeAllocationEnv(env_config(kind, cfg.observed_speed))
     start = time.perf_counter()
     if kind == "dqn":
         dqn = make_dqn(
@@ -110,9 +115,12 @@ def rl_finetune(module: nn.Module, kind: str, cfg: RLConfig,
     return FinetuneResult(tuned.eval(), time.perf_counter() - start)
 
 
-def validation_reward(module: nn.Module, kind: str, episodes: int) -> float:
-    """Mean episode reward over validation seeds of synthetic and Melbourne."""
-    scen = [s for s in default_scenarios() if s.name in VALIDATION_SCENARIOS]
+def validation_reward(module: nn.Module, kind: str, episodes: int,
+                      observed_speed: bool = False) -> float:
+    """Mean episode reward over validation seeds of synthetic and Melbourne (with
+    ``observed_speed``: on the closed-loop environment)."""
+    scen = [s for s in default_scenarios(observed_speed=observed_speed)
+            if s.name in VALIDATION_SCENARIOS]
     res = evaluate({"m": lambda e, n: TorchAgent("m", module, pad_for(kind))}, scen,
                    episodes=episodes, seed_base=VALIDATION_SEED_BASE, progress=False)
     return float(np.mean([r.metrics["episode_reward"].mean for r in res]))

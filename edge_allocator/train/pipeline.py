@@ -82,6 +82,14 @@ class TrainConfig:
     whose logits label every demonstration; it also acts in the first collection (so the
     student sees the states the teacher visits), and cloning minimises
     ``bc.distill_weight`` x KL to its softmax + the rest x CE to the expert's choice."""
+    observed_speed: bool = False
+    """Train, validate and evaluate on the closed-loop environment
+    (``EnvConfig.observed_speed``): each node's speed learned from earlier completions
+    scales its features, as the service does from /v1/feedback. Recorded in the
+    manifest (``training.observed_speed``)."""
+    candidate: bool = False
+    """Mark the artifact a candidate (``training.candidate``): shipped, served when its
+    version is pinned or in shadow, never picked as the model's default version."""
     resumable: bool = False
     """Checkpoint the supervised stages every epoch under out_dir/checkpoints; a killed
     run started again with the same settings resumes where it stopped. (On Ray, Ray
@@ -92,7 +100,8 @@ class TrainConfig:
     def rl_config(self) -> RLConfig:
         """The RL stage's hyperparameters: this config's steps, lr, gamma and seed, and
         :class:`RLConfig`'s defaults for the rest."""
-        return RLConfig(steps=self.rl_steps, lr=self.rl_lr, gamma=self.gamma, seed=self.seed)
+        return RLConfig(steps=self.rl_steps, lr=self.rl_lr, gamma=self.gamma, seed=self.seed,
+                        observed_speed=self.observed_speed)
 
 
 @dataclass
@@ -138,7 +147,7 @@ def train(cfg: TrainConfig, scenarios: list[EvalScenario] | None = None,
     torch.set_num_threads(cfg.threads)
     torch.manual_seed(cfg.seed)
     t0 = time.perf_counter()
-    env_cfg = env_config(cfg.kind)
+    env_cfg = env_config(cfg.kind, cfg.observed_speed)
     teacher = _teacher(cfg)
     module = build_policy(cfg.kind, cfg.architecture)
     bc_cfg = dataclasses.replace(cfg.bc, pad_to=pad_for(cfg.kind), seed=cfg.seed)
@@ -157,7 +166,8 @@ def train(cfg: TrainConfig, scenarios: list[EvalScenario] | None = None,
         demos.extend(more)
         curve += stages.clone(module, demos, dataclasses.replace(
             bc_cfg, checkpoint=ckpt / "dagger.pt" if ckpt else None), "dagger")
-    bc_score = validation_reward(module, cfg.kind, cfg.validation_episodes)
+    bc_score = validation_reward(module, cfg.kind, cfg.validation_episodes,
+                                 cfg.observed_speed)
     chosen, rl_score, rl_seconds, sweep = "bc", None, 0.0, None
     if cfg.rl_steps:
         tuned, rl_score, rl_seconds, sweep = stages.finetune(module, bc_score)
@@ -170,13 +180,19 @@ def train(cfg: TrainConfig, scenarios: list[EvalScenario] | None = None,
     evaluation: list[AgentResult] = []
     if cfg.eval_episodes:
         agents = {**baseline_agents(), **model_agents({cfg.kind: (module, cfg.kind)})}
-        evaluation = evaluate(agents, scenarios or default_scenarios(), cfg.eval_episodes)
+        evaluation = evaluate(agents, scenarios or default_scenarios(
+            observed_speed=cfg.observed_speed), cfg.eval_episodes)
         print(to_markdown(evaluation))
     arch = architecture(module)
     training = {
         "pipeline": f"demonstrations({cfg.expert}) -> behaviour cloning -> DAgger -> RL "
                     f"fine-tune" + (" (Ray tasks, Ray Train, Ray Tune)" if scale else "")
                     + (" (distilled from a teacher)" if teacher else ""),
+        "candidate": cfg.candidate,
+        "observed_speed": cfg.observed_speed,
+        "features": ("closed loop: each node's capacity scaled by its speed learned from "
+                     "earlier completions (edge_allocator.speeds), as /v1/feedback does"
+                     if cfg.observed_speed else "nominal capacities (speed 1.0)"),
         "distillation": teacher.record(module, demos) if teacher else None,
         "ray": asdict(scale) if scale else None,
         "rl_sweep": sweep.to_json() if sweep else None,
@@ -280,7 +296,8 @@ class _Stages:
         cfg = self.cfg
         if self.scale is None:
             tuned, seconds = rl_finetune(copy.deepcopy(module), cfg.kind, cfg.rl_config())
-            reward = validation_reward(tuned, cfg.kind, cfg.validation_episodes)
+            reward = validation_reward(tuned, cfg.kind, cfg.validation_episodes,
+                                       cfg.observed_speed)
             return Finetuned(tuned, reward, seconds, None)
         from edge_allocator.train.sweep import SweepConfig, run_sweep
 
