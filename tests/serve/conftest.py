@@ -16,6 +16,7 @@ import httpx
 import pytest
 
 from edge_allocator.constants import MODELS_DIR, PROJECT_ROOT
+from edge_allocator.runtime.artifacts import default_version
 
 SERVE_CONFIG = PROJECT_ROOT / "serve_config.yaml"
 #: The gRPC API, as serve_config.yaml registers it (its port is the session's own).
@@ -63,8 +64,8 @@ def test_models(tmp_path_factory) -> Path:
     root = tmp_path_factory.mktemp("models")
     for name in ("hybrid", "dqn", "ppo", "hybrid_gat"):
         src = MODELS_DIR / name
-        newest = max((p for p in src.iterdir() if p.name.isdigit()), key=lambda p: int(p.name))
-        shutil.copytree(newest, root / name / "1")
+        served = src / str(default_version(MODELS_DIR, name))  # not a candidate (hybrid v3)
+        shutil.copytree(served, root / name / "1")
     shutil.copytree(root / "hybrid" / "1", root / "hybrid" / "2")
     return root
 
