@@ -229,10 +229,11 @@ class AllocatorApi:
         """Nodes that sent no ``observed_speed`` take what feedback taught (before the
         cache key is made: a decision cached before the node was learned about is not
         served after). Nothing is done while no node of the batch is known."""
-        if not self.cfg.node_speeds.apply:
-            return
+        now = time.time()
+        if not self.cfg.node_speeds.apply or not self.speeds.any_known(now):
+            return  # the usual case: no id list (5,120 strings for 256 states of 20)
         ids = [nid for i in range(len(batch)) for nid in batch.ids_of(i)]
-        speed = self.speeds.speeds(ids, time.time())
+        speed = self.speeds.speeds(ids, now)
         if speed is not None:
             batch.fill_speeds(speed)
 

@@ -53,6 +53,13 @@ class NodeSpeeds:
     def source(self) -> Literal["local", "redis"]:
         return "redis" if self._redis is not None else "local"
 
+    def any_known(self, now: float) -> bool:
+        """Whether any node has an estimate (refreshing the Redis copy when due): while
+        none has, a request's node ids need not even be listed."""
+        if self._redis is not None and now - self._refreshed_at >= self.refresh_s:
+            self._refresh(now)
+        return len(self.local) > 0
+
     def speeds(self, node_ids: list[str], now: float) -> np.ndarray | None:
         """[N] speed per id for the features, None if none is known (``LocalSpeeds``)."""
         if self._redis is not None and now - self._refreshed_at >= self.refresh_s:
