@@ -13,7 +13,8 @@ and arrivals either way, so every row is paired with every other.
     python -m benchmarks.closedloop table               # closedloop.{md,json}
 
 Each (part, scenario) is written as soon as it is done
-(``<out>/runs/<part>-<scenario>.json``), so a part can be run scenario by scenario
+(``<out>/per_seed/<part>-<scenario>.json``; the shipped ones are committed, so ``table``
+rebuilds the published table), so a part can be run scenario by scenario
 (``--scenarios``) and the table built from whatever is there. One process, one torch
 thread; the planner runs in process (no Ray).
 """
@@ -70,7 +71,7 @@ def run(args: argparse.Namespace) -> None:
 
     agents, observed = _agents(args.part, Path(args.candidate), Path(args.baseline),
                                args.planner)
-    out = Path(args.out) / "runs"
+    out = Path(args.out) / "per_seed"
     out.mkdir(parents=True, exist_ok=True)
     for sc in default_scenarios(observed_speed=observed):
         if args.scenarios and sc.name not in args.scenarios:
@@ -93,7 +94,7 @@ def table(args: argparse.Namespace) -> None:
     from edge_allocator.policies.heuristics import HEURISTIC_NAMES
     from edge_allocator.train.evaluate import mean_ci
 
-    runs = sorted((Path(args.out) / "runs").glob("*.json"))
+    runs = sorted((Path(args.out) / "per_seed").glob("*.json"))
     by: dict[str, dict[str, list[float]]] = {}
     planner_source = {}
     if GAP_CLOSURE.is_file():  # the planner is independent of observed speeds (hidden state)
@@ -114,8 +115,9 @@ def table(args: argparse.Namespace) -> None:
     lines.append("|---|---|---|---|---|---|---|---|---|---|---|")
     for sc in EPISODES:
         a = by.get(sc, {})
-        need = [f"hybrid-v1 ({COLD})", f"hybrid-v1 ({WARM})", f"hybrid-v3 ({COLD})",
-                f"hybrid-v3 ({WARM})", "lookahead"]
+        v1c_k, v1w_k, v3c_k, v3w_k = need = [f"hybrid-v1 ({COLD})", f"hybrid-v1 ({WARM})",
+                                             f"hybrid-v3 ({COLD})", f"hybrid-v3 ({WARM})"]
+        need = need + ["lookahead"]
         if not all(k in a for k in need):
             continue
         n = min(len(a[k]) for k in need)
@@ -127,15 +129,16 @@ def table(args: argparse.Namespace) -> None:
         heur = [k for k in a if k.split(" (")[0] in HEURISTIC_NAMES and len(a[k]) >= n]
         best = max(heur, key=lambda k: mean(k).mean)
         b, p = mean(best), mean("lookahead")
-        v3, v3c, v1c = (mean(k) for k in need[3:4] + need[2:3] + need[0:1])
-        gain = mean_ci([x - y for x, y in zip(a[need[3]][:n], a[best][:n])])
-        cold = mean_ci([x - y for x, y in zip(a[need[2]][:n], a[need[0]][:n])])
-        v3_v1w = mean_ci([x - y for x, y in zip(a[need[3]][:n], a[need[1]][:n])])
+        def paired(k: str, base: str, a: dict[str, list[float]] = a, n: int = n) -> Any:
+            return mean_ci([x - y for x, y in zip(a[k][:n], a[base][:n])])
+
+        v3, v3c = mean(v3w_k), mean(v3c_k)
+        gain, cold, v3_v1w = paired(v3w_k, best), paired(v3c_k, v1c_k), paired(v3w_k, v1w_k)
         closed = (v3.mean - b.mean) / (p.mean - b.mean) * 100
         rel = gain.mean / abs(b.mean) * 100
         row = {"scenario": sc, "episodes": n, "best_heuristic": best,
                "heuristic": b._asdict(), "planner": p._asdict(),
-               **{k: mean(k)._asdict() for k in need[:4]},
+               **{k: mean(k)._asdict() for k in (v1c_k, v1w_k, v3c_k, v3w_k)},
                "gap_closed_pct": closed, "paired_gain_vs_heuristic": gain._asdict(),
                "paired_gain_pct": rel, "paired_v3cold_minus_v1cold": cold._asdict(),
                "paired_v3_minus_v1_feedback": v3_v1w._asdict(),
@@ -145,7 +148,7 @@ def table(args: argparse.Namespace) -> None:
         row["planner_source"] = planner_source.get(sc)
         rows.append(row)
         lines.append(
-            f"| {sc} | {n} | {best} {_ci(b)} | {_ci(mean(need[0]))} | {_ci(mean(need[1]))} | "
+            f"| {sc} | {n} | {best} {_ci(b)} | {_ci(mean(v1c_k))} | {_ci(mean(v1w_k))} | "
             f"{_ci(v3c)} | {_ci(v3)} | {_ci(p)} | {closed:.0f}% | {_ci(gain)} ({rel:+.1f}%) | "
             f"{_ci(cold)} |")
     text = "\n".join(lines) + "\n"

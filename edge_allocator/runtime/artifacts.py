@@ -104,9 +104,11 @@ def is_candidate(models_dir: Path, name: str, version: str) -> bool:
     return bool((manifest.get("training") or {}).get("candidate"))
 
 
-def default_version(models_dir: Path, name: str) -> str | None:
-    """The version served when none is pinned: the newest that is not a candidate."""
-    have = versions(models_dir, name)
+def default_version(models_dir: Path, name: str, have: list[str] | None = None) -> str | None:
+    """The version served when none is pinned: the newest that is not a candidate (the
+    newest if all are); None when there is none. ``have``: the versions, if already
+    listed."""
+    have = versions(models_dir, name) if have is None else have
     for v in reversed(have):
         if not is_candidate(models_dir, name, v):
             return v
@@ -126,7 +128,7 @@ def load_artifact(models_dir: Path, name: str, version: str | None = None) -> Ar
     available = versions(models_dir, name)
     if not available:
         raise ArtifactError(f"{models_dir / name}: no model versions found")
-    v = version or default_version(models_dir, name) or available[-1]
+    v = version or str(default_version(models_dir, name, available))
     if v not in available:
         raise ArtifactError(f"model {name!r}: version {v!r} not found (have {available})")
     path = models_dir / name / v

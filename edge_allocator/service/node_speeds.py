@@ -56,17 +56,18 @@ class NodeSpeeds:
     def any_known(self, now: float) -> bool:
         """Whether any node has an estimate (refreshing the Redis copy when due): while
         none has, a request's node ids need not even be listed."""
-        if self._redis is not None and now - self._refreshed_at >= self.refresh_s:
-            self._refresh(now)
+        self._refresh(now)
         return len(self.local) > 0
 
     def speeds(self, node_ids: list[str], now: float) -> np.ndarray | None:
         """[N] speed per id for the features, None if none is known (``LocalSpeeds``)."""
-        if self._redis is not None and now - self._refreshed_at >= self.refresh_s:
-            self._refresh(now)
+        self._refresh(now)
         return self.local.speeds(node_ids, now)
 
     def _refresh(self, now: float) -> None:
+        """The local copy of Redis's estimates, at most every ``refresh_s``."""
+        if self._redis is None or now - self._refreshed_at < self.refresh_s:
+            return
         self._refreshed_at = now
         try:
             raw = self._redis.hgetall(self.key)

@@ -52,8 +52,7 @@ class ModelRouter:
                     )
                 self._choices[name] = ([spec.version], [1.0])
             elif have:  # the newest that is not a candidate (train --candidate)
-                self._choices[name] = ([default_version(models_dir, name) or have[-1]],
-                                       [1.0])
+                self._choices[name] = ([str(default_version(models_dir, name, have))], [1.0])
             else:
                 raise ValueError(f"models.{name}: no versions under {models_dir / name}")
         self._shadow = self._shadow_targets(models_dir, shadow or {})
