@@ -251,12 +251,14 @@ class SoakRun:
 
 
 def soak(url: str, faults: Faults, plan: SoakPlan, bodies: Sequence[bytes],
-         batch_bodies: Sequence[bytes], calib_bodies: Sequence[bytes]) -> SoakRun:
+         batch_bodies: Sequence[bytes], calib_bodies: Sequence[bytes],
+         origin_file: Path | None = None) -> SoakRun:
     """Calibrate on ``url`` (closed loop, concurrency 32, after as long a warm-up), then
     run the open-loop load with the faults on their schedule. ``calib_bodies`` are other
     states than ``bodies``, so the soak does not start on the calibration's cache hits;
     give each more states than the cache TTL (5 s) times the rate, or the decision cache
-    answers repeats and the measured maximum is not the model path's."""
+    answers repeats and the measured maximum is not the model path's. ``origin_file``
+    receives the Unix time of the run's second 0 (for ``benchmarks.heap_diff``)."""
     single = f"{url}/v1/allocate"
     asyncio.run(run_load(single, calib_bodies, 32, 10**7, plan.calibrate_s))
     calib = asyncio.run(run_load(single, calib_bodies, 32, 10**7, plan.calibrate_s))
@@ -271,6 +273,8 @@ def soak(url: str, faults: Faults, plan: SoakPlan, bodies: Sequence[bytes],
     load: list[tuple[float, float]] = []
     stop = threading.Event()
     t_origin = time.perf_counter()
+    if origin_file is not None:
+        origin_file.write_text(f"{time.time():.3f}\n")
     sampler = threading.Thread(target=sample_rss,
                                args=(faults.app, t_origin, plan.rss_every_s, stop, rss, load),
                                daemon=True)
@@ -540,12 +544,17 @@ def main() -> None:
     p = argparse.ArgumentParser(description=__doc__)
     p.add_argument("--minutes", type=float, default=15)
     p.add_argument("--out", type=Path, default=RESULTS)
+    p.add_argument("--heap-snapshots", type=Path, default=None, metavar="DIR",
+                   help="trace the replicas' heaps (tracemalloc, about a third slower) "
+                        "and write snapshots to DIR; compare them with "
+                        "python -m benchmarks.heap_diff DIR")
     cli = p.parse_args()
     import tempfile
 
     from benchmarks.cluster import deploy, ray_serve
     from benchmarks.faults import scratch_database
     from benchmarks.load import sample_bodies
+    from edge_allocator.runtime import heap_watch
     from edge_allocator.runtime.raylocal import FAST_PATH_ENV
 
     plan = SoakPlan.for_duration(cli.minutes * 60)
@@ -559,12 +568,17 @@ def main() -> None:
     proxy.start()
     spool = Path(tempfile.mkdtemp(prefix="ea-soak-")) / "spool" / "decisions.jsonl"
     try:
-        with scratch_database("ea_soak") as db, ray_serve(num_cpus=2, env=FAST_PATH_ENV) as port:
+        env = dict(FAST_PATH_ENV)
+        if cli.heap_snapshots is not None:
+            cli.heap_snapshots.mkdir(parents=True, exist_ok=True)
+            env[heap_watch.ENV] = str(cli.heap_snapshots.resolve())
+        with scratch_database("ea_soak") as db, ray_serve(num_cpus=2, env=env) as port:
             app_url = f"postgresql+psycopg://postgres@127.0.0.1:{proxy.port}/{db}"
             args, options = app_options(redis.url, app_url, spool)
             deploy("soak", "/", args, options)
             run = soak(f"http://127.0.0.1:{port}", Faults("soak", redis, proxy), plan,
-                       bodies[:3000], batch_bodies, bodies[3000:])
+                       bodies[:3000], batch_bodies, bodies[3000:],
+                       cli.heap_snapshots / "origin" if cli.heap_snapshots else None)
             report = judge(run, f"postgresql://postgres@127.0.0.1:5432/{db}")
     finally:
         proxy.cut()

@@ -30,6 +30,7 @@ from deployments.policy_inference import BatchedPolicy
 from deployments.remote import RemoteExplainer, RemotePolicy, SeparateStages
 from edge_allocator.config import ServiceConfig
 from edge_allocator.grpc import edge_allocator_pb2 as pb
+from edge_allocator.runtime import heap_watch
 from edge_allocator.runtime.gc_tuning import tune_gc
 from edge_allocator.service.api import AllocatorApi
 from edge_allocator.service.chain import Chain, StagesHere
@@ -76,6 +77,7 @@ class Ingress:
                  ingest: DeploymentHandle[Any] | None = None,
                  explainer: DeploymentHandle[Any] | None = None) -> None:
         configure()
+        heap_watch.start_from_env("ingress")  # off unless the soak asks for it
         self.local_policy = BatchedPolicy() if inline else None
         self.chain: Chain
         if self.local_policy is not None:

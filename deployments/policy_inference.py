@@ -27,6 +27,7 @@ from deployments.metrics import InferenceMetrics
 from edge_allocator.config import PolicyConfig
 from edge_allocator.graph_batch import Bucket
 from edge_allocator.responses import BatchConfig, ModelInfo
+from edge_allocator.runtime import heap_watch
 from edge_allocator.runtime.gc_tuning import tune_gc
 from edge_allocator.service.routing import ModelRouter
 from edge_allocator.service.stages import (
@@ -46,6 +47,7 @@ class BatchedPolicy:
         self.metrics = InferenceMetrics()
         self.node_id = ray.get_runtime_context().get_node_id()[:16]
         configure()
+        heap_watch.start_from_env("policy")  # off unless the soak asks for it
 
     def reconfigure(self, user_config: dict[str, Any] | PolicyConfig) -> None:
         cfg = PolicyConfig.model_validate(user_config)
