@@ -26,7 +26,7 @@ def _train(args: argparse.Namespace) -> None:
     if args.pipeline:
         scale = RayScale(workers=args.workers, strategy=args.strategy, use_gpu=args.gpu,
                          cpus_per_worker=args.cpus_per_worker, sweep_seeds=args.sweep_seeds,
-                         sweep_lrs=args.sweep_lrs)
+                         sweep_lrs=args.sweep_lrs, sweep_ent_coefs=args.sweep_ent_coefs)
     with _ray(args) if args.pipeline else _nothing():
         for kind in kinds:
             arch: dict[str, object] = {}
@@ -226,6 +226,9 @@ def main(argv: list[str] | None = None) -> None:
     ray_opts.add_argument("--cpus-per-worker", type=float, default=1.0)
     ray_opts.add_argument("--sweep-seeds", type=int, nargs="+", default=[0, 1])
     ray_opts.add_argument("--sweep-lrs", type=float, nargs="+", default=[3e-5, 1e-4])
+    ray_opts.add_argument("--sweep-ent-coefs", type=float, nargs="+", default=None,
+                          help="PPO/hybrid: entropy coefficients, a third grid axis "
+                               "(default: RLConfig's one; DQN takes one value)")
     t.add_argument("--models-dir", default=str(MODELS_DIR))
     t.add_argument("--out-dir", default="runs")
     t.set_defaults(func=_train)

@@ -76,7 +76,8 @@ def test_train_pipeline_runs_every_stage_on_ray(tmp_path):
     (2 DDP workers), RL as a Ray Tune grid; its own private Ray, stopped afterwards."""
     out = cli("train", "--pipeline", "--model", "hybrid", "--demo-episodes", "2",
               "--dagger-episodes", "1", "--bc-epochs", "2", "--rl-steps", "128",
-              "--sweep-seeds", "0", "--sweep-lrs", "1e-4", "3e-4", "--eval-episodes", "0",
+              "--sweep-seeds", "0", "--sweep-lrs", "1e-4", "3e-4", "--sweep-ent-coefs", "0.01",
+              "--eval-episodes", "0",
               "--models-dir", str(tmp_path / "models"), "--out-dir", str(tmp_path / "runs"),
               cwd=tmp_path)
     t = load_artifact(tmp_path / "models", "hybrid").manifest["training"]
@@ -84,6 +85,7 @@ def test_train_pipeline_runs_every_stage_on_ray(tmp_path):
     assert len(t["bc_loss_curve"]) == 4  # 2 epochs of cloning + 2 after the DAgger round
     rows = t["rl_sweep"]["rows"]
     assert sorted(r["rl_lr"] for r in rows) == [1e-4, 3e-4]
+    assert [r["ent_coef"] for r in rows] == [0.01, 0.01]  # --sweep-ent-coefs reached them
     best = max(r["validation_reward"] for r in rows)
     assert t["validation_reward"]["bc+rl"] == best
     kept_rl = t["validation_reward"]["kept"].startswith("bc+rl")
@@ -104,7 +106,7 @@ def test_train_pipeline_runs_every_stage_on_ray(tmp_path):
     assert {p.name.split("-")[2] for p in (run / "ray-train").iterdir()} == {"bc", "dagger"}
     for name in ("training_curve.png", "rl_sweep.png", "rl_sweep.md"):
         assert (run / "hybrid-v1" / name).stat().st_size > 0
-    assert "| rl_lr | seed |" in out
+    assert "| rl_lr | ent_coef | seed |" in out
 
 
 def test_evaluate_writes_table_json_and_plot(tmp_path):

@@ -83,8 +83,8 @@ def test_tiny_dqn_sweep(ray_local, tmp_path) -> None:
     assert any(not torch.equal(v, start_state[k]) for k, v in res.best_state.items())
 
     md = res.to_markdown().splitlines()
-    assert md[0].startswith("| rl_lr | seed |") and md[1].startswith("|---")
-    assert sum(line.startswith("| 1e-04 |") for line in md) == 2
+    assert md[0].startswith("| rl_lr | ent_coef | seed |") and md[1].startswith("|---")
+    assert sum(line.startswith("| 1e-04 | 0.001 |") for line in md) == 2
     assert any("mean ± std" in line for line in md)
     js = res.to_json()
     assert js["best"] == res.best._asdict()
@@ -99,7 +99,7 @@ def test_failed_trial_raises_naming_it(ray_local, tmp_path) -> None:
     start_state = build_policy("dqn", {}).state_dict()
     cfg = SweepConfig(kind="dqn", seeds=[3], rl_lrs=[1e-4], rl_steps=10, validation_episodes=1,
                       storage_path=tmp_path / "tune", name="broken")
-    msg = r"(?s)seed=3, rl_lr=0.0001\): RuntimeError: .*size mismatch"
+    msg = r"(?s)seed=3, rl_lr=0.0001, ent_coef=0.001\): RuntimeError: .*size mismatch"
     with pytest.raises(RuntimeError, match=msg):
         # weights of width 256 into width 64; the start reward is given, so the mismatch
         # first surfaces inside the trial (run_sweep would otherwise validate the start)
@@ -109,9 +109,9 @@ def test_failed_trial_raises_naming_it(ray_local, tmp_path) -> None:
 def test_result_tables_from_typed_rows() -> None:
     """per_lr, to_json and to_markdown from rows alone (no Ray): the JSON keeps the
     manifest's row keys; one seed has no spread (nan in Python, null in JSON)."""
-    rows = [SweepRow(0, 1e-4, -100.0, -90.0, 10.0, 1.0),
-            SweepRow(1, 1e-4, -100.0, -94.0, 6.0, 1.0),
-            SweepRow(0, 3e-4, -100.0, -120.0, -20.0, 1.0)]
+    rows = [SweepRow(0, 1e-4, 0.0, -100.0, -90.0, 10.0, 0.01, 1.0),
+            SweepRow(1, 1e-4, 0.0, -100.0, -94.0, 6.0, 0.01, 1.0),
+            SweepRow(0, 3e-4, 0.0, -100.0, -120.0, -20.0, 0.02, 1.0)]
     res = SweepResult("dqn", rows, rows[0], {}, "/nowhere")
     per_lr = res.per_lr()
     assert per_lr[1e-4].mean == pytest.approx(-92.0) and per_lr[1e-4].n == 2
@@ -120,7 +120,10 @@ def test_result_tables_from_typed_rows() -> None:
     js = res.to_json()
     assert js["rows"][1] == dict(zip(ROW_KEYS, rows[1]))
     assert js["best"]["seed"] == 0 and js["per_lr"]["0.0003"]["std"] is None
-    assert res.to_markdown().splitlines()[2].startswith("| 1e-04 | 0 | -100.0 | -90.0 | +10.0")
+    assert res.to_markdown().splitlines()[2].startswith(
+        "| 1e-04 | 0 | 0 | -100.0 | -90.0 | +10.0 | 1.00% |")
+    assert js["per_setting"][1] == {"rl_lr": 3e-4, "ent_coef": 0.0, "mean": -120.0,
+                                    "std": None, "n": 1}
 
 
 def test_rl_defaults_are_the_pipelines() -> None:
@@ -131,3 +134,70 @@ def test_rl_defaults_are_the_pipelines() -> None:
     assert (cfg.steps, cfg.lr, cfg.gamma, cfg.seed) == (64, 3e-5, 0.5, 3)
     assert (RLConfig().dqn_buffer_size, RLConfig().dqn_learning_starts,
             RLConfig().ppo_n_steps, RLConfig().ppo_clip_range) == (20_000, 500, 1024, 0.1)
+
+
+@pytest.fixture(scope="module")
+def hybrid_v3():
+    """Hybrid v3 (closed-loop features): the start the PPO sweep of issue 12 §3 refines."""
+    art = load_artifact(PROJECT_ROOT / "models", "hybrid", "3")
+    assert art.manifest["training"]["observed_speed"]
+    return art
+
+
+def test_entropy_axis_and_curve_reach_the_trials(ray_local, hybrid_v3, tmp_path) -> None:
+    """Two hybrid trials that differ only in PPO's entropy coefficient (same seed, same lr,
+    deterministic on one thread) end with different weights: the coefficient reached
+    MaskablePPO. Each trial's learning curve comes back from what it reported to Tune, at
+    the steps asked for, and the start is validated on the closed-loop env."""
+    architecture = hybrid_v3.manifest["architecture"]
+    start_state = load_module(hybrid_v3).state_dict()
+    cfg = SweepConfig(kind="hybrid", seeds=[0], rl_lrs=[3e-4], ent_coefs=[0.0, 0.5],
+                      rl_steps=256, ppo_n_steps=128, curve_every=128, validation_episodes=1,
+                      observed_speed=True, cpus_per_trial=1.0, storage_path=tmp_path / "tune")
+
+    res = run_sweep(start_state, architecture, cfg)
+
+    assert sorted(r.ent_coef for r in res.rows) == [0.0, 0.5]
+    shifts = {r.ent_coef: r.weight_shift for r in res.rows}
+    assert all(s > 0 for s in shifts.values())
+    assert shifts[0.0] != pytest.approx(shifts[0.5], rel=1e-6)
+    closed = validation_reward(load_module(hybrid_v3).eval(), "hybrid", 1, observed_speed=True)
+    nominal = validation_reward(load_module(hybrid_v3).eval(), "hybrid", 1)
+    assert closed != pytest.approx(nominal)  # the flag matters on these seeds
+    assert [r.start_reward for r in res.rows] == pytest.approx([closed, closed])
+    assert len(res.curves) == 2
+    for c in res.curves:
+        row = next(r for r in res.rows if r.ent_coef == c.ent_coef)
+        assert [p.env_steps for p in c.points] == [0, 128, 256]
+        assert c.points[0].validation_reward == pytest.approx(row.start_reward)
+        assert c.points[-1].validation_reward == pytest.approx(row.validation_reward)
+        assert math.isfinite(c.points[1].validation_reward)
+    js = res.curves_json()
+    assert js[0]["env_steps"] == [0, 128, 256] and {j["ent_coef"] for j in js} == {0.0, 0.5}
+    assert res.plot_curves(tmp_path / "curve.png").stat().st_size > 0
+    assert "| 3e-04 | 0.5 | 0 |" in res.to_markdown()
+
+
+def test_curve_callback_points_at_right_steps(hybrid_v3) -> None:
+    """Points are taken when a rollout starts (weights updated on every step before) once
+    ``every`` more steps have passed: 128-step rollouts over 640 steps start at 0, 128,
+    ..., 512, so every 256 steps gives 256 and 512, every 300 gives 384 only. The end of
+    training is the caller's to validate, not a point. One run, two callbacks."""
+    from stable_baselines3.common.callbacks import CallbackList
+
+    from edge_allocator.train.finetune import curve_callback, rl_finetune
+
+    torch.set_num_threads(1)
+    seen: list = []
+    cb256 = curve_callback("hybrid", 256, 1, observed_speed=True, on_point=seen.append)
+    cb300 = curve_callback("hybrid", 300, 1, observed_speed=True)
+    cfg = RLConfig(steps=640, lr=3e-4, ppo_n_steps=128, ppo_batch_size=64,
+                   observed_speed=True)
+    rl_finetune(load_module(hybrid_v3), "hybrid", cfg, progress=False,
+                callback=CallbackList([cb256, cb300]))
+    assert [p.env_steps for p in cb256.points] == [256, 512]  # type: ignore[attr-defined]
+    assert [p.env_steps for p in cb300.points] == [384]  # type: ignore[attr-defined]
+    assert seen == cb256.points  # type: ignore[attr-defined]
+    assert all(math.isfinite(p.validation_reward) and p.validation_reward < 0 for p in seen)
+    with pytest.raises(ValueError, match="every=0"):
+        curve_callback("hybrid", 0, 1)

@@ -9,8 +9,9 @@ module stays cheap.
 from __future__ import annotations
 
 import time
+from collections.abc import Callable
 from dataclasses import dataclass
-from typing import NamedTuple
+from typing import TYPE_CHECKING, Any, NamedTuple
 
 import numpy as np
 from torch import nn
@@ -18,6 +19,9 @@ from torch import nn
 from edge_allocator.sim.env import EdgeAllocationEnv, EnvConfig
 from edge_allocator.train.agents import FLAT_PAD, TorchAgent, pad_for
 from edge_allocator.train.evaluate import default_scenarios, evaluate
+
+if TYPE_CHECKING:
+    from stable_baselines3.common.callbacks import BaseCallback
 
 #: Validation episodes use seeds from here up: above training's, below evaluation's.
 VALIDATION_SEED_BASE = 500_000
@@ -83,11 +87,12 @@ class FinetuneResult(NamedTuple):
     """Wall time of RL."""
 
 
-def rl_finetune(module: nn.Module, kind: str, cfg: RLConfig,
-                progress: bool = True) -> FinetuneResult:
+def rl_finetune(module: nn.Module, kind: str, cfg: RLConfig, progress: bool = True,
+                callback: BaseCallback | None = None) -> FinetuneResult:
     """Fine-tune ``module`` (a ``kind`` policy) with RL on the training distribution.
     SB3 trains a copy: ``module`` itself is left as it was. ``progress=False`` silences
-    SB3's progress bar (Tune trials log to files, where a redrawn bar is only noise)."""
+    SB3's progress bar (Tune trials log to files, where a redrawn bar is only noise).
+    ``callback``: an SB3 callback, e.g. :func:`curve_callback`'s learning curve."""
     from edge_allocator.train.sb3_adapter import make_dqn, make_ppo, trained_module
 
     env = EdgeAllocationEnv(env_config(kind, cfg.observed_speed))
@@ -102,7 +107,7 @@ def rl_finetune(module: nn.Module, kind: str, cfg: RLConfig,
             target_update_interval=cfg.dqn_target_update_interval,
             batch_size=cfg.dqn_batch_size, seed=cfg.seed,
         )
-        dqn.learn(cfg.steps, progress_bar=progress)
+        dqn.learn(cfg.steps, progress_bar=progress, callback=callback)
         tuned = trained_module(dqn)
     else:
         ppo = make_ppo(
@@ -110,7 +115,7 @@ def rl_finetune(module: nn.Module, kind: str, cfg: RLConfig,
             batch_size=cfg.ppo_batch_size, n_epochs=cfg.ppo_n_epochs, gamma=cfg.gamma,
             ent_coef=cfg.ppo_ent_coef, clip_range=cfg.ppo_clip_range, seed=cfg.seed,
         )
-        ppo.learn(cfg.steps, progress_bar=progress)
+        ppo.learn(cfg.steps, progress_bar=progress, callback=callback)
         tuned = trained_module(ppo)
     return FinetuneResult(tuned.eval(), time.perf_counter() - start)
 
@@ -124,3 +129,58 @@ def validation_reward(module: nn.Module, kind: str, episodes: int,
     res = evaluate({"m": lambda e, n: TorchAgent("m", module, pad_for(kind))}, scen,
                    episodes=episodes, seed_base=VALIDATION_SEED_BASE, progress=False)
     return float(np.mean([r.metrics["episode_reward"].mean for r in res]))
+
+
+class CurvePoint(NamedTuple):
+    """One point of a learning curve."""
+
+    env_steps: int
+    """Environment steps of RL behind the weights that were validated."""
+    validation_reward: float
+
+
+def curve_callback(kind: str, every: int, episodes: int, observed_speed: bool = False,
+                   on_point: Callable[[CurvePoint], Any] | None = None) -> BaseCallback:
+    """An SB3 callback that validates the policy being trained every ``every`` environment
+    steps (:func:`validation_reward`, ``episodes`` per scenario) and keeps the points in
+    its ``points`` list; ``on_point`` is called with each (a Tune trial reports it).
+
+    Checked when a rollout starts, so the weights validated at ``env_steps`` have been
+    updated on every step before it (PPO: pick ``every`` as a multiple of ``n_steps`` for
+    points exactly at multiples of ``every``; DQN's rollouts are its 4-step train_freq).
+    The end of training is not a point here: the caller validates the final weights.
+    SB3 is imported here, not at module level, like :func:`rl_finetune`."""
+    from stable_baselines3.common.callbacks import BaseCallback
+
+    from edge_allocator.train.sb3_adapter import trained_module
+
+    if every <= 0:
+        raise ValueError(f"curve_callback: every={every}; must be positive")
+
+    class ValidationCurve(BaseCallback):
+        def __init__(self) -> None:
+            super().__init__()
+            self.points: list[CurvePoint] = []
+            self._next = every
+
+        def _check(self) -> None:
+            steps = int(self.num_timesteps)
+            if steps < self._next:
+                return
+            self._next = (steps // every + 1) * every
+            module = trained_module(self.model)  # type: ignore[arg-type]
+            was_training = module.training
+            module.eval()
+            point = CurvePoint(steps, validation_reward(module, kind, episodes, observed_speed))
+            module.train(was_training)
+            self.points.append(point)
+            if on_point is not None:
+                on_point(point)
+
+        def _on_rollout_start(self) -> None:  # after the previous update (DQN: 4 steps)
+            self._check()
+
+        def _on_step(self) -> bool:
+            return True
+
+    return ValidationCurve()

@@ -109,8 +109,8 @@ class RayScale:
     """``train --pipeline``: where each stage runs on the Ray instance the caller
     started (local or a cluster). Demonstrations: ``workers`` Ray tasks. Behaviour
     cloning: Ray Train with ``workers`` DDP (or FSDP) workers. RL fine-tuning: a Ray Tune
-    grid over ``sweep_seeds`` x ``sweep_lrs`` from the cloned weights, the best trial
-    kept only if it beats the cloned policy on validation."""
+    grid over ``sweep_seeds`` x ``sweep_lrs`` x ``sweep_ent_coefs`` from the cloned
+    weights, the best trial kept only if it beats the cloned policy on validation."""
 
     workers: int = 2
     strategy: str = "ddp"
@@ -118,6 +118,8 @@ class RayScale:
     cpus_per_worker: float = 1.0
     sweep_seeds: list[int] = field(default_factory=lambda: [0, 1])
     sweep_lrs: list[float] = field(default_factory=lambda: [3e-5, 1e-4])
+    sweep_ent_coefs: list[float] | None = None
+    """PPO's entropy coefficients (a third grid axis); None: RLConfig's default alone."""
 
 
 class Finetuned(NamedTuple):
@@ -174,7 +176,8 @@ def train(cfg: TrainConfig, scenarios: list[EvalScenario] | None = None,
         if rl_score > bc_score:
             module, chosen = tuned, "bc+rl"
             if sweep is not None:
-                chosen += f" (seed {sweep.best.seed}, lr {sweep.best.rl_lr:g})"
+                chosen += (f" (seed {sweep.best.seed}, lr {sweep.best.rl_lr:g}, "
+                           f"ent_coef {sweep.best.ent_coef:g})")
     rl_text = "not run" if rl_score is None else f"{rl_score:.1f}"
     print(f"{cfg.kind}: validation reward bc={bc_score:.1f} bc+rl={rl_text} -> keep {chosen}")
     evaluation: list[AgentResult] = []
@@ -303,8 +306,12 @@ class _Stages:
 
         sweep = run_sweep(module.state_dict(), architecture(module),
                           SweepConfig(kind=cfg.kind, seeds=self.scale.sweep_seeds,
-                                      rl_lrs=self.scale.sweep_lrs, rl_steps=cfg.rl_steps,
+                                      rl_lrs=self.scale.sweep_lrs,
+                                      ent_coefs=(self.scale.sweep_ent_coefs
+                                                 or [RLConfig().ppo_ent_coef]),
+                                      rl_steps=cfg.rl_steps,
                                       validation_episodes=cfg.validation_episodes,
+                                      observed_speed=cfg.observed_speed,
                                       cpus_per_trial=self.scale.cpus_per_worker,
                                       storage_path=cfg.out_dir / "tune",
                                       name=_run_name(cfg, "rl-sweep")),
