@@ -41,6 +41,8 @@ def main(argv: list[str] | None = None) -> None:
     p.add_argument("--seeds", type=int, nargs="+", default=[0])
     p.add_argument("--curve-every", type=int, default=25_600,
                    help="validate every so many steps (a multiple of PPO's 1,024-step rollout)")
+    p.add_argument("--value-warmup", type=int, default=0,
+                   help="the first so many steps of each trial train the value head alone")
     p.add_argument("--validation-episodes", type=int, default=6,
                    help="per validation scenario (the pipeline's 6, as hybrid v3's -231.9)")
     p.add_argument("--ray-temp-dir", default="/tmp/ray-ppo")
@@ -77,7 +79,8 @@ def main(argv: list[str] | None = None) -> None:
     cfg = SweepConfig(kind="hybrid", seeds=args.seeds, rl_lrs=args.lrs,
                       ent_coefs=args.ent_coefs, rl_steps=args.steps,
                       validation_episodes=args.validation_episodes, observed_speed=True,
-                      curve_every=args.curve_every, cpus_per_trial=1.0,
+                      curve_every=args.curve_every, value_warmup_steps=args.value_warmup,
+                      cpus_per_trial=1.0,
                       storage_path=runs / "tune", name="ppo-v3")
     ray.init(address="local", num_cpus=1, include_dashboard=False,
              _temp_dir=args.ray_temp_dir, log_to_driver=False)
@@ -101,14 +104,17 @@ def main(argv: list[str] | None = None) -> None:
     md = (f"# PPO fine-tuning of hybrid v3 (closed loop)\n\n`{command}`\n\n"
           f"Start: {shown}, validation reward {start_reward:.2f} (closed loop, "
           f"{args.validation_episodes} episodes per validation scenario, seeds from 500000). "
-          f"{len(res.rows)} trials x {args.steps} env steps, one at a time on one core; "
+          f"{len(res.rows)} trials x {args.steps} env steps"
+          + (f" (the first {args.value_warmup} train the value head alone)"
+             if args.value_warmup else "") + ", one at a time on one core; "
           f"sweep wall time {wall:.0f} s.\n\n" + res.to_markdown()
           + f"\nDecision: {decision}.\n")
     (out / "sweep.md").write_text(md)
     (out / "sweep.json").write_text(json.dumps({
         "command": command, "model": str(shown), "start_reward": start_reward,
         "validation_episodes": args.validation_episodes, "steps_per_trial": args.steps,
-        "curve_every": args.curve_every, "sweep_wall_seconds": wall, "wins": wins,
+        "curve_every": args.curve_every, "value_warmup_steps": args.value_warmup,
+        "sweep_wall_seconds": wall, "wins": wins,
         "decision": decision, **res.to_json()}, indent=2) + "\n")
     (out / "curve.json").write_text(json.dumps(
         {"start_reward": start_reward, "curves": res.curves_json()}, indent=2) + "\n")

@@ -7,6 +7,7 @@ DQN only starts learning after 500 steps, and the test checks that RL moved the 
 
 from __future__ import annotations
 
+import dataclasses
 import math
 import shutil
 import tempfile
@@ -201,3 +202,23 @@ def test_curve_callback_points_at_right_steps(hybrid_v3) -> None:
     assert all(math.isfinite(p.validation_reward) and p.validation_reward < 0 for p in seen)
     with pytest.raises(ValueError, match="every=0"):
         curve_callback("hybrid", 0, 1)
+
+
+def test_value_warmup_trains_only_the_value_head(hybrid_v3) -> None:
+    """With every step a warm-up step, PPO moves the value head and nothing else (the
+    policy is the cloned one); without warm-up the rest moves too."""
+    from edge_allocator.train.finetune import rl_finetune
+
+    torch.set_num_threads(1)
+    start = load_module(hybrid_v3).state_dict()
+    cfg = RLConfig(steps=128, lr=1e-3, ppo_n_steps=128, ppo_batch_size=64,
+                   observed_speed=True, ppo_value_warmup_steps=128)
+    for warm in (128, 0):
+        module = rl_finetune(load_module(hybrid_v3), "hybrid",
+                             dataclasses.replace(cfg, ppo_value_warmup_steps=warm),
+                             progress=False).module
+        moved = {k for k, v in module.state_dict().items() if not torch.equal(v, start[k])}
+        assert moved and any(k.startswith("value_head") for k in moved)
+        others = {k for k in moved if not k.startswith("value_head")}
+        assert (not others) if warm else others, (warm, sorted(moved))
+        assert all(p.requires_grad for p in module.parameters())  # unfrozen afterwards

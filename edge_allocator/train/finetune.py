@@ -76,6 +76,10 @@ class RLConfig:
     """PPO: entropy bonus."""
     ppo_clip_range: float = 0.1
     """PPO: clip range of the policy ratio (tight: stay near the cloned policy)."""
+    ppo_value_warmup_steps: int = 0
+    """PPO: the first so many of ``steps`` train the value head alone (every other weight
+    frozen, so the policy is unchanged). Cloning never trains the value head: PPO starts
+    with an untrained baseline whose loss also flows into the shared encoder."""
 
 
 class FinetuneResult(NamedTuple):
@@ -115,7 +119,20 @@ def rl_finetune(module: nn.Module, kind: str, cfg: RLConfig, progress: bool = Tr
             batch_size=cfg.ppo_batch_size, n_epochs=cfg.ppo_n_epochs, gamma=cfg.gamma,
             ent_coef=cfg.ppo_ent_coef, clip_range=cfg.ppo_clip_range, seed=cfg.seed,
         )
-        ppo.learn(cfg.steps, progress_bar=progress, callback=callback)
+        warmup = min(cfg.ppo_value_warmup_steps, cfg.steps)
+        if warmup:
+            frozen = [p for name, p in ppo.policy.named_parameters()
+                      if "value_head" not in name and p.requires_grad]
+            if len(frozen) == len(list(ppo.policy.parameters())):
+                raise ValueError(f"rl_finetune: {kind} has no value_head to warm up")
+            for p in frozen:
+                p.requires_grad_(False)
+            ppo.learn(warmup, progress_bar=progress, callback=callback)
+            for p in frozen:
+                p.requires_grad_(True)
+        if cfg.steps > warmup:
+            ppo.learn(cfg.steps - warmup, progress_bar=progress, callback=callback,
+                      reset_num_timesteps=not warmup)
         tuned = trained_module(ppo)
     return FinetuneResult(tuned.eval(), time.perf_counter() - start)
 

@@ -98,6 +98,9 @@ class SweepConfig:
     leave the weights untouched; PPO collects at least one ``ppo_n_steps`` rollout."""
     ppo_n_steps: int = RLConfig().ppo_n_steps
     """PPO's rollout length (``RLConfig.ppo_n_steps``)."""
+    value_warmup_steps: int = 0
+    """PPO: the first so many of rl_steps train the value head alone
+    (``RLConfig.ppo_value_warmup_steps``)."""
     validation_episodes: int = 2
     observed_speed: bool = False
     """Fine-tune and validate on the closed-loop environment (hybrid v3's features)."""
@@ -260,7 +263,8 @@ class SweepResult:
 def _trial(config: dict[str, Any], *, start_state: dict[str, torch.Tensor],
            start_reward: float, architecture: dict[str, Any], kind: str, rl_steps: int,
            validation_episodes: int, observed_speed: bool = False,
-           curve_every: int = 0, ppo_n_steps: int = RLConfig().ppo_n_steps) -> None:
+           curve_every: int = 0, ppo_n_steps: int = RLConfig().ppo_n_steps,
+           value_warmup_steps: int = 0) -> None:
     """One Tune trial: fine-tune (reporting each learning-curve point, ``final`` False),
     validate, report the final numbers with the weights (``final`` True)."""
     from ray import tune
@@ -272,7 +276,8 @@ def _trial(config: dict[str, Any], *, start_state: dict[str, torch.Tensor],
     cfg = RLConfig(steps=rl_steps, lr=float(config["rl_lr"]), seed=int(config["seed"]),
                    ppo_ent_coef=float(config["ent_coef"]), observed_speed=observed_speed,
                    ppo_n_steps=ppo_n_steps,
-                   ppo_batch_size=min(RLConfig().ppo_batch_size, ppo_n_steps))
+                   ppo_batch_size=min(RLConfig().ppo_batch_size, ppo_n_steps),
+                   ppo_value_warmup_steps=value_warmup_steps)
 
     def report_point(point: CurvePoint) -> None:
         # same metric name as the final report, so Tune (and ASHA, if used) sees progress
@@ -357,7 +362,8 @@ def run_sweep(start_state: dict[str, torch.Tensor], architecture: dict[str, Any]
                              kind=cfg.kind, rl_steps=cfg.rl_steps,
                              validation_episodes=cfg.validation_episodes,
                              observed_speed=cfg.observed_speed,
-                             curve_every=cfg.curve_every, ppo_n_steps=cfg.ppo_n_steps),
+                             curve_every=cfg.curve_every, ppo_n_steps=cfg.ppo_n_steps,
+                             value_warmup_steps=cfg.value_warmup_steps),
         {"cpu": cfg.cpus_per_trial},
     )
     tuner = tune.Tuner(
