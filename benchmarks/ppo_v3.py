@@ -31,6 +31,39 @@ OUT = Path(__file__).parent / "results" / "training" / "closedloop" / "ppo"
 RUNS = Path("runs") / "ppo-v3"
 
 
+def from_tune(experiment: Path, out: Path, start_reward: float) -> None:
+    """Learning curves from Tune's own record of each trial (``progress.csv``: every
+    report), for a sweep stopped before it finished: ``<out>/curve_partial.{json,png}``.
+    Points are what the trials reported; a trial that did not finish has no final one."""
+    import csv
+
+    from edge_allocator.train.finetune import CurvePoint
+    from edge_allocator.train.sweep import SweepResult, TrialCurve
+
+    curves, finished = [], []
+    for trial in sorted(experiment.glob("_trial*")):
+        config = json.loads((trial / "params.json").read_text())
+        with open(trial / "progress.csv") as f:
+            reports = list(csv.DictReader(f))
+        points = [CurvePoint(0, start_reward)] + [
+            CurvePoint(int(r["env_steps"]), float(r["validation_reward"])) for r in reports]
+        curves.append(TrialCurve(int(config["seed"]), float(config["rl_lr"]),
+                                 float(config["ent_coef"]), points))
+        finished.append(any(r["final"] == "True" for r in reports))
+    res = SweepResult("hybrid", [], None, {}, str(experiment), curves)  # type: ignore[arg-type]
+    out.mkdir(parents=True, exist_ok=True)
+    js = [{**c, "finished": f} for c, f in zip(res.curves_json(), finished, strict=True)]
+    (out / "curve_partial.json").write_text(json.dumps(
+        {"start_reward": start_reward, "source": str(experiment), "curves": js},
+        indent=2) + "\n")
+    res.plot_curves(out / "curve_partial.png")
+    for c, f in zip(js, finished, strict=True):
+        print(f"lr {c['rl_lr']:g} ent {c['ent_coef']:g} seed {c['seed']} "
+              f"({'finished' if f else 'not finished'}): "
+              + ", ".join(f"{n}: {v:.1f}" for n, v in zip(c["env_steps"],
+                                                          c["validation_reward"], strict=True)))
+
+
 def main(argv: list[str] | None = None) -> None:
     p = argparse.ArgumentParser(description=__doc__,
                                 formatter_class=argparse.RawDescriptionHelpFormatter)
@@ -48,7 +81,16 @@ def main(argv: list[str] | None = None) -> None:
     p.add_argument("--ray-temp-dir", default="/tmp/ray-ppo")
     p.add_argument("--out", default=str(OUT))
     p.add_argument("--runs", default=str(RUNS))
+    p.add_argument("--from-tune", metavar="EXPERIMENT_DIR", default=None,
+                   help="run nothing: write curve_partial.{json,png} from a stopped sweep's "
+                        "Tune record (its trials' progress.csv), with --start-reward")
+    p.add_argument("--start-reward", type=float, default=None)
     args = p.parse_args(argv)
+    if args.from_tune:
+        if args.start_reward is None:
+            raise SystemExit("--from-tune needs --start-reward (the start's validation reward)")
+        from_tune(Path(args.from_tune), Path(args.out), args.start_reward)
+        return
 
     import ray
     import torch

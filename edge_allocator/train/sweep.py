@@ -201,7 +201,7 @@ class SweepResult:
             ax.plot([p.env_steps for p in c.points], [p.validation_reward for p in c.points],
                     "o-", markersize=3,
                     label=f"lr {c.rl_lr:.0e}, ent {c.ent_coef:g}, seed {c.seed}")
-        start = float(np.mean([r.start_reward for r in self.rows]))
+        start = self.curves[0].points[0].validation_reward  # the common start, 0 steps
         ax.axhline(start, color="black", linestyle="--", label=f"start {start:.1f}")
         ax.set_xlabel("RL environment steps")
         ax.set_ylabel("validation episode reward")
