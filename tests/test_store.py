@@ -12,6 +12,7 @@ import logging
 import os
 import subprocess
 import sys
+import time
 import uuid
 from collections.abc import Iterator
 from datetime import datetime, timedelta, timezone
@@ -496,6 +497,63 @@ def test_outage_spools_then_replays_in_order_exactly_once(
         assert log2.pending() == (0, 0)
     assert count(url, "predictions") == 35
     assert _insert_order(url) == expected
+
+
+def test_retries_during_an_outage_do_not_read_the_spool_back(
+    tmp_path: Path, monkeypatch: pytest.MonkeyPatch
+) -> None:
+    """While the database stays down, a replay retry costs one probe, not a parse of the
+    spooled records (the soak's ingress replicas kept ~10 MiB from that churn)."""
+    from edge_allocator.store.spool import Spool
+
+    reads: list[int] = []
+    real = Spool.read_batches
+
+    def counting(self: Spool, *a: Any, **kw: Any) -> Iterator[list[DecisionRecord]]:
+        reads.append(self.count)
+        return real(self, *a, **kw)
+
+    monkeypatch.setattr(Spool, "read_batches", counting)
+    db_dir = tmp_path / "not-yet"
+    url = f"sqlite:///{db_dir / 'log.db'}"
+    log = open_log(url, tmp_path, batch_size=8)
+    for i in range(20):
+        log.record(make_record(i))
+    assert log.flush(5)
+    for _ in range(3):  # a forced flush retries at once, backoff or not
+        log.record(make_record(50))
+        assert log.flush(5)
+    assert log.pending() == (0, 23)
+    assert reads == []
+    db_dir.mkdir()
+    assert log.flush(10)
+    assert log.pending() == (0, 0) and reads == [23]
+    log.close()
+    assert count(url, "predictions") == 23
+
+
+def test_a_failed_write_does_not_keep_its_batch_alive(tmp_path: Path) -> None:
+    """The driver's error, wrapped by SQLAlchemy, forms reference cycles through its
+    frames; with the collector off (the replicas defer it), the batch it was writing must
+    still be freed once spooled."""
+    import gc
+    import weakref
+
+    url = f"sqlite:///{tmp_path / 'not-yet' / 'log.db'}"
+    log = open_log(url, tmp_path, batch_size=8)
+    recs = [make_record(i) for i in range(5)]
+    arrays = [weakref.ref(r.node_values) for r in recs]
+    gc.disable()
+    try:
+        log.record_many(recs)
+        del recs
+        assert log.flush(5)
+        assert log.pending() == (0, 5)
+        time.sleep(FAST_FLUSH_S * 4)  # the writer's next round lets go of its last batch
+        assert [a() is None for a in arrays] == [True] * 5
+    finally:
+        gc.enable()
+        log.close()
 
 
 def test_torn_spool_line_is_set_aside_and_the_rest_replayed(tmp_path: Path) -> None:
