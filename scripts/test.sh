@@ -10,4 +10,8 @@ echo "== lint: ruff check ."
 echo "== types: mypy (files from [tool.mypy] in pyproject.toml)"
 .venv/bin/mypy
 echo "== tests: pytest"
-exec .venv/bin/pytest -q "$@"
+# Two worker processes (pytest-xdist): most of the suite waits on Ray, HTTP and
+# subprocesses rather than computing, so two overlap well on two cores; the files that
+# need a Ray cluster in the test process stay together in two groups (tests/conftest.py).
+# Pass -n 0 to run in one process.
+exec .venv/bin/pytest -q -n 2 --dist loadgroup "$@"
