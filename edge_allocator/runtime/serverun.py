@@ -31,6 +31,14 @@ SERVE_CONFIG = PROJECT_ROOT / "serve_config.yaml"
 COMMANDS = ("launch", "serve-run")
 
 
+#: What Ray prints when its raylet did not register within its fixed 30 s.
+RAY_NODE_START_TIMEOUT = "The current node timed out during startup"
+
+
+class _NodeStartTimeout(RuntimeError):
+    """The command exited because Ray's node did not start in time (a loaded machine)."""
+
+
 class ServeRun:
     """The run command on a copy of serve_config.yaml that listens on free ports (HTTP, and
     gRPC when the config enables it)."""
@@ -57,7 +65,18 @@ class ServeRun:
         self._seen: list[psutil.Process] = []
 
     def start(self) -> float:
-        """Start the command; the seconds until /readyz answers 200."""
+        """Start the command; the seconds until /readyz answers 200 (of the last try).
+
+        Ray gives its raylet a fixed 30 s to register (``ray._private.node``, not
+        configurable); on a loaded machine, with other Ray instances starting beside it,
+        that can run out. Then, and only then, the command is started once more."""
+        try:
+            return self._start_once()
+        except _NodeStartTimeout:
+            self._reap_tree()
+            return self._start_once()
+
+    def _start_once(self) -> float:
         import httpx
 
         env = {k: v for k, v in os.environ.items() if k != "RAY_ADDRESS"}  # its own Ray, always
@@ -75,9 +94,12 @@ class ServeRun:
                                          start_new_session=True)
         deadline = t0 + 180
         while time.perf_counter() < deadline:
+            self._seen = self.tree() or self._seen
             if self.proc.poll() is not None:
                 tail = self.log.read_text(errors="replace")[-3000:]
-                raise RuntimeError(f"{self.command} exited with {self.proc.returncode}:\n{tail}")
+                error = (_NodeStartTimeout if RAY_NODE_START_TIMEOUT in tail
+                         else RuntimeError)
+                raise error(f"{self.command} exited with {self.proc.returncode}:\n{tail}")
             try:
                 if httpx.get(f"{self.url}/readyz", headers=self.headers,
                              timeout=2).status_code == 200:
@@ -88,6 +110,11 @@ class ServeRun:
                 pass
             time.sleep(0.2)
         raise TimeoutError(f"{self.command} did not become ready in 180 s")
+
+    def _reap_tree(self) -> None:
+        """Stop what a failed start left (by PID, never `ray stop`)."""
+        reap(self._seen, timeout_s=5, terminate=True)
+        self._seen = []
 
     def tree(self) -> list[psutil.Process]:
         """The `serve run` process and every descendant (Ray's processes included)."""
