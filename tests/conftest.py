@@ -11,31 +11,6 @@ from typing import Any, NoReturn
 
 import pytest
 
-#: Test files that need a Ray cluster in the test process, in two groups that
-#: ``pytest -n 2 --dist loadgroup`` (scripts/test.sh) keeps each in one worker, so each
-#: worker starts at most one session cluster and runs its group's files in order.
-#: Balanced by measured wall time (~400 s each here); the rest spreads over both.
-#: test_sweep.py reuses a running Ray (or starts and stops one): in a worker whose serve
-#: cluster comes later, that earlier Ray left Serve's HAProxy unable to start.
-RAY_GROUPS: dict[str, str] = {
-    **dict.fromkeys(("test_http", "test_golden", "test_grpc", "test_formats",
-                     "test_lifecycle", "test_original_clients", "test_closed_loop",
-                     "test_fuzz", "test_metrics", "test_openapi_conformance",
-                     "test_explain", "test_live_network", "test_reliability",
-                     "test_prometheus"), "ray-a"),
-    **dict.fromkeys(("test_serve_run", "test_ui_browser", "test_soak",
-                     "test_conformance_fuzz", "test_train_distributed", "test_sweep"),
-                    "ray-b"),
-}
-
-
-def pytest_collection_modifyitems(config: pytest.Config, items: list[pytest.Item]) -> None:
-    for item in items:
-        group = RAY_GROUPS.get(item.path.stem) if (
-            item.path.parent.name == "serve" or item.path.stem == "test_sweep") else None
-        if group is not None:
-            item.add_marker(pytest.mark.xdist_group(group))
-
 
 def missing(component: str, why: str) -> NoReturn:
     """A real component a test needs is absent. On a developer's machine the test is

@@ -9,8 +9,6 @@ from __future__ import annotations
 
 import dataclasses
 import math
-import shutil
-import tempfile
 
 import pytest
 import torch
@@ -29,26 +27,15 @@ from edge_allocator.train.sweep import (  # imports no Ray
     run_sweep,
 )
 
-pytestmark = pytest.mark.slow
+pytestmark = [pytest.mark.cluster, pytest.mark.slow]
 
 
 @pytest.fixture(scope="module")
-def ray_local():
-    """Own small Ray (2 CPUs, own temp dir); reuses one a previous fixture left running
-    (tests/serve starts a session cluster) rather than failing on a second ray.init."""
-    import ray
-
-    if ray.is_initialized():
-        yield
-        return
-    temp_dir = tempfile.mkdtemp(prefix="ea-tune-", dir="/tmp")  # short: socket paths
-    ray.init(address="local", num_cpus=2, include_dashboard=False, _temp_dir=temp_dir,
-             log_to_driver=False)
-    try:
-        yield
-    finally:
-        ray.shutdown()
-        shutil.rmtree(temp_dir, ignore_errors=True)
+def ray_local(ray_cluster):
+    """The session's Ray cluster (tests/serve/conftest.py): Tune runs its trials there.
+    Its own ``ray.init`` here would leave a test worker (pytest-xdist) that runs this
+    file before its serve tests unable to start Serve's HAProxy."""
+    yield
 
 
 def test_tiny_dqn_sweep(ray_local, tmp_path) -> None:
