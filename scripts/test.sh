@@ -15,8 +15,5 @@ echo "== tests: pytest"
 # files keep a module's fixtures (a serve run, a browser) in one process; each worker
 # starts its own session Ray cluster when its first file needs one. (--dist loadgroup
 # does not group with pytest 9: xdist 3.8 renames items through a field pytest 9 no
-# longer reads.) Files go out in collection order (--no-loadscope-reorder): the long
-# cluster files under tests/serve/ first, the short unit files after to fill the gaps;
-# xdist's default sorts by test count, which leaves the longest one-test files (the
-# soak, the serve run) for last. Pass -n 0 to run in one process.
-exec .venv/bin/pytest -q -n 2 --dist loadfile --no-loadscope-reorder "$@"
+# longer reads.) Pass -n 0 to run in one process.
+exec .venv/bin/pytest -q -n 2 --dist loadfile "$@"
