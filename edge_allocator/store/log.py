@@ -447,6 +447,7 @@ class DecisionLog:
         else:
             log.debug("decision log database still unavailable (%s); next try in %.1f s",
                       describe_error(self._engine, err), self._retry_s)
+        _drop_tracebacks(err)  # the failure is handled: its frames must not hold data
 
     def _note_success(self) -> None:
         if self._outage_since is not None:
@@ -472,7 +473,6 @@ class DecisionLog:
             if _is_data_error(err):
                 return self._reject(batch, err)
             self._note_failure(err)
-            _drop_tracebacks(err)
             return False
         self._note_success()
         return True
@@ -488,7 +488,6 @@ class DecisionLog:
                 conn.exec_driver_sql("SELECT 1")
         except Exception as err:
             self._note_failure(err)
-            _drop_tracebacks(err)
             return False
         return True
 
