@@ -4,12 +4,29 @@ core tests never pay for it."""
 from __future__ import annotations
 
 import os
-
-os.environ.setdefault("RAY_USAGE_STATS_ENABLED", "0")
-
 from typing import Any, NoReturn
 
 import pytest
+
+os.environ.setdefault("RAY_USAGE_STATS_ENABLED", "0")
+
+
+def _direct_ingress_ports(worker: str) -> dict[str, str]:
+    """Serve's direct-ingress port ranges for one pytest-xdist worker (``gw0``, ``gw1``):
+    each worker's Ray clusters hand replicas their HTTP and gRPC ports from a quarter of
+    the default ranges (30000-31000, 40000-41000) of their own. Each cluster's port manager
+    knows only its own replicas, so two workers' clusters on one machine otherwise hand
+    out the same numbers and depend on bind failures and retries to sort them out."""
+    index = int(worker[2:]) % 4 if worker.startswith("gw") and worker[2:].isdigit() else 0
+    env = {}
+    for protocol, base in (("HTTP", 30000), ("GRPC", 40000)):
+        env[f"RAY_SERVE_DIRECT_INGRESS_MIN_{protocol}_PORT"] = str(base + 250 * index)
+        env[f"RAY_SERVE_DIRECT_INGRESS_MAX_{protocol}_PORT"] = str(base + 250 * index + 249)
+    return env
+
+
+# before any test starts a Ray cluster or a `serve run`, which inherit the environment
+os.environ.update(_direct_ingress_ports(os.environ.get("PYTEST_XDIST_WORKER", "")))
 
 
 def missing(component: str, why: str) -> NoReturn:

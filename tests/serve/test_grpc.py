@@ -181,14 +181,55 @@ def test_the_shipped_app_answers_grpc(app_url, ray_cluster):
                 got = stub.Allocate(state_message(state),
                                     metadata=[("application", "edge-allocator")], timeout=10)
                 break
-            except grpc.RpcError:
+            except grpc.RpcError as exc:
                 if time.time() > deadline:
-                    raise
+                    raise AssertionError(f"gRPC never answered for edge-allocator: {exc}\n"
+                                         f"{_route_report('edge-allocator', channel)}") from exc
                 time.sleep(0.5)
         err = _rpc_error(stub.Allocate, state_message(state),
                          metadata=[("application", "no-such-app")])
     assert got.node_id == state["nodes"][got.node_index]["node_id"]
     assert err.code() == grpc.StatusCode.NOT_FOUND  # Serve's: no such application
+
+
+def _route_report(app: str, channel: grpc.Channel) -> str:
+    """Where a gRPC call for ``app`` goes, for a failure message: Serve's status of the
+    app, the apps the fallback proxy lists, HAProxy's gRPC routing lines, the app's
+    backend and its servers' health as HAProxy's stats say. (A CI run once got NOT_FOUND
+    for 60 s from a RUNNING app that HTTP reached; this tells which hop answered.)"""
+    from ray import serve
+    from ray.serve.generated import serve_pb2, serve_pb2_grpc
+
+    lines = [f"serve.status: {serve.status().applications.get(app)}"]
+    try:
+        listed = serve_pb2_grpc.RayServeAPIServiceStub(channel).ListApplications(
+            serve_pb2.ListApplicationsRequest(), timeout=10)
+        lines.append(f"ListApplications: {list(listed.application_names)}")
+    except grpc.RpcError as exc:
+        lines.append(f"ListApplications failed: {exc}")
+    loc = os.environ.get("RAY_SERVE_HAPROXY_CONFIG_FILE_LOC")
+    for cfg_path in sorted(Path(loc).parent.glob(f"*/{Path(loc).name}")) if loc else []:
+        cfg = cfg_path.read_text()
+        lines.append(f"{cfg_path}: grpc routing lines:")
+        lines += [ln for ln in cfg.splitlines() if "req.hdr(application)" in ln
+                  or "default_backend" in ln]
+        found = re.search(rf"^backend grpc-{re.escape(app)}\n((?:[ \t].*\n|\n)*)", cfg, re.M)
+        lines.append(found.group(0) if found else f"no backend grpc-{app}")
+    stats_port = os.environ.get("RAY_SERVE_HAPROXY_STATS_PORT")
+    if stats_port:
+        try:
+            rows = httpx.get(f"http://127.0.0.1:{stats_port}/stats;csv",
+                             timeout=10).text.lstrip("# ").splitlines()
+            head = rows[0].split(",")
+            proxies = [dict(zip(head, line.split(","))) for line in rows[1:]]
+            lines.append(f"HAProxy proxies: {sorted({r.get('pxname') for r in proxies})}")
+            for row in proxies:
+                if row.get("pxname", "").startswith("grpc"):
+                    lines.append(f"stats {row['pxname']}/{row['svname']}: {row.get('status')}"
+                                 f" check={row.get('check_status')} stot={row.get('stot')}")
+        except httpx.HTTPError as exc:
+            lines.append(f"HAProxy stats failed: {exc}")
+    return "\n".join(lines)
 
 
 def _section(cfg: str, header: str) -> str:
@@ -219,7 +260,9 @@ def test_grpc_goes_through_haproxy_straight_to_the_replicas(grpc_app):
     assert replicas and all(name.startswith(f"SERVE_REPLICA_{APP}-Ingress-")
                             for name, _ in replicas), backend
     # the replicas' direct-ingress gRPC ports (RAY_SERVE_DIRECT_INGRESS_MIN/MAX_GRPC_PORT)
-    assert all(40000 <= port <= 41000 for _, port in replicas), backend
+    lo, hi = (int(os.environ[f"RAY_SERVE_DIRECT_INGRESS_{end}_GRPC_PORT"])
+              for end in ("MIN", "MAX"))  # this worker's range (tests/conftest.py)
+    assert all(lo <= port <= hi for _, port in replicas), backend
     assert backups and all(name.startswith("SERVE_PROXY_ACTOR") for name in backups)
 
     # and calls go to the replica, not to the proxy actor: HAProxy's own counters (which
