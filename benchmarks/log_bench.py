@@ -8,10 +8,13 @@ Before packed node states the caller built one dict per node from the request's 
 objects (what ``AllocatorApi._record`` did); now it passes the state's rows of the
 batch's node matrix, which the columnar path already holds.
 
-Background: 5,000 decisions of 20 nodes recorded at once, timed until ``flush()``
-returns (all committed), batches of 500; decisions/s, CPU per decision (the writer
-thread) and bytes stored per decision (SQLite: the whole file; PostgreSQL: the decision
-tables with their indexes and TOAST).
+Background: 5,000 decisions of 20 nodes recorded at once, timed until ``flush()`` returns
+(all committed), batches of 500: once beside an idle caller, once with a busy caller that
+runs 60 µs of Python per decision between batches of 256 (what an ingress spends on a
+decision besides the log, so the writer must win the GIL back from it after every
+release); decisions/s over the whole (the busy caller alone would do 16,667), CPU of
+the writer thread per decision (psutil's per-thread times) and bytes stored per decision
+(SQLite: the whole file; PostgreSQL: the decision tables with their indexes and TOAST).
 
     python -m benchmarks.log_bench [--before /tmp/before]
 
@@ -232,6 +235,30 @@ def _stored_bytes(engine: Any) -> int:
         return page * pages
 
 
+def _thread_cpu_s(native_id: int) -> float:
+    """CPU seconds (user + system) of one thread of this process, by its native id."""
+    import psutil
+
+    for t in psutil.Process().threads():
+        if t.id == native_id:
+            return float(t.user_time + t.system_time)
+    raise RuntimeError(f"no thread {native_id} in this process")
+
+
+#: Pure-Python work per decision of the busy caller: about what an ingress spends on a
+#: decision of a 256-state batch besides the log (benchmarks.batch_path).
+BUSY_WORK_US = 60.0
+
+
+def _spin(seconds: float) -> None:
+    """Run Python (no GIL release) for ``seconds``: a request's parsing and assembly."""
+    end = time.perf_counter() + seconds
+    n = 0
+    while time.perf_counter() < end:
+        for _ in range(200):
+            n += 1
+
+
 def throughput(count: int, nodes: int, tmp: Path) -> list[dict[str, Any]]:
     out: list[dict[str, Any]] = []
     targets: list[tuple[str, str, Any]] = [("sqlite", f"sqlite:///{tmp / 'bg.db'}", None)]
@@ -242,19 +269,32 @@ def throughput(count: int, nodes: int, tmp: Path) -> list[dict[str, Any]]:
         out.append({"database": "postgresql", "skipped": f"no server at {PG_URL}"})
     try:
         for name, url, _ in targets:
-            records = _records(count, nodes)
-            log = _open_log(url, tmp, batch_size=500, flush_interval_s=0.05)
-            c0, w0 = time.process_time(), time.perf_counter()
-            for rec in records:
-                log.record(rec)
-            ok = log.flush(120)
-            wall, cpu = time.perf_counter() - w0, time.process_time() - c0
-            assert ok and log.pending().total == 0, "not everything was written"
-            size = _stored_bytes(log.engine)
-            log.close()
-            out.append({"database": name, "decisions": count,
-                        "decisions_per_s": count / wall, "cpu_us": cpu / count * 1e6,
-                        "bytes_per_decision": size / count})
+            for beside in ("idle caller", "busy caller"):
+                records = _records(count, nodes)
+                log = _open_log(url, tmp, batch_size=500, flush_interval_s=0.05)
+                log.flush(30)  # the schema is made before timing starts
+                writer = log._thread.native_id
+                c0, w0 = _thread_cpu_s(writer), time.perf_counter()
+                for start in range(0, count, 256):  # one batch request at a time
+                    if beside == "busy caller":
+                        _spin(BUSY_WORK_US * 1e-6 * len(records[start:start + 256]))
+                    for rec in records[start:start + 256]:
+                        log.record(rec)
+                ok = log.flush(300)
+                wall, cpu = time.perf_counter() - w0, _thread_cpu_s(writer) - c0
+                assert ok and log.pending().total == 0, "not everything was written"
+                size = _stored_bytes(log.engine)
+                log.close()
+                out.append({"database": name, "beside": beside, "decisions": count,
+                            "decisions_per_s": count / wall, "cpu_us": cpu / count * 1e6,
+                            "bytes_per_decision": size / count})
+                (tmp / "bg.db").unlink(missing_ok=True)
+                if pg is not None and name == "postgresql":
+                    import sqlalchemy as sa
+                    eng = sa.create_engine(url)
+                    with eng.begin() as conn:
+                        conn.execute(sa.text("TRUNCATE predictions"))
+                    eng.dispose()
     finally:
         if pg is not None:
             import sqlalchemy as sa
@@ -312,18 +352,22 @@ def markdown(runs: dict[str, dict[str, Any]], args: argparse.Namespace) -> str:
     lines += [
         "",
         f"Background writer: {args.writes:,} decisions recorded at once, until flush() "
-        "returns (batches of 500)",
+        "returns (batches of 500); an idle caller, or a busy one that runs 60 µs of Python "
+        "per decision between batches of 256 (an ingress under load: alone it would do "
+        "16,667 decisions/s); CPU of the writer thread alone",
         "",
-        "| code | database | decisions/s | CPU µs per decision | bytes stored per decision |",
-        "|---|---|--:|--:|--:|",
+        "| code | database | caller | decisions/s | writer CPU µs per decision "
+        "| bytes stored per decision |",
+        "|---|---|---|--:|--:|--:|",
     ]
     for label, run in runs.items():
         for r in run["background"]:
             if "skipped" in r:
-                lines.append(f"| {label} | {r['database']} | skipped: {r['skipped']} | | |")
+                lines.append(f"| {label} | {r['database']} | | skipped: {r['skipped']} | | |")
                 continue
-            lines.append(f"| {label} | {r['database']} | {r['decisions_per_s']:,.0f} | "
-                         f"{r['cpu_us']:.1f} | {r['bytes_per_decision']:,.0f} |")
+            lines.append(f"| {label} | {r['database']} | {r.get('beside', 'idle caller')} | "
+                         f"{r['decisions_per_s']:,.0f} | {r['cpu_us']:.1f} | "
+                         f"{r['bytes_per_decision']:,.0f} |")
     return "\n".join(lines) + "\n"
 
 

@@ -337,6 +337,32 @@ def test_bulk_writes_land_with_packed_node_states(db_url: str, tmp_path: Path) -
     assert values[:, NODE_VALUE_FIELDS.index("node_type")].tolist() == [0, 1, 2, 0, 1, 2]
 
 
+def test_sqlite_inserts_span_statements_and_skip_duplicates(tmp_path: Path) -> None:
+    """SQLite takes a batch as multi-row INSERTs of up to SQLITE_ROWS_PER_STATEMENT rows:
+    a batch longer than one statement lands whole, in every column, and an id already
+    stored or repeated within the batch (in another statement) is inserted once."""
+    from edge_allocator.store.inserts import SQLITE_ROWS_PER_STATEMENT, insert_records
+
+    url = f"sqlite:///{tmp_path / 'multi.db'}"
+    count = 2 * SQLITE_ROWS_PER_STATEMENT + 37
+    recs = [make_record(i, n_nodes=1 + i % 7) for i in range(count)]
+    with open_log(url, tmp_path) as log:
+        assert log.flush(10)  # schema made
+        with log.engine.begin() as conn:
+            assert insert_records(conn, recs[:10]) == 10
+        with log.engine.begin() as conn:  # 10 already stored, 1 repeated further on
+            assert insert_records(conn, recs + [recs[3], recs[-1]]) == count - 10
+        with log.engine.connect() as conn:
+            assert conn.scalar(sa.text("SELECT count(*) FROM predictions")) == count
+            rows = {r.decision_id: r for r in conn.execute(sa.select(predictions))}
+    for rec in (recs[0], recs[SQLITE_ROWS_PER_STATEMENT], recs[-1]):
+        row = rows[rec.decision_id]
+        assert (row.created_at, row.scores, row.node_count, row.request_hash) == (
+            rec.created_at, rec.scores, rec.node_values.shape[0], rec.request_hash)
+        ids, values = stored_nodes(url, rec.decision_id)
+        assert ids == rec.node_ids and np.array_equal(values, rec.node_values)
+
+
 def test_close_flushes_and_refuses_new_records(tmp_path: Path) -> None:
     url = f"sqlite:///{tmp_path / 'log.db'}"
     # Neither the timer nor the batch size would write these before close() does.
