@@ -26,7 +26,7 @@ from edge_allocator.constants import (
     SPOOL_PATH,
 )
 from edge_allocator.runtime.backends import BACKENDS
-from edge_allocator.speeds import SpeedParams
+from edge_allocator.speeds import APPLY_BEYOND, SpeedParams
 
 #: The models served when ``models`` is not given: every shipped kind, newest version.
 DEFAULT_MODEL_NAMES: tuple[str, ...] = ("hybrid", "dqn", "ppo", "hybrid_gat")
@@ -196,6 +196,13 @@ class NodeSpeedConfig(BaseModel):
 
     apply: bool = Field(default=True, description="Scale each node's capacity in the "
                         "features by its observed speed (false: learn and show only)")
+    apply_beyond: float = Field(
+        default=APPLY_BEYOND, ge=1.0,
+        description="Apply a node's estimate only when it is at least this many times "
+        "slower (or faster) than predicted; closer to 1 the node keeps its declared or "
+        "nominal capacity (the served policies were trained on nominal capacities, and in "
+        "the simulator smaller corrections made their decisions worse). 1: apply every "
+        "estimate")
     half_life_s: float = Field(default=3600.0, gt=0, description="Evidence halves this often")
     prior_weight: float = Field(default=2.0, gt=0,
                                 description="Observations' worth of the prior speed 1.0")

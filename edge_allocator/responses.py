@@ -93,7 +93,9 @@ class NodeSpeedInfo:
     confidence: Annotated[float, Field(description="0 (no evidence) .. 1; decays with time")]
     count: Annotated[int, Field(description="Completions learned from since the last reset")]
     updated_at: Annotated[float | None, Field(description="Unix time of the latest one")]
-    applied: Annotated[bool, Field(description="Whether decisions use it (node_speeds.apply)")]
+    applied: Annotated[bool, Field(
+        description="Whether decisions use it now: node_speeds.apply is on and the node is "
+        "at least node_speeds.apply_beyond (3) times slower or faster than predicted")]
     source: Literal["local", "redis"]
 
 

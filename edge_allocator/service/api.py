@@ -47,7 +47,7 @@ from edge_allocator.service.routing import ModelRouter
 from edge_allocator.service.shadow import ShadowScorer, ShadowWork
 from edge_allocator.service.stages import AssembleMeta, ModelKey
 from edge_allocator.service.stats import ReplicaStats
-from edge_allocator.speeds import observed_ratio
+from edge_allocator.speeds import applied_speeds, is_applied, observed_ratio
 from edge_allocator.store import (
     DecisionLog,
     DecisionRecord,
@@ -234,7 +234,10 @@ class AllocatorApi:
             return  # the usual case: no id list (5,120 strings for 256 states of 20)
         ids = [nid for i in range(len(batch)) for nid in batch.ids_of(i)]
         speed = self.speeds.speeds(ids, now)
-        if speed is not None:
+        if speed is None:
+            return
+        speed = applied_speeds(speed, self.cfg.node_speeds.apply_beyond)
+        if (speed != 1.0).any():  # else the states stay as sent (and keyed as sent)
             batch.fill_speeds(speed)
 
     def _observe_one(self, d: Decision, state: StateBatch, route: str, t0: float) -> None:
@@ -303,10 +306,12 @@ class AllocatorApi:
         """GET /v1/nodes/{node_id}."""
         est = self.speeds.get(_check_node_id(node_id))
         now, params = time.time(), self.speeds.params
+        speed = est.speed(now, params) if est else 1.0
+        cfg = self.cfg.node_speeds
         return NodeSpeedInfo(
-            node_id, est.speed(now, params) if est else 1.0,
-            est.confidence(now, params) if est else 0.0, est.count if est else 0,
-            est.updated_at if est else None, self.cfg.node_speeds.apply, self.speeds.source)
+            node_id, speed, est.confidence(now, params) if est else 0.0,
+            est.count if est else 0, est.updated_at if est else None,
+            cfg.apply and is_applied(speed, cfg.apply_beyond), self.speeds.source)
 
     def reset_node_speed(self, node_id: str) -> NodeSpeedReset:
         """DELETE /v1/nodes/{node_id}."""

@@ -49,7 +49,7 @@ from edge_allocator.sim.scenarios import (
     melbourne_network,
     synthetic_network,
 )
-from edge_allocator.speeds import LocalSpeeds, observed_ratio
+from edge_allocator.speeds import LocalSpeeds, applied_speeds, observed_ratio
 
 ENERGY_WEIGHT = 0.02  # reward per joule
 MISS_PENALTY = 1.0  # reward per missed deadline
@@ -90,6 +90,10 @@ class EnvConfig:
     """Scale each node's capacity in the features by its speed learned from earlier
     completions (``learned_speeds``), as the service does with /v1/feedback. Off: the
     features of v1 (nominal capacity), what the shipped policies were trained on."""
+    speed_apply_beyond: float = 1.0
+    """With ``observed_speed``: apply a learned speed only beyond this factor of 1.0, as
+    the service's ``node_speeds.apply_beyond`` does (``speeds.applied_speeds``); 1.0
+    applies every estimate (what hybrid v3 was trained on)."""
 
 
 _NUMERIC = ("completion_ms", "transfer_ms", "wait_ms", "exec_ms", "energy_j")
@@ -257,7 +261,8 @@ class EdgeAllocationEnv(gym.Env):
         adj = self._topology.get(self.network.n, self._edges)
         limits = nominal_limits(nodes[:, NODE_TYPE_COLUMN])
         if self.config.observed_speed:
-            limits[:, SPEED] = self.learned_speeds()
+            limits[:, SPEED] = applied_speeds(self.learned_speeds(),
+                                              self.config.speed_apply_beyond)
         return GraphInputs(features(nodes, task, limits), adj,
                            feasible_mask(nodes, task, limits))
 
