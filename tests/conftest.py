@@ -4,6 +4,8 @@ core tests never pay for it."""
 from __future__ import annotations
 
 import os
+from collections.abc import Iterator
+from pathlib import Path
 from typing import Any, NoReturn
 
 import pytest
@@ -27,6 +29,29 @@ def _direct_ingress_ports(worker: str) -> dict[str, str]:
 
 # before any test starts a Ray cluster or a `serve run`, which inherit the environment
 os.environ.update(_direct_ingress_ports(os.environ.get("PYTEST_XDIST_WORKER", "")))
+
+
+@pytest.fixture(scope="module", autouse=True)
+def _exclusive_module(request: pytest.FixtureRequest) -> Iterator[None]:
+    """Modules marked ``exclusive`` (their own Ray cluster, a soak, Prometheus under load)
+    take one lock shared by this run's pytest-xdist workers, before their other module
+    fixtures start: on two cores, two of them at once left a raylet unable to register
+    in Ray's fixed 30 s, twice in a row, and Prometheus's 1-s scrapes timing out."""
+    if request.node.get_closest_marker("exclusive") is None:
+        yield
+        return
+    import fcntl
+    import hashlib
+    import tempfile
+
+    run = hashlib.sha1(str(request.config.rootpath).encode()).hexdigest()[:12]
+    path = Path(tempfile.gettempdir()) / f"edge-allocator-tests-{run}.lock"
+    with path.open("w") as lock:
+        fcntl.flock(lock, fcntl.LOCK_EX)  # blocks while the other worker holds it
+        try:
+            yield
+        finally:
+            fcntl.flock(lock, fcntl.LOCK_UN)
 
 
 def missing(component: str, why: str) -> NoReturn:

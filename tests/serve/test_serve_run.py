@@ -14,7 +14,7 @@ from edge_allocator.constants import PROJECT_ROOT
 from edge_allocator.runtime.raylocal import alive
 from edge_allocator.runtime.serverun import ServeRun
 
-pytestmark = [pytest.mark.cluster, pytest.mark.slow]
+pytestmark = [pytest.mark.cluster, pytest.mark.slow, pytest.mark.exclusive]
 
 
 def readme_curls() -> list[str]:

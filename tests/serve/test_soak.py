@@ -19,7 +19,7 @@ from benchmarks.soak import Faults, SoakPlan, judge, markdown, soak
 from tests.conftest import missing
 from tests.serve.conftest import deploy
 
-pytestmark = pytest.mark.cluster
+pytestmark = [pytest.mark.cluster, pytest.mark.exclusive]
 
 SECONDS = 40
 

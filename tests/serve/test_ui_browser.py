@@ -27,7 +27,7 @@ from edge_allocator.policies.heuristics import HEURISTIC_NAMES
 from edge_allocator.runtime.serverun import SERVE_CONFIG, ServeRun
 from tests.conftest import missing
 
-pytestmark = [pytest.mark.cluster, pytest.mark.slow]
+pytestmark = [pytest.mark.cluster, pytest.mark.slow, pytest.mark.exclusive]
 TOKEN = "ui-test-token"
 AUTH = {"authorization": f"Bearer {TOKEN}"}
 CHROMIUM = "/usr/bin/chromium"
