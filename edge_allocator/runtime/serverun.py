@@ -33,7 +33,11 @@ COMMANDS = ("launch", "serve-run")
 
 #: What Ray prints when its raylet did not register within its fixed 30 s.
 RAY_NODE_START_TIMEOUT = "The current node timed out during startup"
-#: Starts of the command in all when Ray's node start times out (``ServeRun.start``).
+#: What ``serve.start`` raises when Serve gave up on its HAProxy manager actor (killed
+#: it) before it reported ready: seen on a loaded machine, like the node timeout.
+HAPROXY_NOT_READY = ("class_name: HAProxyManager", "killed by `ray.kill`")
+#: Starts of the command in all when Ray's node start times out or Serve killed its
+#: HAProxy manager before it was ready (``ServeRun.start``).
 NODE_START_TRIES = 3
 
 
@@ -71,8 +75,10 @@ class ServeRun:
 
         Ray gives its raylet a fixed 30 s to register (``ray._private.node``, not
         configurable); on a loaded machine, with other Ray instances starting beside it,
-        that can run out. Then, and only then, the command is started again, up to
-        ``NODE_START_TRIES`` times in all (a CI run once saw it run out twice in a row)."""
+        that can run out; so can Serve's wait for its HAProxy manager actor, which it then
+        kills. Then, and only then, the command is started again, up to
+        ``NODE_START_TRIES`` times in all (a CI run once saw the node time out twice in a
+        row)."""
         for _ in range(NODE_START_TRIES - 1):
             try:
                 return self._start_once()
@@ -101,8 +107,9 @@ class ServeRun:
             self._seen = self.tree() or self._seen
             if self.proc.poll() is not None:
                 tail = self.log.read_text(errors="replace")[-3000:]
-                error = (_NodeStartTimeout if RAY_NODE_START_TIMEOUT in tail
-                         else RuntimeError)
+                startup = RAY_NODE_START_TIMEOUT in tail or all(
+                    m in tail for m in HAPROXY_NOT_READY)
+                error = _NodeStartTimeout if startup else RuntimeError
                 raise error(f"{self.command} exited with {self.proc.returncode}:\n{tail}")
             try:
                 if httpx.get(f"{self.url}/readyz", headers=self.headers,

@@ -11,6 +11,7 @@ come from ``EDGE_ALLOCATOR_SCREENSHOTS=docs/screenshots``).
 
 from __future__ import annotations
 
+import json
 import os
 import shutil
 import time
@@ -137,6 +138,18 @@ def until(page: Any, expression: str, timeout_s: float = 15) -> None:
         page.wait_for_timeout(100)
 
 
+def decided(page: Any, action: Any) -> None:
+    """Run ``action`` (a click that decides) and wait until the page shows the new
+    decision: its summary names each decision's id, and the graph, ranking and
+    comparison are drawn in the same synchronous step that sets it. (Waiting for a
+    chosen node instead passed on the previous decision's graph when the machine was
+    slow, and the test then read the previous state.)"""
+    before = page.evaluate("() => document.getElementById('decide-summary').textContent")
+    action()
+    until(page, "document.getElementById('decide-summary').textContent !== "
+          f"{json.dumps(before)}", timeout_s=60)
+
+
 def shown_state(page: Any) -> dict[str, Any]:
     return page.evaluate("() => JSON.parse(document.getElementById('state-json').value)")
 
@@ -157,8 +170,7 @@ def test_decide_highlights_the_apis_choice_and_compares_every_policy(page, servi
     page.select_option("#scenario", "synthetic")
     page.fill("#nodes", "14")
     page.fill("#seed", "7")
-    page.click("#load-sample")
-    page.wait_for_selector("#graph g.node[data-chosen=true]")
+    decided(page, lambda: page.click("#load-sample"))
     body = shown_state(page)
     assert body == api(service, "GET", "v1/sample",
                        params={"scenario": "synthetic", "nodes": "14", "seed": "7"})
