@@ -42,3 +42,17 @@ def test_other_failures_and_the_last_timeout_are_raised(
     with pytest.raises(serverun._NodeStartTimeout):
         ServeRun().start()
     assert calls == ["start", "reap"] * (serverun.NODE_START_TRIES - 1) + ["start"]
+
+
+def test_only_the_failures_of_a_loaded_machine_are_retried() -> None:
+    """What Ray and Serve print when the machine was too loaded to start them in time;
+    anything else (a traceback of ours, Serve's other errors) is not retried."""
+    node = ("Exception: The current node timed out during startup. This could happen "
+            "because some of the raylet failed to startup or the GCS has become overloaded.")
+    haproxy = ("ray.exceptions.ActorDiedError: The actor died unexpectedly before finishing "
+               "this task.\n\tclass_name: HAProxyManager\n\tactor_id: c51e\n"
+               "The actor is dead because it was killed by `ray.kill`.")
+    assert serverun.load_failure(node) and serverun.load_failure(haproxy)
+    assert not serverun.load_failure("class_name: ServeReplica:app:Ingress\n"
+                                     "The actor is dead because it was killed by `ray.kill`.")
+    assert not serverun.load_failure("ValueError: models_dir does not exist")

@@ -41,6 +41,12 @@ HAPROXY_NOT_READY = ("class_name: HAProxyManager", "killed by `ray.kill`")
 NODE_START_TRIES = 3
 
 
+def load_failure(output: str) -> bool:
+    """Whether a start that exited failed the way a loaded machine makes Ray and Serve
+    fail (``output``: the end of what it printed), rather than over our code."""
+    return RAY_NODE_START_TIMEOUT in output or all(m in output for m in HAPROXY_NOT_READY)
+
+
 class _NodeStartTimeout(RuntimeError):
     """The command exited because Ray's node did not start in time (a loaded machine)."""
 
@@ -107,9 +113,7 @@ class ServeRun:
             self._seen = self.tree() or self._seen
             if self.proc.poll() is not None:
                 tail = self.log.read_text(errors="replace")[-3000:]
-                startup = RAY_NODE_START_TIMEOUT in tail or all(
-                    m in tail for m in HAPROXY_NOT_READY)
-                error = _NodeStartTimeout if startup else RuntimeError
+                error = _NodeStartTimeout if load_failure(tail) else RuntimeError
                 raise error(f"{self.command} exited with {self.proc.returncode}:\n{tail}")
             try:
                 if httpx.get(f"{self.url}/readyz", headers=self.headers,
