@@ -261,7 +261,7 @@ def _spin(seconds: float) -> None:
 
 def throughput(count: int, nodes: int, tmp: Path) -> list[dict[str, Any]]:
     out: list[dict[str, Any]] = []
-    targets: list[tuple[str, str, Any]] = [("sqlite", f"sqlite:///{tmp / 'bg.db'}", None)]
+    targets: list[tuple[str, str, Any]] = [("sqlite", f"sqlite:///{tmp / 'bg-{}.db'}", None)]
     pg = _pg_scratch()
     if pg is not None:
         targets.append(("postgresql", pg[1], pg[0]))
@@ -269,9 +269,11 @@ def throughput(count: int, nodes: int, tmp: Path) -> list[dict[str, Any]]:
         out.append({"database": "postgresql", "skipped": f"no server at {PG_URL}"})
     try:
         for name, url, _ in targets:
-            for beside in ("idle caller", "busy caller"):
+            for k, beside in enumerate(("idle caller", "busy caller")):
                 records = _records(count, nodes)
-                log = _open_log(url, tmp, batch_size=500, flush_interval_s=0.05)
+                # SQLite: a file per run; PostgreSQL: one database, emptied after each run
+                log = _open_log(url.format(k) if name == "sqlite" else url, tmp,
+                                batch_size=500, flush_interval_s=0.05)
                 log.flush(30)  # the schema is made before timing starts
                 writer = log._thread.native_id
                 c0, w0 = _thread_cpu_s(writer), time.perf_counter()
@@ -284,17 +286,13 @@ def throughput(count: int, nodes: int, tmp: Path) -> list[dict[str, Any]]:
                 wall, cpu = time.perf_counter() - w0, _thread_cpu_s(writer) - c0
                 assert ok and log.pending().total == 0, "not everything was written"
                 size = _stored_bytes(log.engine)
+                if name == "postgresql":  # TRUNCATE frees the space (DELETE would not)
+                    with log.engine.begin() as conn:
+                        conn.exec_driver_sql("TRUNCATE predictions")
                 log.close()
                 out.append({"database": name, "beside": beside, "decisions": count,
                             "decisions_per_s": count / wall, "cpu_us": cpu / count * 1e6,
                             "bytes_per_decision": size / count})
-                (tmp / "bg.db").unlink(missing_ok=True)
-                if pg is not None and name == "postgresql":
-                    import sqlalchemy as sa
-                    eng = sa.create_engine(url)
-                    with eng.begin() as conn:
-                        conn.execute(sa.text("TRUNCATE predictions"))
-                    eng.dispose()
     finally:
         if pg is not None:
             import sqlalchemy as sa

@@ -23,7 +23,7 @@ import math
 import threading
 from collections import OrderedDict
 from dataclasses import dataclass
-from typing import NamedTuple
+from typing import Any, NamedTuple
 
 import numpy as np
 
@@ -42,16 +42,16 @@ MIN_EXPECTED_MS = 1.0
 APPLY_BEYOND = 3.0
 
 
+def is_applied(speed: Any, beyond: float) -> Any:
+    """Whether a node at ``speed`` (a float, or an array: elementwise) is at least
+    ``beyond`` times slower or faster than predicted (``beyond`` 1.0: always)."""
+    return (speed <= 1.0 / beyond) | (speed >= beyond)
+
+
 def applied_speeds(speed: np.ndarray, beyond: float) -> np.ndarray:
-    """``speed`` where a node is at least ``beyond`` times slower or faster than
-    predicted, 1.0 elsewhere (``beyond`` 1.0: every estimate)."""
-    out: np.ndarray = np.where((speed <= 1.0 / beyond) | (speed >= beyond), speed, 1.0)
+    """``speed`` where ``is_applied``, 1.0 elsewhere."""
+    out: np.ndarray = np.where(is_applied(speed, beyond), speed, 1.0)
     return out
-
-
-def is_applied(speed: float, beyond: float) -> bool:
-    """Whether ``applied_speeds`` keeps this estimate."""
-    return bool(speed <= 1.0 / beyond or speed >= beyond)
 
 
 class SpeedParams(NamedTuple):

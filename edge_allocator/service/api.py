@@ -311,7 +311,7 @@ class AllocatorApi:
         return NodeSpeedInfo(
             node_id, speed, est.confidence(now, params) if est else 0.0,
             est.count if est else 0, est.updated_at if est else None,
-            cfg.apply and is_applied(speed, cfg.apply_beyond), self.speeds.source)
+            cfg.apply and bool(is_applied(speed, cfg.apply_beyond)), self.speeds.source)
 
     def reset_node_speed(self, node_id: str) -> NodeSpeedReset:
         """DELETE /v1/nodes/{node_id}."""

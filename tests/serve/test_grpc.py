@@ -192,6 +192,31 @@ def test_the_shipped_app_answers_grpc(app_url, ray_cluster):
     assert err.code() == grpc.StatusCode.NOT_FOUND  # Serve's: no such application
 
 
+def _haproxy_configs() -> list[Path]:
+    """The session's HAProxy config files, one per node (``<dir>/<node id>/``)."""
+    loc = os.environ.get("RAY_SERVE_HAPROXY_CONFIG_FILE_LOC")
+    return sorted(Path(loc).parent.glob(f"*/{Path(loc).name}")) if loc else []
+
+
+def _haproxy_stats() -> list[dict[str, str]]:
+    """HAProxy's stats page as rows (``pxname``, ``svname``, ``status``, ``stot``...)."""
+    lines = httpx.get(f"http://127.0.0.1:{os.environ['RAY_SERVE_HAPROXY_STATS_PORT']}"
+                      "/stats;csv", timeout=10).text.lstrip("# ").splitlines()
+    return [dict(zip(lines[0].split(","), line.split(","))) for line in lines[1:]]
+
+
+def _find_section(cfg: str, header: str) -> str | None:
+    """One section of an HAProxy config: its header line to the next unindented line."""
+    found = re.search(rf"^{re.escape(header)}\n((?:[ \t].*\n|\n)*)", cfg, re.M)
+    return found.group(1) if found else None
+
+
+def _section(cfg: str, header: str) -> str:
+    found = _find_section(cfg, header)
+    assert found is not None, f"no {header!r} in:\n{cfg}"
+    return found
+
+
 def _route_report(app: str, channel: grpc.Channel) -> str:
     """Where a gRPC call for ``app`` goes, for a failure message: Serve's status of the
     app, the apps the fallback proxy lists, HAProxy's gRPC routing lines, the app's
@@ -207,36 +232,22 @@ def _route_report(app: str, channel: grpc.Channel) -> str:
         lines.append(f"ListApplications: {list(listed.application_names)}")
     except grpc.RpcError as exc:
         lines.append(f"ListApplications failed: {exc}")
-    loc = os.environ.get("RAY_SERVE_HAPROXY_CONFIG_FILE_LOC")
-    for cfg_path in sorted(Path(loc).parent.glob(f"*/{Path(loc).name}")) if loc else []:
+    for cfg_path in _haproxy_configs():
         cfg = cfg_path.read_text()
         lines.append(f"{cfg_path}: grpc routing lines:")
         lines += [ln for ln in cfg.splitlines() if "req.hdr(application)" in ln
                   or "default_backend" in ln]
-        found = re.search(rf"^backend grpc-{re.escape(app)}\n((?:[ \t].*\n|\n)*)", cfg, re.M)
-        lines.append(found.group(0) if found else f"no backend grpc-{app}")
-    stats_port = os.environ.get("RAY_SERVE_HAPROXY_STATS_PORT")
-    if stats_port:
+        lines.append(_find_section(cfg, f"backend grpc-{app}") or f"no backend grpc-{app}")
+    if "RAY_SERVE_HAPROXY_STATS_PORT" in os.environ:
         try:
-            rows = httpx.get(f"http://127.0.0.1:{stats_port}/stats;csv",
-                             timeout=10).text.lstrip("# ").splitlines()
-            head = rows[0].split(",")
-            proxies = [dict(zip(head, line.split(","))) for line in rows[1:]]
-            lines.append(f"HAProxy proxies: {sorted({r.get('pxname') for r in proxies})}")
-            for row in proxies:
-                if row.get("pxname", "").startswith("grpc"):
-                    lines.append(f"stats {row['pxname']}/{row['svname']}: {row.get('status')}"
-                                 f" check={row.get('check_status')} stot={row.get('stot')}")
+            rows = _haproxy_stats()
+            lines.append(f"HAProxy proxies: {sorted({r.get('pxname') for r in rows})}")
+            lines += [f"stats {r['pxname']}/{r['svname']}: {r.get('status')} "
+                      f"check={r.get('check_status')} stot={r.get('stot')}"
+                      for r in rows if r.get("pxname", "").startswith("grpc")]
         except httpx.HTTPError as exc:
             lines.append(f"HAProxy stats failed: {exc}")
     return "\n".join(lines)
-
-
-def _section(cfg: str, header: str) -> str:
-    """One section of an HAProxy config: its header line to the next unindented line."""
-    found = re.search(rf"^{re.escape(header)}\n((?:[ \t].*\n|\n)*)", cfg, re.M)
-    assert found, f"no {header!r} in:\n{cfg}"
-    return found.group(1)
 
 
 def test_grpc_goes_through_haproxy_straight_to_the_replicas(grpc_app):
@@ -246,8 +257,7 @@ def test_grpc_goes_through_haproxy_straight_to_the_replicas(grpc_app):
     ListApplications)."""
     if os.environ.get("RAY_SERVE_ENABLE_HA_PROXY") != "1":  # set by the ray_cluster fixture
         missing("HAProxy (Serve's fast path)", "the session runs without it")
-    loc = Path(os.environ["RAY_SERVE_HAPROXY_CONFIG_FILE_LOC"])
-    configs = sorted(loc.parent.glob(f"*/{loc.name}"))  # one per node: <dir>/<node id>/
+    configs = _haproxy_configs()
     assert len(configs) == 1, configs
     cfg = configs[0].read_text()
     frontend = _section(cfg, "frontend grpc_frontend")
@@ -270,9 +280,7 @@ def test_grpc_goes_through_haproxy_straight_to_the_replicas(grpc_app):
     request = state_message(_sample(grpc_app["http"], 6, 4))
     for _ in range(5):
         grpc_app["stub"].Allocate(request, metadata=_metadata(), timeout=30)
-    stats = httpx.get(f"http://127.0.0.1:{os.environ['RAY_SERVE_HAPROXY_STATS_PORT']}"
-                      "/stats;csv", timeout=10).text.lstrip("# ").splitlines()
-    rows = [dict(zip(stats[0].split(","), line.split(","))) for line in stats[1:]]
+    rows = _haproxy_stats()
     sessions = {r["svname"]: int(r["stot"] or 0) for r in rows
                 if r.get("pxname") == f"grpc-{APP}"}
     assert sum(sessions[name] for name, _ in replicas) >= 5, sessions
