@@ -1,10 +1,10 @@
-"""The soak with faults (``benchmarks.soak``), short: 40 s of open-loop load at 70 % of
+"""The soak with faults (``benchmarks.soak``), short: 30 s of open-loop load at 70 % of
 the measured maximum while a PolicyInference replica and an Ingress replica are killed,
 Redis is restarted and PostgreSQL is cut; the 15-minute benchmark's invariants: all four
 faults happened, only requests in flight at a kill failed, and every decision answered
 with a 200 is in the database exactly once.
 
-RSS is sampled and reported but not judged here: in 40 s a replica is still warming up,
+RSS is sampled and reported but not judged here: in 30 s a replica is still warming up,
 and one that took over a killed sibling's traffic and replayed the outage's spool is
 still at that high-water mark (6.7 % over its 15-s warm-up in one run). The benchmark
 judges growth over 15 minutes."""
@@ -21,7 +21,7 @@ from tests.serve.conftest import deploy
 
 pytestmark = [pytest.mark.cluster, pytest.mark.exclusive]
 
-SECONDS = 40
+SECONDS = 30
 
 
 def test_soak_with_faults(ray_cluster, test_models, tmp_path, postgres_db):
