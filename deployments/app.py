@@ -125,7 +125,7 @@ def config_options(path: Path, app_index: int = 0) -> tuple[AppArgs, dict[str, d
     return AppArgs.model_validate(cfg.args or {}), options
 
 
-def app_schema(name: str, route_prefix: str, args: AppArgs,
+def app_schema(name: str, route_prefix: str | None, args: AppArgs,
                options: dict[str, dict[str, Any]]) -> ServeApplicationSchema:
     """The application as one entry of a config file's ``applications:`` (what
     ``serve deploy`` sends): import path, args and per-deployment options."""

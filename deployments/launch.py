@@ -3,8 +3,9 @@
 ``serve run`` starts Ray with its dashboard head (about ten processes and ~1.1 GiB RSS
 on this machine) before our code runs. The application needs none of it: metrics are
 exported by each node's agent, which runs without the dashboard head. So this starts a
-local Ray without the dashboard, applies the config file exactly as ``serve run`` does
-(same import path, args, deployment options, HTTP and gRPC options, logging), waits for
+local Ray without the dashboard, applies the config file declaratively, exactly as
+``serve run`` does (same import path, args, deployment options, HTTP and gRPC options,
+logging; a changed ``user_config`` reconfigures replicas in place), waits for
 the application to be RUNNING, then hands the terminal to ``deployments/supervise.py``
 (``os.execv``, same PID: the driver's ~170 MiB of Ray and app modules are not needed
 once Serve runs, measured in benchmarks/serve_run.py), which stops everything it
@@ -28,7 +29,7 @@ import time
 from pathlib import Path
 from typing import Any
 
-from deployments.app import build_app, config_options, load_config
+from deployments.app import app_schema, apply_apps, config_options, load_config
 from edge_allocator.constants import PROJECT_ROOT
 
 #: Where Prometheus scrapes the app's metrics (Ray's metrics agent) when run locally.
@@ -71,14 +72,15 @@ def main(argv: list[str] | None = None) -> None:
         serve.start(proxy_location=cfg.proxy_location, http_options=_options(cfg.http_options),
                     grpc_options=_options(cfg.grpc_options),
                     logging_config=_options(cfg.logging_config))
+        apps = []
         for i, app in enumerate(cfg.applications):
             app_args, options = config_options(path, i)
             if not _mqtt_configured(options):  # leave the idle ingest replica out
                 app_args = app_args.model_copy(update={"live_network": False})
                 options.pop("MqttIngest", None)
-            serve.run(build_app(app_args, options), name=app.name,
-                      route_prefix=app.route_prefix, blocking=False,
-                      logging_config=_options(app.logging_config))
+            schema = app_schema(app.name, app.route_prefix, app_args, options)
+            apps.append(schema.model_copy(update={"logging_config": app.logging_config}))
+        apply_apps(apps)  # declaratively, as serve run and serve deploy do with the file
         deadline = time.monotonic() + READY_TIMEOUT_S
         names = [a.name for a in cfg.applications]
         while not stop.is_set():
