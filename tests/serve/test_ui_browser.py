@@ -15,7 +15,7 @@ import json
 import os
 import shutil
 import time
-from collections.abc import Iterator
+from collections.abc import Callable, Iterator
 from pathlib import Path
 from typing import Any
 
@@ -129,13 +129,20 @@ def api(service: ServeRun, method: str, path: str, body: Any = None,
     return r.json()
 
 
-def until(page: Any, expression: str, timeout_s: float = 15) -> None:
+def until(page: Any, expression: str, timeout_s: float = 15,
+          again: Callable[[], None] | None = None) -> None:
     """Polls ``expression`` in the page until it is truthy (``page.wait_for_function``
-    would evaluate it with eval(), which the page's Content-Security-Policy forbids)."""
+    would evaluate it with eval(), which the page's Content-Security-Policy forbids).
+    ``again``, if given, is redone every second meanwhile (a search the server may not
+    be able to answer yet)."""
     deadline = time.monotonic() + timeout_s
+    last = time.monotonic()
     while not page.evaluate(f"() => {expression}"):
         assert time.monotonic() < deadline, f"timed out waiting for {expression}"
         page.wait_for_timeout(100)
+        if again is not None and time.monotonic() - last >= 1.0:
+            again()
+            last = time.monotonic()
 
 
 def decided(page: Any, action: Any) -> None:
@@ -324,13 +331,9 @@ def test_decisions_are_searchable_with_their_feedback(page, service, shots):
     # the decision log writes behind the response (its writer thread batches): on a
     # loaded machine the first search can come before the row is stored, so search
     # again, as a user would, until it shows (a fresh-clone CI run here saw 0 rows)
-    found = "document.querySelectorAll('#decisions tbody tr').length === 1"
-    deadline = time.monotonic() + 30
     page.click("#search")
-    while not page.evaluate(f"() => {found}") and time.monotonic() < deadline:
-        page.wait_for_timeout(1000)
-        page.click("#search")
-    until(page, found)
+    until(page, "document.querySelectorAll('#decisions tbody tr').length === 1", 30,
+          again=lambda: page.click("#search"))
     row = page.locator(f"#decisions tr[data-decision-id='{decision['decision_id']}']")
     assert "succeeded in 321 ms" in row.inner_text()
     page.fill("#search-id", "")
