@@ -52,6 +52,10 @@ from edge_allocator.schema import (
 from edge_allocator.service.explorer import PLOT_NAME
 
 REF = "#/components/schemas/{model}"
+#: A path parameter: one path segment, and not "." or ".." (RFC 3986 5.2.4: a client
+#: removes those dot-segments before sending, so /v1/nodes/. arrives as /v1/nodes/; the
+#: full fuzz run found it as a schema-valid node_id answered 422 "empty").
+PATH_SEGMENT = r"^([^/.][^/]*|\.[^/.][^/]*|\.\.[^/]+)$"
 JSON, MSGPACK = "application/json", "application/msgpack"
 FIELDS = {"name": "fields", "in": "query", "required": False, "schema": {"type": "string"},
           "description": "Comma-separated keys of the decision to return (e.g. "
@@ -170,7 +174,7 @@ def openapi_document(version: str) -> dict[str, Any]:
     }
     # not empty (GET /models/ is the model list) and one path segment
     name_param = [{"name": "name", "in": "path", "required": True,
-                   "schema": {"type": "string", "minLength": 1, "pattern": "^[^/]+$"},
+                   "schema": {"type": "string", "minLength": 1, "pattern": PATH_SEGMENT},
                    "description": "Model type: a served model's name or an alias"}]
     paths["/models/{name}"]["get"]["parameters"] = name_param
     paths["/models/{name}/load"]["post"]["parameters"] = name_param
@@ -189,8 +193,9 @@ def openapi_document(version: str) -> dict[str, Any]:
     explorer_paths(paths, post, get, query, error)
     node_param = [{"name": "node_id", "in": "path", "required": True,
                    "schema": {"type": "string", "minLength": 1, "maxLength": 128,
-                              "pattern": "^[^/]+$"},
-                   "description": "A node_id as requests send it"}]
+                              "pattern": PATH_SEGMENT},
+                   "description": "A node_id as requests send it (\".\" and \"..\" cannot "
+                                  "be addressed: clients resolve them as dot-segments)"}]
     speed = get(NodeSpeedInfo, "A node's speed learned from /v1/feedback (1.0: never "
                 "heard from)", extra={"422": error, "503": error}, params=node_param)
     reset = get(NodeSpeedReset, "Forget a node's learned speed (back to 1.0)",
