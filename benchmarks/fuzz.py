@@ -4,7 +4,7 @@
 5xx, every response's status code, body, content type and headers as documented, and
 the service healthy afterwards.
 
-    python -m benchmarks.fuzz [--examples 1300] [--url http://127.0.0.1:8000]
+    python -m benchmarks.fuzz [--examples 900] [--url http://127.0.0.1:8000]
 Without ``--url`` it starts the README's run command (``ServeRun``: serve_config.yaml on
 its own Ray and free ports) and stops it afterwards. Writes benchmarks/results/fuzz.md
 (case counts per operation, failures found).
@@ -152,7 +152,7 @@ def _version() -> str:
 
 def main() -> None:
     ap = argparse.ArgumentParser(description=__doc__.split("\n\n")[0])
-    ap.add_argument("--examples", type=int, default=1300,
+    ap.add_argument("--examples", type=int, default=900,
                     help="examples per operation in the fuzzing phase")
     ap.add_argument("--url", default=None, help="a running app (default: start ServeRun)")
     ap.add_argument("--seed", type=int, default=0)
