@@ -1,0 +1,185 @@
+"""CPU per decision of the ingress's own code, in one process (no HTTP, no Ray): the
+whole ``FrontDoor.handle`` of ``/v1/allocate/batch`` on bodies as clients send them,
+the decision log on SQLite with its journal, and the log's writer thread, all counted
+(process CPU time until the log has flushed). What a replica spends per decision
+beyond this is Ray's and HAProxy's.
+
+Every body format (row JSON, row msgpack, columnar JSON, packed columnar msgpack), 256
+simulator states of 20 nodes a request, the shipped Ingress ``user_config`` with the
+cache off, the replicas' garbage collector settings. With ``--before DIR`` a second
+checkout (e.g. ``git worktree add /tmp/before HEAD~1``) is measured in alternation,
+round by round in subprocesses, so both see the same machine:
+
+    python -m benchmarks.handler_cost [--requests 30] [--rounds 5] [--before DIR]
+    python -m benchmarks.handler_cost --profile /tmp/handler.prof   # cProfile, this tree
+
+Writes benchmarks/results/handler_cost.{md,json}.
+"""
+
+from __future__ import annotations
+
+import argparse
+import asyncio
+import json
+import statistics
+import subprocess
+import sys
+import tempfile
+import time
+from pathlib import Path
+from typing import Any
+
+RESULTS = Path(__file__).parent / "results"
+REPO = Path(__file__).resolve().parents[1]
+STATES = 256
+NODES = 20
+#: (label, body kind, headers): the batch endpoint's formats, as benchmarks.serve_bench
+#: sends them.
+FORMATS = ("JSON", "msgpack", "columnar JSON", "columnar msgpack")
+
+
+def _bodies(requests: int) -> dict[str, tuple[list[bytes], dict[str, str]]]:
+    from benchmarks.load import sample_bodies
+    from benchmarks.serve_bench import batch_formats
+
+    every = batch_formats(sample_bodies(requests, nodes=NODES, seed=1, batch=STATES))
+    return {f: every[f] for f in FORMATS}
+
+
+def _door(tmp: Path, log: bool) -> Any:
+    """A FrontDoor as an Ingress replica builds it from serve_config.yaml (cache off)."""
+    from deployments.app import config_options
+    from edge_allocator.config import ServiceConfig
+    from edge_allocator.constants import PROJECT_ROOT
+    from edge_allocator.runtime.gc_tuning import tune_gc
+    from edge_allocator.service.http import FrontDoor
+    from edge_allocator.service.inline import in_process_api
+
+    _, options = config_options(PROJECT_ROOT / "serve_config.yaml")
+    user = {**options["Ingress"]["user_config"], "cache": "none",
+            "database_url": f"sqlite:///{tmp / 'decisions.db'}" if log else None,
+            "spool_path": str(tmp / "spool.jsonl")}
+    door = FrontDoor(in_process_api(ServiceConfig.model_validate(user)))
+    tune_gc()
+    return door
+
+
+def _cpu_per_decision(door: Any, bodies: list[bytes], headers: dict[str, str]) -> float:
+    """Process CPU µs per decision over ``bodies`` (one request each), log flushed."""
+    hdrs = {"content-type": "application/json", **headers}
+
+    async def go() -> None:
+        for body in bodies:
+            async def read(b: bytes = body) -> bytes:
+                return b
+            out = await door.handle("POST", "/v1/allocate/batch", hdrs, {}, read)
+            if out.status != 200:
+                raise RuntimeError(f"{out.status}: {out.body[:300]!r}")
+
+    log = door.api.decision_log
+    t0 = time.process_time()
+    asyncio.run(go())
+    if log is not None and not log.flush(120):
+        raise RuntimeError("the decision log did not flush")
+    return (time.process_time() - t0) / (len(bodies) * STATES) * 1e6
+
+
+def child(args: argparse.Namespace) -> None:
+    """One round in this tree: every format, log on and off; JSON on stdout."""
+    out: dict[str, float] = {}
+    every = _bodies(args.requests)
+    for log in (True, False):
+        with tempfile.TemporaryDirectory() as tmp:
+            door = _door(Path(tmp), log)
+            for fmt in FORMATS:
+                bodies, headers = every[fmt]
+                _cpu_per_decision(door, bodies[:3], headers)  # warm: sessions, caches
+                out[f"{fmt}{'' if log else ', log off'}"] = _cpu_per_decision(
+                    door, bodies, headers)
+            door.api.close()
+    print(json.dumps(out))
+
+
+def profile(args: argparse.Namespace) -> None:
+    import cProfile
+    import pstats
+
+    every = _bodies(args.requests)
+    with tempfile.TemporaryDirectory() as tmp:
+        door = _door(Path(tmp), True)
+        bodies, headers = every[args.format]
+        _cpu_per_decision(door, bodies[:3], headers)
+        prof = cProfile.Profile()
+        prof.enable()
+        _cpu_per_decision(door, bodies, headers)
+        prof.disable()
+        door.api.close()
+    prof.dump_stats(args.profile)
+    pstats.Stats(prof).sort_stats("cumulative").print_stats(40)
+
+
+def _round(tree: Path, args: argparse.Namespace) -> dict[str, float]:
+    cmd = [sys.executable, "-m", "benchmarks.handler_cost", "--child",
+           "--requests", str(args.requests)]
+    proc = subprocess.run(cmd, cwd=tree, capture_output=True, text=True, check=False,
+                          env={"PYTHONPATH": str(tree), "PATH": "/usr/bin:/bin",
+                               "OMP_NUM_THREADS": "1"})
+    if proc.returncode:
+        raise RuntimeError(f"round in {tree} failed:\n{proc.stderr[-3000:]}")
+    result: dict[str, float] = json.loads(proc.stdout.strip().splitlines()[-1])
+    return result
+
+
+def markdown(runs: dict[str, list[dict[str, float]]], args: argparse.Namespace) -> str:
+    keys = list(next(iter(runs.values()))[0])
+    trees = list(runs)
+    alternating = ", trees alternating" if len(trees) > 1 else ""
+    lines = [f"CPU µs per decision, `FrontDoor.handle` of /v1/allocate/batch in one process "
+             f"({STATES} states of {NODES} nodes a request, {args.requests} requests a "
+             f"measurement, median of {args.rounds} rounds{alternating}"
+             f"; decision log on SQLite with its journal, writer thread included, unless "
+             f"'log off')", "",
+             "| body | " + " | ".join(trees) + (" | after / before |" if len(trees) > 1 else " |"),
+             "|---|" + "--:|" * (len(trees) + (len(trees) > 1))]
+    for k in keys:
+        med = [statistics.median(r[k] for r in runs[t]) for t in trees]
+        cells = [f"{m:.1f}" for m in med]
+        if len(trees) > 1:
+            cells.append(f"{med[-1] / med[0]:.2f}")
+        lines.append(f"| {k} | " + " | ".join(cells) + " |")
+    return "\n".join(lines) + "\n"
+
+
+def main() -> None:
+    p = argparse.ArgumentParser(description=__doc__,
+                                formatter_class=argparse.RawDescriptionHelpFormatter)
+    p.add_argument("--requests", type=int, default=30)
+    p.add_argument("--rounds", type=int, default=5)
+    p.add_argument("--before", help="a checkout to measure beside this one")
+    p.add_argument("--profile", help="write a cProfile of this tree's JSON path here")
+    p.add_argument("--format", default="JSON", choices=FORMATS)
+    p.add_argument("--child", action="store_true", help=argparse.SUPPRESS)
+    args = p.parse_args()
+    if args.child:
+        child(args)
+        return
+    if args.profile:
+        profile(args)
+        return
+    trees = {"before": Path(args.before), "after": REPO} if args.before else {"now": REPO}
+    runs: dict[str, list[dict[str, float]]] = {t: [] for t in trees}
+    for r in range(args.rounds):
+        for name, tree in trees.items():
+            runs[name].append(_round(tree, args))
+            print(f"round {r + 1} {name}: {runs[name][-1]}", flush=True)
+    text = markdown(runs, args)
+    print(text)
+    RESULTS.mkdir(exist_ok=True)
+    (RESULTS / "handler_cost.md").write_text(text)
+    (RESULTS / "handler_cost.json").write_text(json.dumps(
+        {"args": {k: v for k, v in vars(args).items() if k != "child"}, "runs": runs},
+        indent=2) + "\n")
+
+
+if __name__ == "__main__":
+    main()
