@@ -192,10 +192,14 @@ class StateBatch:
                             self.limits[rows])
         states = np.searchsorted(self.offsets, rows, side="right") - 1
         local = (rows - self.offsets[states]).tolist()
+        # rows ascend, so each state's masked nodes are one run: one dict per state
+        cuts = (np.flatnonzero(np.diff(states)) + 1).tolist()
         node_ids = self.node_ids
-        for k, i, why in zip(local, states.tolist(), text):
+        for a, b, i in zip([0, *cuts], [*cuts, len(rows)], states[[0, *cuts]].tolist()):
             ids = node_ids[i]
-            out[i][ids[k] if ids is not None else str(k)] = why
+            names = [ids[k] for k in local[a:b]] if ids is not None \
+                else [str(k) for k in local[a:b]]
+            out[i] = dict(zip(names, text[a:b]))
         return out
 
 

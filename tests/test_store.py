@@ -33,6 +33,7 @@ from edge_allocator.store import (
     NODE_VALUE_FIELDS,
     DecisionLog,
     DecisionRecord,
+    RecordBatch,
     ReportRow,
     StoreUnavailable,
     UnknownDecision,
@@ -238,6 +239,51 @@ def test_record_keeps_float32_arrays_and_converts_the_rest() -> None:
                              if k not in ("node_ids", "node_values")})
     assert bare.node_values.shape == (0, 7) and bare.node_ids is None
     assert DecisionRecord.from_json(bare.to_json()) == bare
+
+
+def _record_batch(**changes: Any) -> RecordBatch:
+    ids, keys = new_decision_ids(3), [uuid.uuid4().hex for _ in range(3)]
+    values = np.arange(9 * 7, dtype=np.float32).reshape(9, 7)
+    fields: dict[str, Any] = dict(
+        decision_ids=ids, request_hashes=keys, created_at=datetime.now(timezone.utc),
+        model_name="hybrid", model_version="2", backend="onnx", node_ids=["b", "1", "x"],
+        node_index=[1, 1, 3], confidence=[0.5, 0.25, 0.9],
+        scores=[{"a": 1.0, "b": 2.0}, {"1": 0.5}, {"x": 3.0}], latency_ms=1.5,
+        state_node_ids=[["a", "b"], None, ["u", "v", "w", "x"]], node_values=values,
+        offsets=[0, 2, 5, 9], expected_ms=[10.0, 20.0, 30.0], transfer_ms=[1.0, 2.0, 3.0])
+    return RecordBatch(**{**fields, **changes})
+
+
+def test_record_batch_makes_the_records_the_constructor_makes() -> None:
+    """The batch path's records (checked once per batch) equal DecisionRecord(...)'s,
+    field by field, and the batch refuses what the constructor refuses."""
+    batch = _record_batch()
+    made = batch.records()
+    for i, rec in enumerate(made):
+        lo, hi = batch.offsets[i], batch.offsets[i + 1]
+        ref = DecisionRecord(
+            decision_id=batch.decision_ids[i], created_at=batch.created_at,
+            model_name="hybrid", model_version="2", backend="onnx",
+            node_id=batch.node_ids[i], node_index=batch.node_index[i],
+            confidence=batch.confidence[i], scores=batch.scores[i], latency_ms=1.5,
+            request_hash=batch.request_hashes[i], node_ids=batch.state_node_ids[i],
+            node_values=batch.node_values[lo:hi], expected_ms=batch.expected_ms[i],
+            transfer_ms=batch.transfer_ms[i])
+        assert rec == ref and rec.to_json() == ref.to_json()
+        assert np.shares_memory(rec.node_values, batch.node_values)  # a view: no copy
+    bad: list[dict[str, Any]] = [
+        {"decision_ids": ("A" * 32, *new_decision_ids(2))},
+        {"request_hashes": ["0" * 31, "0" * 32, "0" * 32]},
+        {"created_at": datetime.now()},
+        {"node_values": np.zeros((9, 7), np.float64)},
+        {"node_values": np.zeros((9, 6), np.float32)},
+        {"offsets": [0, 2, 5, 8]},
+        {"offsets": [0, 3, 5, 9]},  # 3 rows for the first state's 2 ids
+        {"confidence": [0.5]},
+    ]
+    for change in bad:
+        with pytest.raises(ValueError):
+            _record_batch(**change).records()
 
 
 def test_record_json_is_compact_and_round_trips_packed_states() -> None:

@@ -51,6 +51,7 @@ from edge_allocator.speeds import applied_speeds, is_applied, observed_ratio
 from edge_allocator.store import (
     DecisionLog,
     DecisionRecord,
+    RecordBatch,
     UnknownDecision,
     new_decision_id,
     new_decision_ids,
@@ -199,15 +200,19 @@ class AllocatorApi:
             cols = await self.chain.decide_many(batch, meta)
         cols.latency_ms = (time.perf_counter() - t0) * 1000
         if self.decision_log is not None:  # per-node maps only as far as the log needs them
-            now = utc_now()  # the batch's decisions were made together
-            best, conf = cols.best.tolist(), cols.confidence.tolist()
-            keys = batch.keys(key.name, key.version)
             expected, transfer = predicted_times(batch, cols.best)
-            self.decision_log.record_many([self._record(
-                cols.decision_ids[i], cols.model, cols.node_id(i), best[i], conf[i],
-                cols.scores_of(i), cols.latency_ms, False, batch, i, keys[i], now,
-                expected[i], transfer[i])
-                for i in range(len(batch))])
+            m = cols.model
+            self.decision_log.record_many(RecordBatch(
+                decision_ids=cols.decision_ids,
+                request_hashes=batch.keys(key.name, key.version),
+                created_at=utc_now(),  # the batch's decisions were made together
+                model_name=m.name, model_version=m.version, backend=m.backend,
+                node_ids=cols.node_ids(), node_index=cols.best.tolist(),
+                confidence=cols.confidence.tolist(),
+                scores=[cols.scores_of(i) for i in range(len(batch))],
+                latency_ms=cols.latency_ms, state_node_ids=batch.node_ids,
+                node_values=batch.values32, offsets=batch.offsets.tolist(),
+                expected_ms=expected.tolist(), transfer_ms=transfer.tolist()).records())
         self._observe_many(cols, route, t0)
         self._offer_shadow(key, batch, cols.decision_ids, cols.best)
         return cols

@@ -60,6 +60,7 @@ class DecisionColumns:
     _built: list[Decision] | None = None
     _score_maps: list[dict[str, float] | None] | None = None
     _infeasible: list[dict[str, str]] | None = None
+    _feasible_of: list[tuple[list[int], list[str]] | None] | None = None
 
     def __len__(self) -> int:
         return len(self.decision_ids)
@@ -74,6 +75,10 @@ class DecisionColumns:
     def node_id(self, i: int) -> str:
         return self._ids(i)[int(self.best[i])]
 
+    def node_ids(self) -> list[str]:
+        """The chosen node's id of every decision."""
+        return [self._ids(i)[b] for i, b in enumerate(self.best.tolist())]
+
     def scores_of(self, i: int) -> dict[str, float]:
         """State i's scores of feasible nodes, in node order (what the decision log keeps),
         without building the rest of the decision; made once, shared with the response
@@ -82,10 +87,20 @@ class DecisionColumns:
             self._score_maps = [None] * len(self)
         made = self._score_maps[i]
         if made is None:
+            feasible, keys = self._feasible(i)
+            made = self._score_maps[i] = dict(zip(keys, self.scores[i][feasible].tolist()))
+        return made
+
+    def _feasible(self, i: int) -> tuple[list[int], list[str]]:
+        """State i's feasible node indices in node order, and their ids (the keys of its
+        per-node maps); made once, for the log's scores and the response's maps."""
+        if self._feasible_of is None:
+            self._feasible_of = [None] * len(self)
+        made = self._feasible_of[i]
+        if made is None:
             feasible = sorted(self.order[i].tolist())
             ids = self._ids(i)
-            made = self._score_maps[i] = dict(zip([ids[k] for k in feasible],
-                                                  self.scores[i][feasible].tolist()))
+            made = self._feasible_of[i] = (feasible, [ids[k] for k in feasible])
         return made
 
     def infeasible(self) -> list[dict[str, str]]:
@@ -97,8 +112,7 @@ class DecisionColumns:
 
     def _decision(self, i: int) -> Decision:
         ids, order = self._ids(i), self.order[i].tolist()
-        feasible = sorted(order)  # maps keep node order, as the one-state assembly does
-        keys = [ids[k] for k in feasible]
+        feasible, keys = self._feasible(i)  # maps keep node order, as one state's do
         return Decision(
             decision_id=self.decision_ids[i],
             node_id=ids[int(self.best[i])],
@@ -133,7 +147,7 @@ class DecisionColumns:
             if f == "decision_id":
                 columns[f] = list(self.decision_ids)
             elif f == "node_id":
-                columns[f] = [self._ids(i)[b] for i, b in enumerate(self.best.tolist())]
+                columns[f] = self.node_ids()
             elif f == "node_index":
                 columns[f] = self.best.tolist()
             elif f == "confidence":

@@ -118,21 +118,32 @@ def _sqlite_time(value: datetime) -> str:
     return value.isoformat(" ", "microseconds")[:26]  # drops the "+00:00"
 
 
-def _sqlite_row(rec: DecisionRecord, times: dict[datetime, str]) -> tuple[Any, ...]:
+def _sqlite_row(rec: DecisionRecord, times: dict[datetime, str],
+                packed_ids: dict[tuple[str, ...], bytes | None]) -> tuple[Any, ...]:
     """One record as the values SQLAlchemy's type processing would bind on SQLite, in
     ``PREDICTION_COLUMNS`` order, built straight from the record (no row dict, no
     per-column dispatch: the writer shares the ingress's process and core). ``times``
     memoises the timestamp text: a batch request's decisions share one ``created_at``,
-    and formatting it was a fifth of the row's cost."""
+    and formatting it was a fifth of the row's cost. ``packed_ids`` memoises the node
+    ids' msgpack: the states of one client's batch name the same nodes."""
     n = rec.node_values.shape[0]
     at = times.get(rec.created_at)
     if at is None:
         at = times[rec.created_at] = _sqlite_time(rec.created_at)
+    ids: bytes | None = None
+    if rec.node_ids is not None:
+        named = tuple(rec.node_ids)
+        try:
+            ids = packed_ids[named]
+        except KeyError:
+            ids = packed_ids[named] = pack_node_ids(rec.node_ids, n)
+        except TypeError:  # an unhashable id (a spooled record from elsewhere): no memo
+            ids = pack_node_ids(rec.node_ids, n)
     return (rec.decision_id, at, rec.model_name, rec.model_version,
             rec.backend, rec.node_id, rec.node_index, rec.confidence,
             orjson.dumps(rec.scores).decode(), rec.latency_ms, rec.request_hash,
             int(rec.cached), NODE_FORMAT, n, pack_node_values(rec.node_values),
-            pack_node_ids(rec.node_ids, n), rec.expected_ms, rec.transfer_ms, rec.shadow_of)
+            ids, rec.expected_ms, rec.transfer_ms, rec.shadow_of)
 
 
 #: The columns ``_sqlite_row`` fills, in its order; checked against the table at import.
@@ -159,7 +170,8 @@ def _sqlite_insert(conn: Connection, records: list[DecisionRecord]) -> int:
     idle one. The writer fell furthest behind exactly when traffic was highest."""
     try:
         times: dict[datetime, str] = {}
-        values = [_sqlite_row(r, times) for r in records]
+        packed_ids: dict[tuple[str, ...], bytes | None] = {}
+        values = [_sqlite_row(r, times, packed_ids) for r in records]
     except (TypeError, ValueError, AttributeError, OverflowError) as err:
         raise exc.StatementError(str(err), _sqlite_sql(1), None, err) from err
     dbapi_conn: Any = conn.connection.driver_connection
