@@ -143,11 +143,13 @@ def markdown(runs: dict[str, list[dict[str, float]]], args: argparse.Namespace) 
              "|---|" + "--:|" * (len(trees) + (len(trees) > 1))]
     for k in keys:
         med = [statistics.median(r[k] for r in runs[t]) for t in trees]
-        cells = [f"{m:.1f}" for m in med]
+        low = [min(r[k] for r in runs[t]) for t in trees]
+        cells = [f"{m:.1f} ({lo:.1f})" for m, lo in zip(med, low)]
         if len(trees) > 1:
-            cells.append(f"{med[-1] / med[0]:.2f}")
+            cells.append(f"{med[-1] / med[0]:.2f} ({low[-1] / low[0]:.2f})")
         lines.append(f"| {k} | " + " | ".join(cells) + " |")
-    return "\n".join(lines) + "\n"
+    return "\n".join(lines) + ("\n\nMedian (lowest) of the rounds: noise only adds CPU time, "
+                               "so the lowest is the steadier figure on a shared machine.\n")
 
 
 def main() -> None:
