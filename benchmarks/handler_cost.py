@@ -1,8 +1,9 @@
 """CPU per decision of the ingress's own code, in one process (no HTTP, no Ray): the
 whole ``FrontDoor.handle`` of ``/v1/allocate/batch`` on bodies as clients send them,
 the decision log on SQLite with its journal, and the log's writer thread, all counted
-(process CPU time until the log has flushed). What a replica spends per decision
-beyond this is Ray's and HAProxy's.
+(process CPU time until the log has flushed), and the request thread's own CPU beside
+it (the difference is the writer thread). What a replica spends per decision beyond
+this is Ray's and HAProxy's.
 
 Every body format (row JSON, row msgpack, columnar JSON, packed columnar msgpack), 256
 simulator states of 20 nodes a request, the shipped Ingress ``user_config`` with the
@@ -10,7 +11,7 @@ cache off, the replicas' garbage collector settings. With ``--before DIR`` a sec
 checkout (e.g. ``git worktree add /tmp/before HEAD~1``) is measured in alternation,
 round by round in subprocesses, so both see the same machine:
 
-    python -m benchmarks.handler_cost [--requests 30] [--rounds 5] [--before DIR]
+    python -m benchmarks.handler_cost [--requests 40] [--rounds 9] [--before DIR]
     python -m benchmarks.handler_cost --profile /tmp/handler.prof   # cProfile, this tree
 
 Writes benchmarks/results/handler_cost.{md,json}.
@@ -33,8 +34,7 @@ RESULTS = Path(__file__).parent / "results"
 REPO = Path(__file__).resolve().parents[1]
 STATES = 256
 NODES = 20
-#: (label, body kind, headers): the batch endpoint's formats, as benchmarks.serve_bench
-#: sends them.
+#: The batch endpoint's body formats, as benchmarks.serve_bench sends them.
 FORMATS = ("JSON", "msgpack", "columnar JSON", "columnar msgpack")
 
 
@@ -161,10 +161,10 @@ def markdown(runs: dict[str, list[dict[str, float]]], args: argparse.Namespace) 
 def main() -> None:
     p = argparse.ArgumentParser(description=__doc__,
                                 formatter_class=argparse.RawDescriptionHelpFormatter)
-    p.add_argument("--requests", type=int, default=30)
-    p.add_argument("--rounds", type=int, default=5)
+    p.add_argument("--requests", type=int, default=40)
+    p.add_argument("--rounds", type=int, default=9)
     p.add_argument("--before", help="a checkout to measure beside this one")
-    p.add_argument("--profile", help="write a cProfile of this tree's JSON path here")
+    p.add_argument("--profile", help="write a cProfile of this tree's --format path here")
     p.add_argument("--format", default="JSON", choices=FORMATS)
     p.add_argument("--child", action="store_true", help=argparse.SUPPRESS)
     args = p.parse_args()
