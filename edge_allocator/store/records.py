@@ -312,7 +312,7 @@ class RecordBatch:
     """The decisions of one batch request as columns, turned into DecisionRecords by
     :meth:`records` with the checks of ``DecisionRecord.__post_init__`` made once for
     the batch instead of once per record (they were ~2 µs of a record's ~2.8 µs on the
-    batch path, 256 records a request; ``benchmarks.handler_cost``).
+    batch path, 256 records a request, timeit: 0.67 µs a record made here against 2.80).
 
     ``node_values`` holds every state's nodes, state ``i`` owning rows
     ``offsets[i]:offsets[i + 1]`` (``StateBatch.values32``); ``state_node_ids`` are each
