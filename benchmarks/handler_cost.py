@@ -9,7 +9,8 @@ Every body format (row JSON, row msgpack, columnar JSON, packed columnar msgpack
 simulator states of 20 nodes a request, the shipped Ingress ``user_config`` with the
 cache off, the replicas' garbage collector settings. With ``--before DIR`` a second
 checkout (e.g. ``git worktree add /tmp/before HEAD~1``) is measured in alternation,
-round by round in subprocesses, so both see the same machine:
+round by round in subprocesses running this same script, so both see the same machine
+and the same measurement (``benchmarks.trees``):
 
     python -m benchmarks.handler_cost [--requests 40] [--rounds 9] [--before DIR]
     python -m benchmarks.handler_cost --profile /tmp/handler.prof   # cProfile, this tree
@@ -23,8 +24,6 @@ import argparse
 import asyncio
 import json
 import statistics
-import subprocess
-import sys
 import tempfile
 import time
 from pathlib import Path
@@ -103,7 +102,10 @@ def child(args: argparse.Namespace) -> None:
                 if log:
                     out[f"{fmt}, request thread"] = request
             door.api.close()
-    print(json.dumps(out))
+    import edge_allocator
+
+    code = str(Path(edge_allocator.__file__).parent.parent)
+    print(json.dumps({"code": code, "cpu_us": out}))
 
 
 def profile(args: argparse.Namespace) -> None:
@@ -125,15 +127,11 @@ def profile(args: argparse.Namespace) -> None:
 
 
 def _round(tree: Path, args: argparse.Namespace) -> dict[str, float]:
-    cmd = [sys.executable, "-m", "benchmarks.handler_cost", "--child",
-           "--requests", str(args.requests)]
-    proc = subprocess.run(cmd, cwd=tree, capture_output=True, text=True, check=False,
-                          env={"PYTHONPATH": str(tree), "PATH": "/usr/bin:/bin",
-                               "OMP_NUM_THREADS": "1"})
-    if proc.returncode:
-        raise RuntimeError(f"round in {tree} failed:\n{proc.stderr[-3000:]}")
-    result: dict[str, float] = json.loads(proc.stdout.strip().splitlines()[-1])
-    return result
+    from benchmarks import trees  # the parent's only: older trees lack it
+
+    result = trees.run_in(tree, __file__, ["--requests", str(args.requests)])
+    cpu: dict[str, float] = result["cpu_us"]
+    return cpu
 
 
 def markdown(runs: dict[str, list[dict[str, float]]], args: argparse.Namespace) -> str:
@@ -174,19 +172,17 @@ def main() -> None:
     if args.profile:
         profile(args)
         return
-    trees = {"before": Path(args.before), "after": REPO} if args.before else {"now": REPO}
-    runs: dict[str, list[dict[str, float]]] = {t: [] for t in trees}
+    checkouts = {"before": Path(args.before), "after": REPO} if args.before else {"now": REPO}
+    runs: dict[str, list[dict[str, float]]] = {t: [] for t in checkouts}
     for r in range(args.rounds):
-        for name, tree in trees.items():
+        for name, tree in checkouts.items():
             runs[name].append(_round(tree, args))
             print(f"round {r + 1} {name}: {runs[name][-1]}", flush=True)
     text = markdown(runs, args)
     print(text)
-    RESULTS.mkdir(exist_ok=True)
-    (RESULTS / "handler_cost.md").write_text(text)
-    (RESULTS / "handler_cost.json").write_text(json.dumps(
-        {"args": {k: v for k, v in vars(args).items() if k != "child"}, "runs": runs},
-        indent=2) + "\n")
+    from benchmarks import trees
+
+    trees.write_results(RESULTS, "handler_cost", text, runs, args)
 
 
 if __name__ == "__main__":

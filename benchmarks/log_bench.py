@@ -31,8 +31,6 @@ import argparse
 import json
 import os
 import statistics
-import subprocess
-import sys
 import tempfile
 import time
 import uuid
@@ -320,17 +318,11 @@ def child(args: argparse.Namespace) -> None:
 
 
 def run_in(tree: Path, args: argparse.Namespace) -> dict[str, Any]:
-    env = {**os.environ, "PYTHONPATH": str(tree), "RAY_USAGE_STATS_ENABLED": "0"}
-    cmd = [sys.executable, str(Path(__file__).resolve()), "--child",
-           "--decisions", str(args.decisions), "--nodes", str(args.nodes),
-           "--repeats", str(args.repeats), "--writes", str(args.writes)]
-    out = subprocess.run(cmd, cwd=tree, env=env, capture_output=True, text=True, timeout=300)
-    if out.returncode:
-        raise RuntimeError(f"measuring {tree} failed:\n{out.stderr[-3000:]}")
-    result: dict[str, Any] = json.loads(out.stdout.strip().splitlines()[-1])
-    if Path(result["code"]).resolve() != tree.resolve():
-        raise RuntimeError(f"imported edge_allocator from {result['code']}, not {tree}")
-    return result
+    from benchmarks import trees  # the parent's only: older trees lack it
+
+    return trees.run_in(tree, __file__, [
+        "--decisions", str(args.decisions), "--nodes", str(args.nodes),
+        "--repeats", str(args.repeats), "--writes", str(args.writes)], timeout_s=300)
 
 
 def markdown(runs: dict[str, dict[str, Any]], args: argparse.Namespace) -> str:
@@ -388,11 +380,9 @@ def main() -> None:
     runs["after"] = run_in(REPO, args)
     text = markdown(runs, args)
     print(text)
-    RESULTS.mkdir(exist_ok=True)
-    (RESULTS / "log_bench.md").write_text(text)
-    (RESULTS / "log_bench.json").write_text(json.dumps(
-        {"args": {k: v for k, v in vars(args).items() if k != "child"}, "runs": runs},
-        indent=2) + "\n")
+    from benchmarks import trees
+
+    trees.write_results(RESULTS, "log_bench", text, runs, args)
 
 
 if __name__ == "__main__":
