@@ -409,6 +409,29 @@ def test_sqlite_inserts_span_statements_and_skip_duplicates(tmp_path: Path) -> N
         assert ids == rec.node_ids and np.array_equal(values, rec.node_values)
 
 
+def test_a_new_sqlite_log_takes_large_pages_and_an_old_one_keeps_its_own(
+        tmp_path: Path) -> None:
+    """A log file created by the service has SQLITE_PAGE_SIZE pages (what makes its
+    writer cheaper); a file made earlier at SQLite's default keeps 4 KiB pages and is
+    written as before (the pragma cannot change a file already written)."""
+    import sqlite3
+
+    from edge_allocator.store.engine import SQLITE_PAGE_SIZE
+
+    old = tmp_path / "old.db"
+    raw = sqlite3.connect(old)
+    raw.execute("PRAGMA journal_mode=WAL")
+    raw.execute("CREATE TABLE t (x)")
+    raw.close()
+    for path, size in ((tmp_path / "new.db", SQLITE_PAGE_SIZE), (old, 4096)):
+        with open_log(f"sqlite:///{path}", tmp_path / path.stem) as log:
+            log.record(make_record(1))
+            assert log.flush(10)
+            with log.engine.connect() as conn:
+                assert conn.exec_driver_sql("PRAGMA page_size").scalar() == size
+                assert conn.scalar(sa.text("SELECT count(*) FROM predictions")) == 1
+
+
 def test_close_flushes_and_refuses_new_records(tmp_path: Path) -> None:
     url = f"sqlite:///{tmp_path / 'log.db'}"
     # Neither the timer nor the batch size would write these before close() does.
