@@ -2,8 +2,10 @@
 whole ``FrontDoor.handle`` of ``/v1/allocate/batch`` on bodies as clients send them,
 the decision log on SQLite with its journal, and the log's writer thread, all counted
 (process CPU time until the log has flushed), and the request thread's own CPU beside
-it (the difference is the writer thread). What a replica spends per decision beyond
-this is Ray's and HAProxy's.
+it (the difference is the writer thread). "writer deferred" holds the writer asleep
+until the requests are done, so the two run one after the other: against the
+concurrent figures it shows what running them side by side (the GIL, caches) adds.
+What a replica spends per decision beyond this is Ray's and HAProxy's.
 
 Every body format (row JSON, row msgpack, columnar JSON, packed columnar msgpack), 256
 simulator states of 20 nodes a request, the shipped Ingress ``user_config`` with the
@@ -87,20 +89,34 @@ def _cpu_per_decision(door: Any, bodies: list[bytes], headers: dict[str, str]
     return (time.process_time() - t0) * per, (m1 - m0) * per
 
 
+def _defer_writer(log: Any) -> None:
+    """Keep the log's writer asleep until ``flush()`` wakes it: the requests then run
+    alone and the writer after them, so the request thread's CPU is the log's request
+    path without the writer beside it, and whole minus request is the writer's own
+    work without the request thread beside it. Set through the writer's two settings
+    (its batch size and interval, read on each wait; an older tree has both), then one
+    interval's wait so the writer is in the long sleep."""
+    log.batch_size = 1 << 40
+    old, log.flush_interval_s = log.flush_interval_s, 3600.0
+    time.sleep(old + 0.1)
+
+
 def child(args: argparse.Namespace) -> None:
     """One round in this tree: every format, log on and off; JSON on stdout."""
     out: dict[str, float] = {}
     every = _bodies(args.requests)
-    for log in (True, False):
+    for mode in ("", ", writer deferred", ", log off"):
         with tempfile.TemporaryDirectory() as tmp:
-            door = _door(Path(tmp), log)
+            door = _door(Path(tmp), mode != ", log off")
+            if mode == ", writer deferred":
+                _defer_writer(door.api.decision_log)
             for fmt in FORMATS:
                 bodies, headers = every[fmt]
                 _cpu_per_decision(door, bodies[:3], headers)  # warm: sessions, caches
                 whole, request = _cpu_per_decision(door, bodies, headers)
-                out[f"{fmt}{'' if log else ', log off'}"] = whole
-                if log:
-                    out[f"{fmt}, request thread"] = request
+                out[f"{fmt}{mode}"] = whole
+                if mode != ", log off":
+                    out[f"{fmt}{mode}, request thread"] = request
             door.api.close()
     import edge_allocator
 
@@ -142,7 +158,8 @@ def markdown(runs: dict[str, list[dict[str, float]]], args: argparse.Namespace) 
              f"({STATES} states of {NODES} nodes a request, {args.requests} requests a "
              f"measurement, median of {args.rounds} rounds{alternating}"
              f"; decision log on SQLite with its journal, writer thread included, unless "
-             f"'log off'; 'request thread': the same run without the writer thread)", "",
+             f"'log off'; 'request thread': the same run without the writer thread; "
+             f"'writer deferred': the writer held asleep until the requests are done)", "",
              "| body | " + " | ".join(trees) + (" | after / before |" if len(trees) > 1 else " |"),
              "|---|" + "--:|" * (len(trees) + (len(trees) > 1))]
     for k in keys:
