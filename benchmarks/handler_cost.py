@@ -16,6 +16,7 @@ and the same measurement (``benchmarks.trees``):
 
     python -m benchmarks.handler_cost [--requests 40] [--rounds 9] [--before DIR]
     python -m benchmarks.handler_cost --profile /tmp/handler.prof   # cProfile, this tree
+    py-spy record -r 500 -f raw -o handler.txt -- python -m benchmarks.handler_cost --for-sampler
 
 Writes benchmarks/results/handler_cost.{md,json}.
 """
@@ -142,6 +143,22 @@ def profile(args: argparse.Namespace) -> None:
     pstats.Stats(prof).sort_stats("cumulative").print_stats(40)
 
 
+def for_sampler(args: argparse.Namespace) -> None:
+    """``--format``'s requests, log on, four times over in this process and nothing
+    else: what a sampling profiler run around it sees is the handler and the writer,
+    e.g. ``py-spy record -r 500 -f raw -o handler.txt -- python -m
+    benchmarks.handler_cost --for-sampler`` (the samples under ``FrontDoor.handle`` and
+    ``DecisionLog._run``; start-up and the bodies' making are outside them)."""
+    every = _bodies(args.requests)
+    with tempfile.TemporaryDirectory() as tmp:
+        door = _door(Path(tmp), True)
+        bodies, headers = every[args.format]
+        _cpu_per_decision(door, bodies[:3], headers)
+        for _ in range(4):
+            print(_cpu_per_decision(door, bodies, headers))
+        door.api.close()
+
+
 def _round(tree: Path, args: argparse.Namespace) -> dict[str, float]:
     from benchmarks import trees  # the parent's only: older trees lack it
 
@@ -181,6 +198,8 @@ def main() -> None:
     p.add_argument("--before", help="a checkout to measure beside this one")
     p.add_argument("--profile", help="write a cProfile of this tree's --format path here")
     p.add_argument("--format", default="JSON", choices=FORMATS)
+    p.add_argument("--for-sampler", action="store_true",
+                   help="run --format's requests for an outside sampling profiler")
     p.add_argument("--child", action="store_true", help=argparse.SUPPRESS)
     args = p.parse_args()
     if args.child:
@@ -188,6 +207,9 @@ def main() -> None:
         return
     if args.profile:
         profile(args)
+        return
+    if args.for_sampler:
+        for_sampler(args)
         return
     checkouts = {"before": Path(args.before), "after": REPO} if args.before else {"now": REPO}
     runs: dict[str, list[dict[str, float]]] = {t: [] for t in checkouts}
