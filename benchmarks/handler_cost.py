@@ -29,6 +29,8 @@ import json
 import statistics
 import tempfile
 import time
+from collections.abc import Callable
+from contextlib import AbstractContextManager, nullcontext
 from pathlib import Path
 from typing import Any
 
@@ -125,38 +127,38 @@ def child(args: argparse.Namespace) -> None:
     print(json.dumps({"code": code, "cpu_us": out}))
 
 
-def profile(args: argparse.Namespace) -> None:
-    import cProfile
-    import pstats
-
+def _one_format(args: argparse.Namespace, repeats: int,
+                measured: Callable[[], AbstractContextManager[Any]] = nullcontext) -> None:
+    """``--format``'s requests, log on, ``repeats`` times over in this process after a
+    warm-up, inside ``measured()``."""
     every = _bodies(args.requests)
     with tempfile.TemporaryDirectory() as tmp:
         door = _door(Path(tmp), True)
         bodies, headers = every[args.format]
         _cpu_per_decision(door, bodies[:3], headers)
-        prof = cProfile.Profile()
-        prof.enable()
-        _cpu_per_decision(door, bodies, headers)
-        prof.disable()
+        with measured():
+            for _ in range(repeats):
+                print(_cpu_per_decision(door, bodies, headers))
         door.api.close()
+
+
+def profile(args: argparse.Namespace) -> None:
+    import cProfile
+    import pstats
+
+    prof = cProfile.Profile()
+    _one_format(args, 1, lambda: prof)  # a Profile enables itself inside ``with``
     prof.dump_stats(args.profile)
     pstats.Stats(prof).sort_stats("cumulative").print_stats(40)
 
 
 def for_sampler(args: argparse.Namespace) -> None:
-    """``--format``'s requests, log on, four times over in this process and nothing
-    else: what a sampling profiler run around it sees is the handler and the writer,
-    e.g. ``py-spy record -r 500 -f raw -o handler.txt -- python -m
-    benchmarks.handler_cost --for-sampler`` (the samples under ``FrontDoor.handle`` and
-    ``DecisionLog._run``; start-up and the bodies' making are outside them)."""
-    every = _bodies(args.requests)
-    with tempfile.TemporaryDirectory() as tmp:
-        door = _door(Path(tmp), True)
-        bodies, headers = every[args.format]
-        _cpu_per_decision(door, bodies[:3], headers)
-        for _ in range(4):
-            print(_cpu_per_decision(door, bodies, headers))
-        door.api.close()
+    """``--format``'s requests four times over and nothing else, for a sampling
+    profiler run around this process, e.g. ``py-spy record -r 500 -f raw -o
+    handler.txt -- python -m benchmarks.handler_cost --for-sampler`` (read the samples
+    under ``FrontDoor.handle`` and ``DecisionLog._run``; start-up and the bodies'
+    making are outside them)."""
+    _one_format(args, 4)
 
 
 def _round(tree: Path, args: argparse.Namespace) -> dict[str, float]:

@@ -170,9 +170,8 @@ class StateBatch:
         task = self.tasks.itemsize * self.tasks.shape[1]
         values, tasks = memoryview(self.values.tobytes()), memoryview(self.tasks.tobytes())
         bounds = (self.offsets * row).tolist()
-        declares = self._declares_all()
         return [self._key(base, values[bounds[i]:bounds[i + 1]],
-                          tasks[i * task:(i + 1) * task], i, declares[i])
+                          tasks[i * task:(i + 1) * task], i, self._declares(i))
                 for i in range(len(self))]
 
     def _declares(self, i: int) -> bool:
@@ -183,14 +182,6 @@ class StateBatch:
         lim = self.declared[self.offsets[i]:self.offsets[i + 1]]
         return not bool(np.isnan(lim).all())
 
-    def _declares_all(self) -> list[bool]:
-        """``_declares`` of every state, in one pass."""
-        if self.declared is None:
-            return [False] * len(self)
-        sent = (~np.isnan(self.declared)).any(axis=1)
-        return [bool(sent[lo:hi].any()) for lo, hi in zip(self.offsets[:-1].tolist(),
-                                                          self.offsets[1:].tolist())]
-
     def _key(self, base: hashlib.blake2b, values: bytes | memoryview, task: bytes | memoryview,
              i: int, declares: bool) -> str:
         h = base.copy()
@@ -199,9 +190,9 @@ class StateBatch:
         ids, e = self.node_ids[i], self.edges[i]
         h.update(b"\1" + "\0".join(ids).encode() if ids is not None else b"\0")
         h.update(b"\1" + e.tobytes() if e is not None else b"\0")
-        if declares:
-            assert self.declared is not None
-            h.update(b"\1" + self.declared[self.offsets[i]:self.offsets[i + 1]].tobytes())
+        lim = self.declared
+        if declares and lim is not None:
+            h.update(b"\1" + lim[self.offsets[i]:self.offsets[i + 1]].tobytes())
         return h.hexdigest()
 
     def masked_reasons(self, mask: np.ndarray) -> list[dict[str, str]]:
