@@ -132,6 +132,8 @@ class Requests:
     bad_bodies: int = 0  # 200s whose body carried no decision id
     #: the first few bodies of each failing status, to say what failed
     error_samples: dict[int, list[str]] = field(default_factory=dict)
+    #: request index -> what came back, for every failed request (they are few)
+    failures: dict[int, str] = field(default_factory=dict)
 
     def add(self, kind: int, t0: float, t1: float, status: int, body: bytes | None) -> None:
         self.kind.append(kind)
@@ -139,6 +141,7 @@ class Requests:
         self.t1.append(t1)
         self.status.append(status)
         if status != 200:
+            self.failures[len(self.status) - 1] = (body or b"")[:200].decode(errors="replace")
             seen = self.error_samples.setdefault(status, [])
             if len(seen) < 3:
                 seen.append(f"{t0:.1f} s: {(body or b'')[:300].decode(errors='replace')}")
@@ -354,6 +357,8 @@ class SoakReport:
     violations: list[str]
     missing_examples: list[str] = field(default_factory=list)
     error_samples: dict[int, list[str]] = field(default_factory=dict)
+    #: each request that failed outside a kill: sent and ended when, status, what came back
+    failed_other_examples: list[str] = field(default_factory=list)
 
 
 def _rss_growth(samples: list[RssSample], plan: SoakPlan) -> list[RssGrowth]:
@@ -420,7 +425,10 @@ def judge(run: SoakRun, db_url: str, judge_rss: bool = True) -> SoakReport:
         missing_in_db=len(missing), duplicated_in_db=sum(1 for c in counts.values() if c > 1),
         extra_in_db=len(counts.keys() - answered.keys()), bad_bodies=req.bad_bodies,
         faults=run.faults, buckets=buckets, rss_growth=growth, violations=[],
-        missing_examples=missing[:10], error_samples=req.error_samples)
+        missing_examples=missing[:10], error_samples=req.error_samples,
+        failed_other_examples=[
+            f"sent {t0[i]:.2f} s, ended {t1[i]:.2f} s, status {status[i]}: "
+            f"{req.failures.get(int(i), '')}" for i in np.flatnonzero(failed & ~in_flight)[:20]])
     report.violations = violations(report, {e.name for e in run.faults}, judge_rss)
     return report
 
@@ -475,6 +483,7 @@ def markdown(r: SoakReport, setup: str) -> str:
     lines += [f"| {e.name} | {e.start_s:.1f} | {e.end_s:.1f} | {e.detail} |" for e in r.faults]
     for status, samples in r.error_samples.items():
         lines += [f"- status {status} (first seen): " + "; ".join(f"`{x}`" for x in samples)]
+    lines += [f"- failed outside a kill: `{x}`" for x in r.failed_other_examples]
     lines += ["", "RSS per replica (median over the first tenth after warm-up vs the last "
               "tenth of the run; `n/a`: the process did not live through both):", "",
               "| deployment | pid | seen s | after warm-up MiB | at the end MiB | growth |",

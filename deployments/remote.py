@@ -7,13 +7,17 @@ through the object store and the ingress awaits once.
 
 Failures are classified by type: Serve's backpressure is "overloaded"; a replica that
 died or became unreachable mid-request is "lost"; both are a 503 with Retry-After (the
-client may retry either), with a message that says which. A client error raised by a
-stage crosses the process boundary intact (``RequestError`` pickles itself).
+client may retry either), with a message that says which. Every call here only computes
+(scores, graphs, answers, attributions: the decision log is the ingress's), so a call
+whose replica was lost is sent once more before it becomes that 503: the router has
+learnt of the loss from the failure and routes the second try to another replica. A
+client error raised by a stage crosses the process boundary intact (``RequestError``
+pickles itself).
 """
 
 from __future__ import annotations
 
-from collections.abc import Awaitable, Sequence
+from collections.abc import Awaitable, Callable, Sequence
 from typing import Any, TypeVar
 
 from ray.exceptions import RayActorError, RayTaskError
@@ -46,19 +50,28 @@ T = TypeVar("T")
 LOST_REPLICA = (RayActorError, ReplicaUnavailableError, DeploymentUnavailableError)
 
 
-async def call(response: Awaitable[T]) -> T:
-    """Await a stage; client errors pass through, overload and lost replicas become 503s."""
+async def call(response: Awaitable[T], again: Callable[[], Awaitable[T]] | None = None) -> T:
+    """Await a stage; client errors pass through, overload and lost replicas become 503s.
+    ``again``: how to send the same call once more when its replica was lost (for calls
+    without side effects only; see ``call_idempotent``)."""
     try:
         return await response
     except BackPressureError as exc:
         raise ServiceUnavailable(f"overloaded: {exc}; retry later") from None
     except LOST_REPLICA as exc:
+        if again is not None:
+            return await call(again())
         raise ServiceUnavailable(
             f"a replica was lost mid-request ({type(exc).__name__}); retry") from None
     except RayTaskError as exc:  # a stage raised: unwrap a client error it carried
         if isinstance(exc.cause, RequestError):
             raise exc.cause from None
         raise
+
+
+async def call_idempotent(send: Callable[[], Awaitable[T]]) -> T:
+    """``call(send())``, sent once more if the replica it went to was lost."""
+    return await call(send(), again=send)
 
 
 class RemotePolicy:
@@ -69,25 +82,26 @@ class RemotePolicy:
 
     async def infer_one(self, key: ModelKey, state: PreparedState,
                         trace: dict[str, str] | None) -> ScoredOne:
-        result: ScoredOne = await call(self.handle.infer_one.remote(key, state, trace))
+        result: ScoredOne = await call_idempotent(
+            lambda: self.handle.infer_one.remote(key, state, trace))
         return result
 
     async def infer_batches(self, key: ModelKey, buckets: Sequence[Bucket],
                             trace: dict[str, str] | None) -> ScoredBatch:
-        result: ScoredBatch = await call(self.handle.infer_batches.remote(key, list(buckets),
-                                                                          trace))
+        result: ScoredBatch = await call_idempotent(
+            lambda: self.handle.infer_batches.remote(key, list(buckets), trace))
         return result
 
     async def describe(self) -> list[ModelInfo]:
-        result: list[ModelInfo] = await call(self.handle.describe.remote())
+        result: list[ModelInfo] = await call_idempotent(self.handle.describe.remote)
         return result
 
     async def failures(self) -> dict[str, str]:
-        result: dict[str, str] = await call(self.handle.failures.remote())
+        result: dict[str, str] = await call_idempotent(self.handle.failures.remote)
         return result
 
     async def batch_config(self) -> BatchConfig:
-        result: BatchConfig = await call(self.handle.batch_config.remote())
+        result: BatchConfig = await call_idempotent(self.handle.batch_config.remote)
         return result
 
     async def check_health(self) -> None:
@@ -109,17 +123,19 @@ class SeparateStages:
         return self._policy
 
     async def decide_one(self, state: StateBatch, meta: AssembleMeta) -> Decision:
-        prepared = self.graph.prepare.remote(state, meta.trace)
-        scored = self.policy_handle.infer_one.remote(meta.model, prepared, meta.trace)
-        result: Decision = await call(self.assembler.assemble.remote(prepared, scored, meta))
-        return result
+        def send() -> Awaitable[Decision]:
+            prepared = self.graph.prepare.remote(state, meta.trace)
+            scored = self.policy_handle.infer_one.remote(meta.model, prepared, meta.trace)
+            return self.assembler.assemble.remote(prepared, scored, meta)
+        return await call_idempotent(send)
 
     async def decide_many(self, batch: StateBatch, meta: AssembleMeta) -> DecisionColumns:
-        buckets = self.graph.prepare_batch.remote(batch, meta.trace)
-        scored = self.policy_handle.infer_batches.remote(meta.model, buckets, meta.trace)
-        result: DecisionColumns = await call(
-            self.assembler.assemble_batch.remote(batch, buckets, scored, meta))
-        return result
+        def send() -> Awaitable[DecisionColumns]:
+            buckets = self.graph.prepare_batch.remote(batch, meta.trace)
+            scored = self.policy_handle.infer_batches.remote(meta.model, buckets, meta.trace)
+            return self.assembler.assemble_batch.remote(
+                batch, buckets, scored, meta)
+        return await call_idempotent(send)
 
 
 class RemoteExplainer:
@@ -130,12 +146,12 @@ class RemoteExplainer:
 
     async def attribute(self, models_dir: str, key: ModelKey, graph: GraphInputs,
                         target: int, compare: int | None) -> Attribution:
-        result: Attribution = await call(self.handle.attribute.remote(
+        result: Attribution = await call_idempotent(lambda: self.handle.attribute.remote(
             models_dir, key, graph, target, compare))
         return result
 
     async def explain_rule(self, name: str, graph: GraphInputs, node_ids: list[str],
                            target: int | None, compare: int | None) -> RuleResult:
-        result: RuleResult = await call(self.handle.explain_rule.remote(
+        result: RuleResult = await call_idempotent(lambda: self.handle.explain_rule.remote(
             name, graph, node_ids, target, compare))
         return result

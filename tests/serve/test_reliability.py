@@ -96,6 +96,47 @@ def test_killed_inference_replica_recovers(ray_cluster, test_models, tmp_path):
     serve.delete("killme")
 
 
+def test_a_call_lost_with_its_inference_replica_is_sent_to_another(ray_cluster, test_models,
+                                                                    tmp_path):
+    """Two PolicyInference replicas, one SIGKILLed (a crash) under load: the calls that
+    were on it are sent again to the other (scoring has no side effects), so no client
+    sees the loss, not even the requests in flight at the kill."""
+    from ray import serve
+
+    from benchmarks.faults import kill_replica
+
+    port = ray_cluster["port"]
+    deploy("killtwo", "/killtwo", test_models, tmp_path / "k.db", mode="hop", replicas=2,
+           ingress={"cache": "none", "database_url": None})
+    url = f"http://127.0.0.1:{port}/killtwo"
+    codes: list[tuple[int, str]] = []
+    stop = threading.Event()
+
+    def load(worker: int) -> None:
+        i = worker * 100_000
+        with httpx.Client(timeout=60) as c:
+            while not stop.is_set():
+                r = c.post(f"{url}/v1/allocate", json=_state(i))
+                codes.append((r.status_code, r.text[:200] if r.status_code != 200 else ""))
+                i += 1
+
+    threads = [threading.Thread(target=load, args=(w,)) for w in range(6)]
+    for t in threads:
+        t.start()
+    try:
+        time.sleep(1.0)
+        kill_replica("killtwo", "PolicyInference")
+        killed_at = len(codes)
+        time.sleep(3.0)
+    finally:
+        stop.set()
+        for t in threads:
+            t.join()
+        serve.delete("killtwo")
+    assert len(codes) > killed_at + 20
+    assert [c for c in codes if c[0] != 200] == []
+
+
 @pytest.fixture
 def private_redis():
     try:
