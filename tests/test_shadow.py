@@ -5,6 +5,7 @@ candidate, and ``edge-allocator report --shadow`` computed from real rows."""
 from __future__ import annotations
 
 import asyncio
+import json
 import shutil
 import sqlite3
 from collections import Counter
@@ -223,6 +224,33 @@ def test_shadow_decisions_are_logged_with_the_live_id_and_kept_out_of_live_figur
         plain.close()
 
 
+def test_a_batch_logs_its_scores_packed_and_reads_back_what_was_answered(models, tmp_path):
+    """The batch path logs each decision's scores as float32 in node order (score_values,
+    ``scores`` NULL); read back they are the answer's scores, float for float. A single
+    request's row keeps the JSON map."""
+    from edge_allocator.store.records import stored_scores
+
+    states = _states(10)
+    for st in states:
+        st["nodes"][2]["bandwidth"] = 0  # unreachable: masked, no score
+    api, _, _ = _api(models, tmp_path)
+    try:
+        answered = asyncio.run(_decide(api, states[:1], states[1:]))
+        assert api.decision_log is not None and api.decision_log.flush()
+    finally:
+        api.close()
+    with sqlite3.connect(tmp_path / "decisions.db") as conn:
+        rows = {r[0]: r[1:] for r in conn.execute(
+            "SELECT decision_id, scores, score_values, node_ids, node_count FROM predictions")}
+    single, *batch = answered
+    assert rows[single["decision_id"]][1] is None  # packed: the batch's rows only
+    assert all(rows[d["decision_id"]][0] is None for d in batch)
+    for d in answered:
+        scores, packed, ids, n = rows[d["decision_id"]]
+        stored = stored_scores(json.loads(scores) if scores else None, packed, ids, n)
+        assert stored == d["scores"] and len(stored) < n  # masked nodes are left out
+
+
 def test_share_samples_requests(models, tmp_path):
     api, _, observer = _api(models, tmp_path, {"hybrid": {"version": "2", "share": 0.25}},
                             database=False)
@@ -357,12 +385,19 @@ def test_concatenated_states_decide_as_each_alone(models):
 # --- report --shadow ----------------------------------------------------------------------
 
 def _record(version: str, node_id: str, scores: dict[str, float],
-            shadow_of: str | None = None) -> DecisionRecord:
+            shadow_of: str | None = None, packed: bool = False) -> DecisionRecord:
+    """``packed``: as the batch path logs a live decision, its three nodes' states and
+    scores packed (the row's ``scores`` is then NULL)."""
+    extra: dict[str, Any] = {}
+    if packed:
+        ids = ["n0", "n1", "n2"]
+        extra = {"node_ids": ids, "node_values": np.zeros((3, 7), np.float32),
+                 "score_values": np.array([scores.get(i, np.nan) for i in ids], np.float32)}
     return DecisionRecord(
         decision_id=new_decision_id(), created_at=utc_now(), model_name="hybrid",
         model_version=version, backend="onnx", node_id=node_id,
         node_index=int(node_id[1:]), confidence=0.5, scores=scores, latency_ms=1.0,
-        request_hash=new_decision_id(), shadow_of=shadow_of)
+        request_hash=new_decision_id(), shadow_of=shadow_of, **extra)
 
 
 def test_report_shadow_numbers_from_real_rows(tmp_path, capsys):
@@ -370,8 +405,8 @@ def test_report_shadow_numbers_from_real_rows(tmp_path, capsys):
     # four live decisions of v1, each shadowed by v3: two agree, two do not
     live = [_record("1", "n0", {"n0": 2.0, "n1": 1.0}),
             _record("1", "n1", {"n0": 0.5, "n1": 3.0}),
-            _record("1", "n0", {"n0": 4.0, "n1": 1.5}),  # v3 picks n1: live gap 2.5
-            _record("1", "n2", {"n0": 1.0, "n2": 2.0})]  # v3 picks n0: live gap 1.0
+            _record("1", "n0", {"n0": 4.0, "n1": 1.5}, packed=True),  # v3: n1, gap 2.5
+            _record("1", "n2", {"n0": 1.0, "n2": 2.0}, packed=True)]  # v3: n0, gap 1.0
     shadow = [_record("3", "n0", {"n0": 9.0, "n1": 1.0}, live[0].decision_id),
               _record("3", "n1", {"n0": 0.0, "n1": 1.0}, live[1].decision_id),
               _record("3", "n1", {"n0": -1.0, "n1": 1.0}, live[2].decision_id),  # gap 2.0

@@ -346,7 +346,7 @@ def test_migrations_create_tables_and_indexes(db_url: str, tmp_path: Path) -> No
         assert indexes["feedback"]["ix_feedback_decision_id"] == ["decision_id"]
         assert insp.get_pk_constraint("predictions")["constrained_columns"] == ["decision_id"]
         with log.engine.connect() as conn:
-            assert conn.scalar(sa.text("SELECT version_num FROM alembic_version")) == "0004"
+            assert conn.scalar(sa.text("SELECT version_num FROM alembic_version")) == "0005"
             # The Core metadata the code queries must be exactly what the migrations built.
             diff = compare_metadata(MigrationContext.configure(conn), metadata)
         assert diff == []
@@ -381,6 +381,61 @@ def test_bulk_writes_land_with_packed_node_states(db_url: str, tmp_path: Path) -
     ids, values = stored_nodes(db_url, recs[5].decision_id)
     assert values[:, NODE_VALUE_FIELDS.index("queue_len")].tolist() == [0, 1, 2, 3, 4, 5]
     assert values[:, NODE_VALUE_FIELDS.index("node_type")].tolist() == [0, 1, 2, 0, 1, 2]
+
+
+def _packed_batch() -> RecordBatch:
+    """``_record_batch`` with its scores packed as the batch path hands them over:
+    float32 in node order, NaN where masked, the maps saying the same."""
+    from edge_allocator.store.records import scores_map
+
+    values = np.array([0.1, -2.7, np.nan, 0.33, np.nan, np.nan, 1e-7, np.nan, 7.125],
+                      np.float32)
+    offsets, ids = [0, 2, 5, 9], [["a", "b"], None, ["u", "v", "w", "x"]]
+    maps = [scores_map(values[lo:hi], i or [str(k) for k in range(hi - lo)])
+            for lo, hi, i in zip(offsets, offsets[1:], ids)]
+    assert maps[1] == {"1": float(np.float32(0.33))}  # 0.33000001311302185
+    return _record_batch(scores=maps, score_values=values)
+
+
+def test_packed_scores_are_stored_as_float32_and_read_back_exactly(db_url: str,
+                                                                   tmp_path: Path) -> None:
+    """A batch's scores land as score_values (80 bytes for 20 nodes instead of a JSON
+    map) with ``scores`` NULL, and read back as the very floats the response showed; a
+    record without packed scores keeps its JSON map in the same log. The journal's
+    batch line and the spool's JSON carry the packed scores too."""
+    from edge_allocator.store.journal import decode_batch, encode_batch
+    from edge_allocator.store.records import stored_scores
+
+    recs = _packed_batch().records()
+    plain = make_record(1)
+    with open_log(db_url, tmp_path) as log:
+        log.record_many([*recs, plain])
+        assert log.flush(10)
+        with log.engine.connect() as conn:
+            rows = {r.decision_id: r for r in conn.execute(sa.select(predictions))}
+    for rec in recs:
+        row = rows[rec.decision_id]
+        assert row.scores is None and len(row.score_values) == 4 * row.node_count
+        assert stored_scores(row.scores, row.score_values, row.node_ids,
+                             row.node_count) == rec.scores
+    row = rows[plain.decision_id]
+    assert row.score_values is None and row.scores == plain.scores
+    assert stored_scores(row.scores, row.score_values, row.node_ids,
+                         row.node_count) == plain.scores
+    line = encode_batch(recs)
+    doc = orjson.loads(line)  # one blob for the batch's scores, no map in any row
+    assert isinstance(doc["scores"], str) and all(r[8] is None for r in doc["rows"])
+    back = decode_batch(line)
+    assert back == recs and [r.scores for r in back] == [r.scores for r in recs]
+    assert all(np.array_equal(a.score_values, b.score_values, equal_nan=True)
+               for a, b in zip(back, recs))
+    spooled = DecisionRecord.from_json(recs[2].to_json())
+    assert spooled == recs[2] and np.array_equal(spooled.score_values, recs[2].score_values,
+                                                 equal_nan=True)
+    with pytest.raises(ValueError):  # one score per node, or none
+        DecisionRecord(**{**_fields(recs[0]), "score_values": np.zeros(3, np.float32)})
+    with pytest.raises(ValueError):
+        _record_batch(score_values=np.zeros(8, np.float32)).records()
 
 
 def test_sqlite_inserts_span_statements_and_skip_duplicates(tmp_path: Path) -> None:
@@ -869,6 +924,11 @@ def _expected_nodes(rows: list[dict[str, object]], decision_id: object) -> tuple
     return [m["node_id"] for m in mine], values
 
 
+def _json_map(value: Any) -> Any:
+    """A JSON column read with plain SQL: text on SQLite, parsed already on PostgreSQL."""
+    return orjson.loads(value) if isinstance(value, str) else value
+
+
 def _assert_packed(url: str, m_rows: list[dict[str, object]], decision_id: object) -> None:
     ids, values = stored_nodes(url, str(decision_id))
     want_ids, want_values = _expected_nodes(m_rows, decision_id)
@@ -888,7 +948,7 @@ def test_migration_packs_network_metrics_and_unpacks_on_downgrade(
         with engine.connect() as conn:
             assert compare_metadata(MigrationContext.configure(conn), metadata) == []
             stored = {r.decision_id: r for r in conn.execute(sa.select(predictions))}
-            assert conn.scalar(sa.text("SELECT version_num FROM alembic_version")) == "0004"
+            assert conn.scalar(sa.text("SELECT version_num FROM alembic_version")) == "0005"
     finally:
         engine.dispose()
     assert len(stored) == len(p_rows)
@@ -908,7 +968,18 @@ def test_migration_packs_network_metrics_and_unpacks_on_downgrade(
     with open_log(db_url, tmp_path) as log:
         fresh = make_record(5000, n_nodes=2)
         log.record(fresh)
+        packed = _packed_batch().records()  # 9 nodes, scores packed (0005)
+        log.record_many(packed)
         assert log.flush(10)
+    migrate(db_url, "0004", down=True)  # packed scores back into the JSON maps
+    engine = sa.create_engine(db_url)
+    try:
+        with engine.connect() as conn:
+            maps = dict(conn.execute(sa.text("SELECT decision_id, scores FROM predictions")
+                                     ).all())
+    finally:
+        engine.dispose()
+    assert [_json_map(maps[r.decision_id]) for r in packed] == [r.scores for r in packed]
     migrate(db_url, "0001", down=True)
     engine = sa.create_engine(db_url)
     try:
@@ -922,7 +993,7 @@ def test_migration_packs_network_metrics_and_unpacks_on_downgrade(
                 "bandwidth, queue_len, node_type FROM network_metrics ORDER BY id")).all()
     finally:
         engine.dispose()
-    assert len(back) == len(m_rows) + 2
+    assert len(back) == len(m_rows) + 2 + 9
     for p in [*p_rows[:8], p_rows[-1]]:
         ids, values = _expected_nodes(m_rows, p["decision_id"])
         mine = [r for r in back if r.decision_id == p["decision_id"]]

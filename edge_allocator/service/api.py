@@ -219,7 +219,8 @@ class AllocatorApi:
                 scores=[cols.scores_of(i) for i in range(len(batch))],
                 latency_ms=cols.latency_ms, state_node_ids=batch.node_ids,
                 node_values=batch.values32, offsets=batch.offsets.tolist(),
-                expected_ms=expected.tolist(), transfer_ms=transfer.tolist()).records())
+                expected_ms=expected.tolist(), transfer_ms=transfer.tolist(),
+                score_values=cols.packed_scores()).records())
         self._observe_many(cols, route, t0)
         self._offer_shadow(key, batch, cols.decision_ids, cols.best)
         return cols

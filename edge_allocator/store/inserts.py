@@ -29,6 +29,7 @@ from edge_allocator.store.records import (
     DecisionRecord,
     pack_node_ids,
     pack_node_values,
+    pack_scores,
 )
 from edge_allocator.store.tables import predictions
 
@@ -78,8 +79,8 @@ def _copy_rows(conn: Connection, rows: list[dict[str, Any]]) -> None:
     """
     try:  # a value JSON cannot hold is bad data, as SQLAlchemy's binding would say
         values = [
-            [orjson.dumps(row[c]).decode() if c in _JSON_COLUMNS else row[c]
-             for c in PREDICTION_COLUMNS]
+            [orjson.dumps(row[c]).decode() if c in _JSON_COLUMNS and row[c] is not None
+             else row[c] for c in PREDICTION_COLUMNS]
             for row in rows
         ]
     except TypeError as err:
@@ -139,18 +140,21 @@ def _sqlite_row(rec: DecisionRecord, times: dict[datetime, str],
             ids = packed_ids[named] = pack_node_ids(rec.node_ids, n)
         except TypeError:  # an unhashable id (a spooled record from elsewhere): no memo
             ids = pack_node_ids(rec.node_ids, n)
+    packed = rec.score_values
     return (rec.decision_id, at, rec.model_name, rec.model_version,
             rec.backend, rec.node_id, rec.node_index, rec.confidence,
-            orjson.dumps(rec.scores).decode(), rec.latency_ms, rec.request_hash,
+            orjson.dumps(rec.scores).decode() if packed is None else None,
+            rec.latency_ms, rec.request_hash,
             int(rec.cached), NODE_FORMAT, n, pack_node_values(rec.node_values),
-            ids, rec.expected_ms, rec.transfer_ms, rec.shadow_of)
+            ids, rec.expected_ms, rec.transfer_ms, rec.shadow_of,
+            None if packed is None else pack_scores(packed))
 
 
 #: The columns ``_sqlite_row`` fills, in its order; checked against the table at import.
 _SQLITE_ROW_COLUMNS = ("decision_id", "created_at", "model_name", "model_version", "backend",
                        "node_id", "node_index", "confidence", "scores", "latency_ms",
                        "request_hash", "cached", "node_format", "node_count", "node_values",
-                       "node_ids", "expected_ms", "transfer_ms", "shadow_of")
+                       "node_ids", "expected_ms", "transfer_ms", "shadow_of", "score_values")
 if _SQLITE_ROW_COLUMNS != PREDICTION_COLUMNS:  # a new column must be added to both
     raise RuntimeError(f"_sqlite_row fills {_SQLITE_ROW_COLUMNS}, the table has "
                        f"{PREDICTION_COLUMNS}")

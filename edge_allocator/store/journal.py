@@ -29,8 +29,12 @@ import orjson
 
 from edge_allocator.store.records import (
     DecisionRecord,
+    index_ids,
     pack_node_values,
+    pack_scores,
+    scores_map,
     unpack_node_values,
+    unpack_scores,
 )
 
 log = logging.getLogger(__name__)
@@ -61,21 +65,27 @@ def encode_batch(records: Sequence[DecisionRecord]) -> bytes:
     """The records of one ``record_many`` call as one JSON line: a row of scalars per
     record and every node matrix in one base64 blob. One orjson call for the batch
     instead of one per record, and one base64 instead of one per record: 2 us a record
-    instead of 6.4 at 256 decisions of 20 nodes (``benchmarks.log_bench``). No records:
-    no line (``np.concatenate`` of nothing would raise)."""
+    instead of 6.4 at 256 decisions of 20 nodes (``benchmarks.log_bench``). When every
+    record carries packed scores (the batch path), they go in one more blob
+    (``"scores"``) and each row's map is null: the maps were half the line's encoding.
+    No records: no line (``np.concatenate`` of nothing would raise)."""
     if not records:
         return b""
     if len(records) == 1:
         return records[0].to_json() + b"\n"
+    packed = all(r.score_values is not None for r in records)
     rows = [(r.decision_id, r.created_at, r.model_name, r.model_version, r.backend,
-             r.node_id, r.node_index, r.confidence, r.scores, r.latency_ms, r.request_hash,
-             r.cached, r.node_ids, r.expected_ms, r.transfer_ms, r.shadow_of,
-             r.node_values.shape[0])
+             r.node_id, r.node_index, r.confidence, None if packed else r.scores,
+             r.latency_ms, r.request_hash, r.cached, r.node_ids, r.expected_ms,
+             r.transfer_ms, r.shadow_of, r.node_values.shape[0])
             for r in records]
     blob = pack_node_values(np.concatenate([r.node_values for r in records]))
-    return (BATCH_PREFIX + orjson.dumps({"rows": rows,
-                                         "nodes": base64.b64encode(blob).decode("ascii")})[1:]
-            + b"\n")
+    line = {"rows": rows, "nodes": base64.b64encode(blob).decode("ascii")}
+    if packed:
+        scores = pack_scores(np.concatenate([r.score_values for r in records
+                                             if r.score_values is not None]))
+        line["scores"] = base64.b64encode(scores).decode("ascii")
+    return BATCH_PREFIX + orjson.dumps(line)[1:] + b"\n"
 
 
 def decode_batch(line: bytes) -> list[DecisionRecord]:
@@ -83,6 +93,10 @@ def decode_batch(line: bytes) -> list[DecisionRecord]:
     try:
         obj = orjson.loads(line)
         values = unpack_node_values(base64.b64decode(obj["nodes"], validate=True))
+        packed = (unpack_scores(base64.b64decode(obj["scores"], validate=True))
+                  if "scores" in obj else None)
+        if packed is not None and len(packed) != len(values):
+            raise ValueError(f"{len(packed)} scores for {len(values)} node rows")
         out, start = [], 0
         for row in obj["rows"]:
             *fields, n = row
@@ -91,6 +105,10 @@ def decode_batch(line: bytes) -> list[DecisionRecord]:
                 raise ValueError(f"a batch row of {len(row)} values")
             rec = dict(zip(_ROW_FIELDS, fields))
             rec["created_at"] = datetime.fromisoformat(rec["created_at"])
+            if packed is not None:
+                mine = packed[start:start + n].copy()
+                rec["scores"] = scores_map(mine, rec["node_ids"] or index_ids(n))
+                rec["score_values"] = mine
             out.append(DecisionRecord(**rec, node_values=values[start:start + n].copy()))
             start += n
         if start != len(values):

@@ -15,6 +15,14 @@ Node states are stored as one value per decision, not one row per node:
 * ``node_format``: which field order and encoding ``node_values`` uses
   (:data:`NODE_FORMATS`), so the order can change later without rewriting old rows.
 
+A batch request's scores are stored the same way (migration 0005): ``score_values``,
+the model's ``[N]`` float32 scores in node order, NaN where a node was masked, as
+little-endian bytes, with ``scores`` (a JSON map of the scored nodes) NULL. The models
+score in float32, so the map the response shows (those values widened to float64) is
+rebuilt exactly (:func:`stored_scores`); a JSON map of 20 of them was ~475 bytes of text
+to encode per decision against 80 bytes here. Records that carry no packed scores
+(single requests, shadow decisions, older spools) keep the JSON map.
+
 JSON (orjson) is the spool's serialisation: it must be readable by any later version and
 must never execute anything it reads, which rules out pickle. The arrays travel in it as
 base64 of the same bytes the database stores.
@@ -126,6 +134,39 @@ def unpack_node_values(data: bytes, node_format: int = NODE_FORMAT) -> np.ndarra
     return np.frombuffer(data, dtype=_F32LE).astype(_F32, copy=False).reshape(-1, width)
 
 
+def pack_scores(values: np.ndarray) -> bytes:
+    """``[N]`` float32 scores (NaN: not scored) -> ``N * 4`` little-endian bytes."""
+    return np.ascontiguousarray(values, dtype=_F32LE).tobytes()
+
+
+def unpack_scores(data: bytes) -> np.ndarray:
+    """The bytes :func:`pack_scores` wrote -> a read-only ``[N]`` float32 array."""
+    if len(data) % 4:
+        raise ValueError(f"score_values holds {len(data)} bytes, not a multiple of 4")
+    return np.frombuffer(data, dtype=_F32LE).astype(_F32, copy=False)
+
+
+def scores_map(values: np.ndarray, ids: Sequence[str]) -> dict[str, float]:
+    """{node id: score} of the scored (not NaN) nodes, in node order: the map the
+    response showed, from packed scores."""
+    return {ids[k]: v for k, v in zip(np.flatnonzero(~np.isnan(values)).tolist(),
+                                      values[~np.isnan(values)].astype(np.float64).tolist())}
+
+
+def stored_scores(scores: dict[str, float] | None, score_values: bytes | None,
+                  node_ids: bytes | None, node_count: int) -> dict[str, float]:
+    """A stored decision's scores map, from whichever form its row holds (the JSON map,
+    or the packed ``score_values`` with the row's node ids)."""
+    if score_values is None:
+        if scores is None:
+            raise ValueError("a predictions row with neither scores nor score_values")
+        return scores
+    values = unpack_scores(score_values)
+    if len(values) != node_count:
+        raise ValueError(f"score_values holds {len(values)} scores for {node_count} nodes")
+    return scores_map(values, unpack_node_ids(node_ids, node_count))
+
+
 def pack_node_ids(ids: list[str] | None, n: int) -> bytes | None:
     """msgpack of the ids, or None (stored as NULL) when they are the index ids."""
     if ids is None or (len(ids) == n and (n == 0 or ids[0] == "0")
@@ -200,6 +241,10 @@ class DecisionRecord:
     #: A shadow decision (migration 0004): the id of the live decision whose state the
     #: candidate version scored. None for live decisions, the only ones clients see.
     shadow_of: str | None = None
+    #: ``scores`` packed (migration 0005): [N] float32 in node order, NaN where not
+    #: scored; what the database stores instead of the JSON map when given. The batch
+    #: path hands it over from the model's output; it must say what ``scores`` says.
+    score_values: np.ndarray | None = None
 
     def __post_init__(self) -> None:
         _check_hex_id("decision_id", self.decision_id)
@@ -224,6 +269,13 @@ class DecisionRecord:
                 f"DecisionRecord.node_ids has {len(self.node_ids)} ids for "
                 f"{v.shape[0]} rows of node_values"
             )
+        sv = self.score_values
+        if sv is not None:
+            if type(sv) is not np.ndarray or sv.dtype is not _F32:
+                sv = self.score_values = np.ascontiguousarray(sv, dtype=_F32)
+            if sv.shape != (v.shape[0],):
+                raise ValueError(f"DecisionRecord.score_values must be [{v.shape[0]}] (one "
+                                 f"per node), got shape {sv.shape}")
 
     def __eq__(self, other: object) -> bool:
         if not isinstance(other, DecisionRecord):
@@ -256,7 +308,7 @@ class DecisionRecord:
             "node_id": self.node_id,
             "node_index": self.node_index,
             "confidence": self.confidence,
-            "scores": self.scores,
+            "scores": self.scores if self.score_values is None else None,
             "latency_ms": self.latency_ms,
             "request_hash": self.request_hash,
             "cached": self.cached,
@@ -267,6 +319,8 @@ class DecisionRecord:
             "expected_ms": self.expected_ms,
             "transfer_ms": self.transfer_ms,
             "shadow_of": self.shadow_of,
+            "score_values": (None if self.score_values is None
+                             else pack_scores(self.score_values)),
         }
 
     def to_json(self) -> bytes:
@@ -287,6 +341,9 @@ class DecisionRecord:
             elif "node_values" in obj:
                 raw = base64.b64decode(obj["node_values"], validate=True)
                 obj["node_values"] = unpack_node_values(raw).copy()
+            if obj.get("score_values") is not None:
+                raw = base64.b64decode(obj["score_values"], validate=True)
+                obj["score_values"] = unpack_scores(raw).copy()
             return cls(**obj)
         except (orjson.JSONDecodeError, KeyError, TypeError, binascii.Error) as exc:
             raise ValueError(f"not a DecisionRecord JSON document: {exc}") from exc
@@ -294,7 +351,8 @@ class DecisionRecord:
 
 #: Fields compared with ``==`` by :meth:`DecisionRecord.__eq__` (all but the node ones).
 _SCALAR_FIELDS: tuple[str, ...] = tuple(
-    f for f in DecisionRecord.__dataclass_fields__ if f not in ("node_ids", "node_values")
+    f for f in DecisionRecord.__dataclass_fields__
+    if f not in ("node_ids", "node_values", "score_values")
 )
 
 
@@ -316,7 +374,8 @@ class RecordBatch:
 
     ``node_values`` holds every state's nodes, state ``i`` owning rows
     ``offsets[i]:offsets[i + 1]`` (``StateBatch.values32``); ``state_node_ids`` are each
-    state's node ids (None: the indices)."""
+    state's node ids (None: the indices). ``score_values``, if given, is every node's
+    score the same way ([T] float32, NaN where masked; ``DecisionRecord.score_values``)."""
 
     decision_ids: Sequence[str]
     request_hashes: Sequence[str]
@@ -334,6 +393,7 @@ class RecordBatch:
     offsets: Sequence[int]
     expected_ms: Sequence[float]
     transfer_ms: Sequence[float]
+    score_values: np.ndarray | None = None
 
     def _check(self) -> None:
         n = len(self.decision_ids)
@@ -356,6 +416,10 @@ class RecordBatch:
         if self.offsets[0] != 0 or self.offsets[-1] != v.shape[0]:
             raise ValueError(f"RecordBatch.offsets span {self.offsets[0]}..{self.offsets[-1]}"
                              f", node_values has {v.shape[0]} rows")
+        sv = self.score_values
+        if sv is not None and (type(sv) is not np.ndarray or sv.dtype is not _F32
+                               or sv.shape != (v.shape[0],)):
+            raise ValueError(f"RecordBatch.score_values must be float32 [{v.shape[0]}]")
         for ids, lo, hi in zip(self.state_node_ids, self.offsets, self.offsets[1:]):
             if hi < lo or (ids is not None and len(ids) != hi - lo):
                 raise ValueError(f"RecordBatch: {hi - lo} node rows for node ids {ids!r}")
@@ -367,7 +431,7 @@ class RecordBatch:
         self._check()
         out = []
         new = object.__new__
-        values, bounds = self.node_values, list(self.offsets)
+        values, bounds, packed = self.node_values, list(self.offsets), self.score_values
         for i, (decision_id, key, node_id, index, conf, scores, ids, expected, transfer) in \
                 enumerate(zip(self.decision_ids, self.request_hashes, self.node_ids,
                               self.node_index, self.confidence, self.scores,
@@ -390,6 +454,7 @@ class RecordBatch:
             rec.expected_ms = expected
             rec.transfer_ms = transfer
             rec.shadow_of = None
+            rec.score_values = None if packed is None else packed[bounds[i]:bounds[i + 1]]
             out.append(rec)
         return out
 
@@ -398,7 +463,8 @@ class RecordBatch:
 #: set there too (checked at import).
 _BATCH_SETS = ("decision_id", "created_at", "model_name", "model_version", "backend",
                "node_id", "node_index", "confidence", "scores", "latency_ms", "request_hash",
-               "cached", "node_ids", "node_values", "expected_ms", "transfer_ms", "shadow_of")
+               "cached", "node_ids", "node_values", "expected_ms", "transfer_ms", "shadow_of",
+               "score_values")
 if _BATCH_SETS != tuple(DecisionRecord.__dataclass_fields__):
     raise RuntimeError(f"RecordBatch.records sets {_BATCH_SETS}, DecisionRecord has "
                        f"{tuple(DecisionRecord.__dataclass_fields__)}")

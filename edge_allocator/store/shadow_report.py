@@ -3,7 +3,8 @@ candidate would have chosen the same node, how far apart the two choices are in 
 model's own scores, and what the live choice realised where feedback came back.
 
 A shadow row (``shadow_of`` set) is joined to the live decision it scored. The score gaps
-are read from both rows' stored scores, in Python (the scores are JSON maps); agreement
+are read from both rows' stored scores, in Python (JSON maps, or packed float32 for a
+batch's live rows: ``store.records.stored_scores``); agreement
 and outcomes are aggregated in the database.
 
 Why two gaps rather than one: the two models' scores are on scales of their own, so a
@@ -29,6 +30,7 @@ import sqlalchemy as sa
 from sqlalchemy.engine import Connection
 from sqlalchemy.orm import Session
 
+from edge_allocator.store.records import stored_scores
 from edge_allocator.store.tables import feedback, predictions
 
 
@@ -86,16 +88,20 @@ def build_shadow_report(db: Session | Connection,
         where.append(live.c.created_at >= since)
 
     sums: dict[_Key, _Sums] = {}
-    for name, lv, sname, sv, live_node, shadow_node, live_scores, shadow_scores in db.execute(
-            sa.select(*key, live.c.node_id, shadow.c.node_id, live.c.scores, shadow.c.scores)
+    def scores_of(t: Any) -> tuple[Any, ...]:  # either stored form (store.records)
+        return t.c.scores, t.c.score_values, t.c.node_ids, t.c.node_count
+
+    for name, lv, sname, sv, live_node, shadow_node, *stored in db.execute(
+            sa.select(*key, live.c.node_id, shadow.c.node_id, *scores_of(live),
+                      *scores_of(shadow))
             .select_from(pairs).where(*where)):
         acc = sums.setdefault((name, lv, sname, sv), _Sums())
         acc.pairs += 1
         if live_node == shadow_node:
             acc.agreed += 1
             continue
-        gl = _gap(live_scores, live_node, shadow_node)
-        gs = _gap(shadow_scores, shadow_node, live_node)
+        gl = _gap(stored_scores(*stored[:4]), live_node, shadow_node)
+        gs = _gap(stored_scores(*stored[4:]), shadow_node, live_node)
         if gl is not None and gs is not None:
             acc.gaps += 1
             acc.live_gap += gl

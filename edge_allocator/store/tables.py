@@ -46,8 +46,8 @@ class UTCDateTime(sa.TypeDecorator[datetime]):
 #: 64-bit ids on PostgreSQL (feedback grows without bound); on SQLite
 #: only INTEGER PRIMARY KEY autoincrements, and it is 64-bit there anyway.
 BigId = sa.BigInteger().with_variant(sa.Integer(), "sqlite")
-#: JSONB on PostgreSQL (queryable, compact), JSON text elsewhere.
-Json = sa.JSON().with_variant(JSONB(), "postgresql")
+#: JSONB on PostgreSQL (queryable, compact), JSON text elsewhere; None is SQL NULL.
+Json = sa.JSON(none_as_null=True).with_variant(JSONB(none_as_null=True), "postgresql")
 
 metadata = sa.MetaData()
 
@@ -62,7 +62,8 @@ predictions = sa.Table(
     sa.Column("node_id", sa.String(128), nullable=False),
     sa.Column("node_index", sa.Integer(), nullable=False),
     sa.Column("confidence", sa.Float(), nullable=False),
-    sa.Column("scores", Json, nullable=False),
+    # The scored nodes' {node_id: score}; NULL where score_values holds them (0005).
+    sa.Column("scores", Json, nullable=True),
     sa.Column("latency_ms", sa.Float(), nullable=False),
     sa.Column("request_hash", sa.String(32), nullable=False),
     sa.Column("cached", sa.Boolean(), nullable=False),
@@ -81,6 +82,9 @@ predictions = sa.Table(
     # version scored off the response path; NULL for live decisions. Every live figure
     # (report, decisions browser, feedback) reads the rows where it is NULL.
     sa.Column("shadow_of", sa.String(32), nullable=True),
+    # Scores packed (migration 0005, see store.records): [node_count] little-endian
+    # float32 in node order, NaN where masked; NULL where ``scores`` holds the map.
+    sa.Column("score_values", sa.LargeBinary(), nullable=True),
     sa.Index("ix_predictions_created_at", "created_at"),
     sa.Index("ix_predictions_shadow_of", "shadow_of"),
 )
