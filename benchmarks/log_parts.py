@@ -6,8 +6,13 @@ made before ``store.engine.SQLITE_PAGE_SIZE`` has) and of 64 KiB pages.
 Keys: one 256-state batch of 20 nodes (``benchmarks.load.sample_bodies``), best of 7
 repeats of 50 calls, µs per state. Insert: 40 batches of 256 decisions of 20 nodes into
 a fresh file, one transaction per 4,096 records as the service's writer takes them, CPU
-(``time.process_time``) per decision. With ``--before DIR`` the same script runs in
-another checkout too, trees alternating round by round (``benchmarks.trees``):
+(``time.process_time``) per decision. In a tree that has packed scores (migration
+0005), the same decisions are also inserted, at 64 KiB pages, and written as journal
+lines (``store.journal.encode_batch``, 256 decisions a line), once with their scores as
+JSON maps and once packed, side by side in the same round: the model's float32 scores
+of the state's feasible nodes (``graph_batch.feasibility``), NaN elsewhere. With
+``--before DIR`` the same script runs in another checkout too, trees alternating round
+by round (``benchmarks.trees``):
 
     python -m benchmarks.log_parts [--rounds 5] [--before DIR]
 
@@ -43,15 +48,27 @@ def _batch() -> Any:
     return batch
 
 
-def _records(batch: Any) -> list[Any]:
-    """BATCHES x STATES records of the batch's states, as a replica logs them."""
+def _records(batch: Any, packed: bool = False) -> list[Any]:
+    """BATCHES x STATES records of the batch's states, as a replica logs them; scores
+    packed too if ``packed`` (a tree without them takes only the maps)."""
     import numpy as np
 
     from edge_allocator.store.records import RecordBatch, new_decision_ids, utc_now
 
     keys = batch.keys("hybrid", "2")
     ids = [batch.ids_of(i) for i in range(len(batch))]
-    scores = [dict(zip(s, np.linspace(-1, 1, len(s)).tolist())) for s in ids]
+    extra: dict[str, Any] = {}
+    if "score_values" in RecordBatch.__dataclass_fields__:
+        from edge_allocator.graph_batch import feasibility
+        from edge_allocator.store.records import scores_map
+
+        values = np.random.default_rng(0).normal(size=len(batch.values32)).astype(np.float32)
+        values[~feasibility(batch)] = np.nan
+        bounds = batch.offsets.tolist()
+        scores = [scores_map(values[lo:hi], i) for lo, hi, i in zip(bounds, bounds[1:], ids)]
+        extra = {"score_values": values} if packed else {}
+    else:  # as before packed scores, for --before
+        scores = [dict(zip(s, np.linspace(-1, 1, len(s)).tolist())) for s in ids]
     out: list[Any] = []
     for _ in range(BATCHES):
         out += RecordBatch(
@@ -61,8 +78,17 @@ def _records(batch: Any) -> list[Any]:
             confidence=[0.5] * STATES, scores=scores, latency_ms=1.0,
             state_node_ids=batch.node_ids, node_values=batch.values32,
             offsets=batch.offsets.tolist(), expected_ms=[3.0] * STATES,
-            transfer_ms=[1.0] * STATES).records()
+            transfer_ms=[1.0] * STATES, **extra).records()
     return out
+
+
+def _journal_us(records: list[Any]) -> float:
+    """µs a decision to encode the records as journal lines, one per 256 (a request)."""
+    from edge_allocator.store.journal import encode_batch
+
+    chunks = [records[i:i + STATES] for i in range(0, len(records), STATES)]
+    best = min(timeit.repeat(lambda: [encode_batch(c) for c in chunks], number=1, repeat=5))
+    return best / len(records) * 1e6
 
 
 def _insert_cpu_us(records: list[Any], page_size: int) -> float:
@@ -100,13 +126,21 @@ def child() -> None:
     for size in PAGE_SIZES:
         out[f"SQLite insert, {size // 1024} KiB pages, µs a decision"] = \
             _insert_cpu_us(records, size)
+    from edge_allocator.store.records import RecordBatch
+
+    if "score_values" in RecordBatch.__dataclass_fields__:
+        packed = _records(batch, packed=True)
+        for label, recs in (("scores as JSON maps", records), ("scores packed", packed)):
+            out[f"SQLite insert, 64 KiB pages, {label}, µs a decision"] = \
+                _insert_cpu_us(recs, 65536)
+            out[f"journal line, {label}, µs a decision"] = _journal_us(recs)
     print(json.dumps({"code": str(Path(edge_allocator.__file__).parent.parent),
                       "cpu_us": out}))
 
 
 def markdown(runs: dict[str, list[dict[str, float]]], args: argparse.Namespace) -> str:
     trees = list(runs)
-    keys = list(runs[trees[0]][0])
+    keys = list(dict.fromkeys(k for t in trees for k in runs[t][0]))  # a tree may lack some
     lines = [f"Median (lowest) of {args.rounds} rounds"
              + (", trees alternating" if len(trees) > 1 else "")
              + f"; {STATES} states of {NODES} nodes; inserts: {BATCHES * STATES:,} decisions "
@@ -114,7 +148,8 @@ def markdown(runs: dict[str, list[dict[str, float]]], args: argparse.Namespace) 
              "| part | " + " | ".join(trees) + " |", "|---|" + "--:|" * len(trees)]
     for k in keys:
         cells = [f"{statistics.median(r[k] for r in runs[t]):.2f} "
-                 f"({min(r[k] for r in runs[t]):.2f})" for t in trees]
+                 f"({min(r[k] for r in runs[t]):.2f})" if k in runs[t][0] else "n/a"
+                 for t in trees]
         lines.append(f"| {k} | " + " | ".join(cells) + " |")
     return "\n".join(lines) + "\n"
 

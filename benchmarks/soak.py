@@ -20,6 +20,13 @@ Invariants (``SoakReport.violations``): every failed request was in flight when 
 was killed; every decision id answered with a 200 is in the database exactly once; no
 replica's RSS grows by 5 % or more after warm-up.
 
+The client retries a request once when its connection closed without an answer, as
+HTTP clients do (RFC 9112 §9.3.1; deciding again is harmless, the first decision may be
+logged unanswered). That is what HAProxy leaves to the client when the idle connection
+to an ingress replica it reused turns out to belong to a replica that just died: it
+closes the client's connection instead of answering. The report counts those retries,
+inside and outside a kill, and names each one outside.
+
     python -m benchmarks.soak [--minutes 15]
 Writes benchmarks/results/soak.{md,json,png}. ``tests/serve/test_soak.py`` runs the same
 code for about a minute and asserts the same invariants.
@@ -134,8 +141,13 @@ class Requests:
     error_samples: dict[int, list[str]] = field(default_factory=dict)
     #: request index -> what came back, for every failed request (they are few)
     failures: dict[int, str] = field(default_factory=dict)
+    #: request index -> why its first try got no answer, for every retried request
+    retried: dict[int, str] = field(default_factory=dict)
 
-    def add(self, kind: int, t0: float, t1: float, status: int, body: bytes | None) -> None:
+    def add(self, kind: int, t0: float, t1: float, status: int, body: bytes | None,
+            retried: str | None = None) -> None:
+        if retried is not None:
+            self.retried[len(self.status)] = retried
         self.kind.append(kind)
         self.t0.append(t0)
         self.t1.append(t1)
@@ -194,14 +206,21 @@ async def drive(url: str, bodies: Sequence[bytes], batch_bodies: Sequence[bytes]
     async with aiohttp.ClientSession(connector=conn,
                                      timeout=aiohttp.ClientTimeout(total=30)) as s:
         async def one(path: str, body: bytes, kind: int, t0: float) -> None:
-            status, raw = 0, None
-            try:
-                async with s.post(url + path, data=body, headers=JSON_HEADERS) as r:
-                    raw = await r.read()
-                    status = r.status
-            except (aiohttp.ClientError, asyncio.TimeoutError) as exc:
-                raw = repr(exc).encode()  # status 0: no HTTP answer; say why
-            out.add(kind, t0, time.perf_counter() - t_origin, status, raw)
+            status, raw, retried = 0, None, None
+            for attempt in (1, 2):
+                try:
+                    async with s.post(url + path, data=body, headers=JSON_HEADERS) as r:
+                        raw = await r.read()
+                        status = r.status
+                except aiohttp.ServerDisconnectedError as exc:  # closed, no answer
+                    raw = repr(exc).encode()
+                    if attempt == 1:
+                        retried = f"{time.perf_counter() - t_origin:.2f} s: {exc!r}"
+                        continue
+                except (aiohttp.ClientError, asyncio.TimeoutError) as exc:
+                    raw = repr(exc).encode()  # status 0: no HTTP answer; say why
+                break
+            out.add(kind, t0, time.perf_counter() - t_origin, status, raw, retried)
 
         tasks: set[asyncio.Task[None]] = set()
 
@@ -345,6 +364,8 @@ class SoakReport:
     statuses: dict[str, int]
     failed_in_flight: int
     failed_other: int
+    retried_in_flight: int
+    retried_other: int
     decisions_ok: int
     duplicate_ids_answered: int
     missing_in_db: int
@@ -359,6 +380,8 @@ class SoakReport:
     error_samples: dict[int, list[str]] = field(default_factory=dict)
     #: each request that failed outside a kill: sent and ended when, status, what came back
     failed_other_examples: list[str] = field(default_factory=list)
+    #: each request retried outside a kill: sent when, and why its first try failed
+    retried_other_examples: list[str] = field(default_factory=list)
 
 
 def _rss_growth(samples: list[RssSample], plan: SoakPlan) -> list[RssGrowth]:
@@ -398,6 +421,8 @@ def judge(run: SoakRun, db_url: str, judge_rss: bool = True) -> SoakReport:
     in_flight = np.zeros_like(failed)
     for start, end in kills:
         in_flight |= (t0 <= end) & (t1 >= start)
+    retried = np.zeros_like(failed)
+    retried[list(req.retried)] = True
     answered = Counter(req.ids)
     counts = logged_ids(db_url, set(answered))
     missing = sorted(set(answered) - counts.keys())
@@ -420,6 +445,8 @@ def judge(run: SoakRun, db_url: str, judge_rss: bool = True) -> SoakReport:
         statuses={str(k): v for k, v in sorted(Counter(req.status).items())},
         failed_in_flight=int((failed & in_flight).sum()),
         failed_other=int((failed & ~in_flight).sum()),
+        retried_in_flight=int((retried & in_flight).sum()),
+        retried_other=int((retried & ~in_flight).sum()),
         decisions_ok=len(req.ids),
         duplicate_ids_answered=sum(c - 1 for c in answered.values() if c > 1),
         missing_in_db=len(missing), duplicated_in_db=sum(1 for c in counts.values() if c > 1),
@@ -428,7 +455,9 @@ def judge(run: SoakRun, db_url: str, judge_rss: bool = True) -> SoakReport:
         missing_examples=missing[:10], error_samples=req.error_samples,
         failed_other_examples=[
             f"sent {t0[i]:.2f} s, ended {t1[i]:.2f} s, status {status[i]}: "
-            f"{req.failures.get(int(i), '')}" for i in np.flatnonzero(failed & ~in_flight)[:20]])
+            f"{req.failures.get(int(i), '')}" for i in np.flatnonzero(failed & ~in_flight)[:20]],
+        retried_other_examples=[f"sent {t0[i]:.2f} s, first try ended {req.retried[int(i)]}"
+                                for i in np.flatnonzero(retried & ~in_flight)[:20]])
     report.violations = violations(report, {e.name for e in run.faults}, judge_rss)
     return report
 
@@ -469,10 +498,12 @@ def markdown(r: SoakReport, setup: str) -> str:
              f"**Result: {'PASS' if not r.violations else 'FAIL'}**", ""]
     lines += [f"- violation: {v}" for v in r.violations]
     lines += ["", "| requests | of them batch | decisions answered (200) | errors by status | "
-              "failed in flight at a kill | failed otherwise |", "|---|---|---|---|---|---|",
+              "failed in flight at a kill | failed otherwise | retried (closed unanswered) "
+              "in flight at a kill | retried otherwise |", "|---|---|---|---|---|---|---|---|",
               f"| {r.requests:,} | {r.batch_requests:,} | {r.decisions_ok:,} | "
               f"{', '.join(f'{k}: {v:,}' for k, v in r.statuses.items() if k != '200') or 'none'}"
-              f" | {r.failed_in_flight} | {r.failed_other} |", "",
+              f" | {r.failed_in_flight} | {r.failed_other} | {r.retried_in_flight} | "
+              f"{r.retried_other} |", "",
               "| decision log (PostgreSQL) | count |", "|---|---|",
               f"| 200s' decision ids missing from the database | {r.missing_in_db} |",
               f"| ids stored more than once | {r.duplicated_in_db} |",
@@ -484,6 +515,7 @@ def markdown(r: SoakReport, setup: str) -> str:
     for status, samples in r.error_samples.items():
         lines += [f"- status {status} (first seen): " + "; ".join(f"`{x}`" for x in samples)]
     lines += [f"- failed outside a kill: `{x}`" for x in r.failed_other_examples]
+    lines += [f"- retried outside a kill: `{x}`" for x in r.retried_other_examples]
     lines += ["", "RSS per replica (median over the first tenth after warm-up vs the last "
               "tenth of the run; `n/a`: the process did not live through both):", "",
               "| deployment | pid | seen s | after warm-up MiB | at the end MiB | growth |",
