@@ -19,8 +19,8 @@ A batch request's scores are stored the same way (migration 0005): ``score_value
 the model's ``[N]`` float32 scores in node order, NaN where a node was masked, as
 little-endian bytes, with ``scores`` (a JSON map of the scored nodes) NULL. The models
 score in float32, so the map the response shows (those values widened to float64) is
-rebuilt exactly (:func:`stored_scores`); a JSON map of 20 of them was ~475 bytes of text
-to encode per decision against 80 bytes here. Records that carry no packed scores
+rebuilt exactly (:func:`stored_scores`); the JSON map of a 20-node state's ~10 feasible
+nodes was ~250 bytes of text to encode per decision, against 80 bytes here. Records that carry no packed scores
 (single requests, shadow decisions, older spools) keep the JSON map.
 
 JSON (orjson) is the spool's serialisation: it must be readable by any later version and
@@ -149,8 +149,9 @@ def unpack_scores(data: bytes) -> np.ndarray:
 def scores_map(values: np.ndarray, ids: Sequence[str]) -> dict[str, float]:
     """{node id: score} of the scored (not NaN) nodes, in node order: the map the
     response showed, from packed scores."""
-    return {ids[k]: v for k, v in zip(np.flatnonzero(~np.isnan(values)).tolist(),
-                                      values[~np.isnan(values)].astype(np.float64).tolist())}
+    scored = ~np.isnan(values)
+    return {ids[k]: v for k, v in zip(np.flatnonzero(scored).tolist(),
+                                      values[scored].astype(np.float64).tolist())}
 
 
 def stored_scores(scores: dict[str, float] | None, score_values: bytes | None,
