@@ -20,8 +20,9 @@ the model's ``[N]`` float32 scores in node order, NaN where a node was masked, a
 little-endian bytes, with ``scores`` (a JSON map of the scored nodes) NULL. The models
 score in float32, so the map the response shows (those values widened to float64) is
 rebuilt exactly (:func:`stored_scores`); the JSON map of a 20-node state's ~10 feasible
-nodes was ~250 bytes of text to encode per decision, against 80 bytes here. Records that carry no packed scores
-(single requests, shadow decisions, older spools) keep the JSON map.
+nodes was ~250 bytes of text to encode per decision, against 80 bytes here. Records
+that carry no packed scores (single requests, shadow decisions, older spools) keep the
+JSON map.
 
 JSON (orjson) is the spool's serialisation: it must be readable by any later version and
 must never execute anything it reads, which rules out pickle. The arrays travel in it as
