@@ -11,6 +11,12 @@ and arrivals either way, so every row is paired with every other.
     python -m benchmarks.closedloop run --part base     # heuristics, oracle, planner, v1
     python -m benchmarks.closedloop run --part closed   # v1/v3 with and without feedback
     python -m benchmarks.closedloop table               # closedloop.{md,json}
+    python -m benchmarks.closedloop candidate --model DIR --label NAME
+
+``candidate`` scores another checkpoint (a retrained seed, a wider network) cold and with
+feedback on the same seeds and pairs it with the committed per-seed rewards of v1, v3,
+the heuristics and the planner, without touching the published table
+(``<out>/candidates/<label>.{md,json}``).
 
 Each (part, scenario) is written as soon as it is done
 (``<out>/per_seed/<part>-<scenario>.json``; the shipped ones are committed, so ``table``
@@ -166,6 +172,68 @@ def table(args: argparse.Namespace) -> None:
         print(sc, {k: f"{mean_ci(v).mean:.1f} (n={len(v)})" for k, v in a.items()})
 
 
+def candidate(args: argparse.Namespace) -> None:
+    """A checkpoint's cold and feedback rewards, paired with the committed parts."""
+    import torch
+
+    from edge_allocator.policies.heuristics import HEURISTIC_NAMES
+    from edge_allocator.train.agents import model_agents
+    from edge_allocator.train.distill import load_teacher
+    from edge_allocator.train.evaluate import default_scenarios, evaluate, mean_ci
+
+    torch.set_num_threads(1)
+    model, _ = load_teacher(Path(args.model))
+    mine: dict[str, dict[str, list[float]]] = {}
+    for observed, cond in ((False, COLD), (True, WARM)):
+        for sc in default_scenarios(observed_speed=observed):
+            res = evaluate(model_agents({cond: (model, "hybrid")}), [sc],
+                           episodes=EPISODES[sc.name], progress=False)
+            mine.setdefault(sc.name, {})[cond] = res[0].episode_rewards
+            print(f"{args.label} ({cond}) {sc.name}: {mean_ci(res[0].episode_rewards)}",
+                  flush=True)
+    planner = {r["scenario"]: r["episode_rewards"]
+               for r in json.loads(GAP_CLOSURE.read_text())["results"]
+               if r["agent"] == "lookahead"}
+    lines = [f"Candidate `{args.label}` ({args.model}), paired on the closed-loop seeds with "
+             "the committed per-seed rewards", "",
+             "| scenario | episodes | best heuristic | cold | feedback | gap closed | "
+             "cold − v1 cold, paired | feedback − best heuristic, paired | "
+             "feedback − v3 feedback, paired |", "|---|---|---|---|---|---|---|---|---|"]
+    rows = []
+    for sc, got in mine.items():
+        a = dict(got)
+        for part in ("base", "closed", "cold"):
+            for r in json.loads((OUT / "per_seed" / f"{part}-{sc}.json").read_text())["results"]:
+                a[r["agent"]] = r["episode_rewards"]
+        n = len(a[WARM])
+        heur = [k for k in a if k.split(" (")[0] in HEURISTIC_NAMES]
+        best = max(heur, key=lambda k: mean_ci(a[k][:n]).mean)
+        b, p = mean_ci(a[best][:n]), mean_ci(planner[sc][:n])
+
+        def paired(x: str, y: str, a: dict[str, list[float]] = a, n: int = n) -> Any:
+            return mean_ci([u - v for u, v in zip(a[x][:n], a[y][:n])])
+
+        cold, warm = mean_ci(a[COLD][:n]), mean_ci(a[WARM][:n])
+        closed = (warm.mean - b.mean) / (p.mean - b.mean) * 100
+        vs_v1, vs_h = paired(COLD, f"hybrid-v1 ({COLD})"), paired(WARM, best)
+        vs_v3 = paired(WARM, f"hybrid-v3 ({WARM})")
+        rows.append({"scenario": sc, "episodes": n, "best_heuristic": best,
+                     "cold": cold._asdict(), "feedback": warm._asdict(),
+                     "gap_closed_pct": closed, "cold_minus_v1_cold": vs_v1._asdict(),
+                     "feedback_minus_best_heuristic": vs_h._asdict(),
+                     "feedback_minus_v3_feedback": vs_v3._asdict()})
+        lines.append(f"| {sc} | {n} | {best} {_ci(b)} | {_ci(cold)} | {_ci(warm)} | "
+                     f"{closed:.0f}% | {_ci(vs_v1)} | {_ci(vs_h)} | {_ci(vs_v3)} |")
+    text = "\n".join(lines) + "\n"
+    out = Path(args.out) / "candidates"
+    out.mkdir(parents=True, exist_ok=True)
+    (out / f"{args.label}.md").write_text(text)
+    (out / f"{args.label}.json").write_text(json.dumps(
+        {"label": args.label, "model": args.model, "rows": rows,
+         "per_seed": mine}, indent=1))
+    print(text)
+
+
 def main() -> None:
     p = argparse.ArgumentParser(description=__doc__)
     sub = p.add_subparsers(dest="cmd", required=True)
@@ -184,6 +252,11 @@ def main() -> None:
     t = sub.add_parser("table")
     t.add_argument("--out", default=str(OUT))
     t.set_defaults(func=table)
+    c = sub.add_parser("candidate")
+    c.add_argument("--model", required=True, help="a checkpoint directory (manifest.json)")
+    c.add_argument("--label", required=True, help="its name in the output files")
+    c.add_argument("--out", default=str(OUT))
+    c.set_defaults(func=candidate)
     args = p.parse_args()
     args.func(args)
 
