@@ -34,7 +34,7 @@ def ray_start(*args: str, temp_dir: str, worker_ports: tuple[int, int]) -> None:
              f"--metrics-export-port={free_port()}", f"--runtime-env-agent-port={free_port()}",
              f"--dashboard-agent-grpc-port={free_port()}",
              f"--dashboard-agent-listen-port={free_port()}",
-             # below the kernel's ephemeral range, so no free_port() above can land in it
+             # Ray's default worker range (10002-19999): below free_port()'s range
              f"--min-worker-port={worker_ports[0]}", f"--max-worker-port={worker_ports[1]}"]
     subprocess.run([ray_bin, "start", *args, *ports, f"--temp-dir={temp_dir}",
                     "--disable-usage-stats"], check=True, env=env, stdout=subprocess.DEVNULL)
@@ -56,9 +56,9 @@ def main() -> None:
     started: list[psutil.Process] = []
     try:
         ray_start("--head", f"--port={gcs}", "--num-cpus=1", "--include-dashboard=false",
-                  temp_dir=head_tmp, worker_ports=(23000, 23199))
+                  temp_dir=head_tmp, worker_ports=(13000, 13199))
         ray_start(f"--address=127.0.0.1:{gcs}", "--num-cpus=1", temp_dir=worker_tmp,
-                  worker_ports=(23200, 23399))
+                  worker_ports=(13200, 13399))
         started = our_ray_processes([head_tmp, worker_tmp])
         import ray
         from ray import serve

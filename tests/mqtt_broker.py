@@ -15,6 +15,7 @@ import subprocess
 import time
 import uuid
 
+from edge_allocator.runtime.raylocal import free_port
 from tests.conftest import missing
 
 SHARED_HOST, SHARED_PORT = "127.0.0.1", 1883
@@ -38,12 +39,6 @@ def shared_broker_url() -> str:
 def unique_prefix(name: str) -> str:
     """A topic prefix no other test (or concurrent run) publishes on."""
     return f"test-{name}-{uuid.uuid4().hex[:8]}"
-
-
-def free_port() -> int:
-    with socket.socket() as s:
-        s.bind(("127.0.0.1", 0))
-        return int(s.getsockname()[1])
 
 
 class OwnBroker:

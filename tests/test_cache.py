@@ -34,6 +34,7 @@ from edge_allocator.cache import (
     redact_url,
     request_key,
 )
+from edge_allocator.runtime.raylocal import free_port
 from tests.conftest import missing
 
 REDIS_URL = "redis://127.0.0.1:6379/15"
@@ -286,12 +287,6 @@ def test_null_cache_always_misses() -> None:
 # --------------------------------------------------------------------------- redis helpers
 
 
-def _free_port() -> int:
-    with socket.socket() as s:
-        s.bind(("127.0.0.1", 0))
-        return int(s.getsockname()[1])
-
-
 @pytest.fixture(scope="module")
 def redis_client() -> Iterator[Any]:
     client = redis.Redis.from_url(REDIS_URL, socket_timeout=0.5, socket_connect_timeout=0.5)
@@ -324,7 +319,7 @@ class RedisServer:
     """A private redis-server this test starts and kills by its own process id."""
 
     def __init__(self, workdir: Path, password: str) -> None:
-        self.port = _free_port()
+        self.port = free_port()
         self.workdir = workdir
         self.password = password
         self.proc: subprocess.Popen[bytes] | None = None

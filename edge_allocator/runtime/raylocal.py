@@ -8,6 +8,7 @@ stopped by process id, never with ``ray stop``. Nothing here imports Ray; ``reap
 
 from __future__ import annotations
 
+import random
 import signal
 import socket
 import tempfile
@@ -24,11 +25,33 @@ if TYPE_CHECKING:
 FAST_PATH_ENV = SERVE_LOCAL_ENV
 
 
+#: Where ``free_port`` draws from: below the kernel's ephemeral range (Linux's default
+#: starts at 32768), so no outgoing connection's local port can land on a port between
+#: the moment it is chosen and the moment its server binds it, and above Ray's worker
+#: ports (10002-19999 by default).
+PORT_RANGE = (20000, 32768)
+_random = random.Random()  # its own: a seeded global ``random`` must not repeat picks
+
+
 def free_port() -> int:
-    """A TCP port on 127.0.0.1 free at the time of the call."""
-    with socket.socket() as s:
-        s.bind(("127.0.0.1", 0))
-        return int(s.getsockname()[1])
+    """A TCP port on 127.0.0.1, free at the time of the call, that no outgoing connection
+    can take before its server binds it.
+
+    Why not port 0 (the kernel's pick): that is a port of the ephemeral range, which every
+    outgoing connection on the machine draws its local port from, and a test session's
+    Ray opens hundreds of them. In one CI run HAProxy could not bind the gRPC port
+    chosen that way seconds earlier ("Address already in use"), and 58 tests of the
+    worker failed with it."""
+    lo, hi = PORT_RANGE
+    for _ in range(200):
+        port = _random.randrange(lo, hi)
+        with socket.socket() as s:
+            try:
+                s.bind(("127.0.0.1", port))
+            except OSError:
+                continue  # taken: someone's server
+            return port
+    raise RuntimeError(f"no free TCP port in {lo}..{hi - 1} after 200 tries")
 
 
 def haproxy_env() -> dict[str, str]:

@@ -6,7 +6,6 @@ from __future__ import annotations
 import copy
 import os
 import shutil
-import socket
 import tempfile
 import time
 from pathlib import Path
@@ -17,16 +16,13 @@ import pytest
 
 from edge_allocator.constants import MODELS_DIR, PROJECT_ROOT
 from edge_allocator.runtime.artifacts import default_version
+from edge_allocator.runtime.raylocal import free_port
 
 SERVE_CONFIG = PROJECT_ROOT / "serve_config.yaml"
 #: The gRPC API, as serve_config.yaml registers it (its port is the session's own).
 GRPC_SERVICERS = ["edge_allocator.grpc.edge_allocator_pb2_grpc.add_EdgeAllocatorServicer_to_server"]
 
 
-def free_port() -> int:
-    with socket.socket() as s:
-        s.bind(("127.0.0.1", 0))
-        return s.getsockname()[1]
 
 
 @pytest.fixture(scope="session")
