@@ -213,16 +213,11 @@ def main() -> None:
     if args.for_sampler:
         for_sampler(args)
         return
-    checkouts = {"before": Path(args.before), "after": REPO} if args.before else {"now": REPO}
-    runs: dict[str, list[dict[str, float]]] = {t: [] for t in checkouts}
-    for r in range(args.rounds):
-        for name, tree in checkouts.items():
-            runs[name].append(_round(tree, args))
-            print(f"round {r + 1} {name}: {runs[name][-1]}", flush=True)
-    text = markdown(runs, args)
-    print(text)
     from benchmarks import trees
 
+    runs = trees.alternate(args.before, REPO, args.rounds, lambda tree: _round(tree, args))
+    text = markdown(runs, args)
+    print(text)
     trees.write_results(RESULTS, "handler_cost", text, runs, args)
 
 

@@ -166,12 +166,8 @@ def main() -> None:
         return
     from benchmarks import trees
 
-    checkouts = {"before": Path(args.before), "after": REPO} if args.before else {"now": REPO}
-    runs: dict[str, list[dict[str, float]]] = {t: [] for t in checkouts}
-    for r in range(args.rounds):
-        for name, tree in checkouts.items():
-            runs[name].append(trees.run_in(tree, __file__, [])["cpu_us"])
-            print(f"round {r + 1} {name}: {runs[name][-1]}", flush=True)
+    runs = trees.alternate(args.before, REPO, args.rounds,
+                           lambda tree: trees.run_in(tree, __file__, [])["cpu_us"])
     text = markdown(runs, args)
     print(text)
     trees.write_results(RESULTS, "log_parts", text, runs, args)

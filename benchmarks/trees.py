@@ -10,6 +10,7 @@ import json
 import os
 import subprocess
 import sys
+from collections.abc import Callable
 from pathlib import Path
 from typing import Any
 
@@ -29,6 +30,20 @@ def run_in(tree: Path, script: str, argv: list[str], timeout_s: float = 600) -> 
     if Path(result["code"]).resolve() != tree.resolve():
         raise RuntimeError(f"imported edge_allocator from {result['code']}, not {tree}")
     return result
+
+
+def alternate(before: str | None, here: Path, rounds: int,
+              measure: Callable[[Path], dict[str, float]]) -> dict[str, list[dict[str, float]]]:
+    """``rounds`` rounds of ``measure(tree)``: this tree alone ("now"), or with
+    ``before`` given, that checkout ("before") and this one ("after") in turn each
+    round, so both see the same machine. Each round is printed as it ends."""
+    checkouts = {"before": Path(before), "after": here} if before else {"now": here}
+    runs: dict[str, list[dict[str, float]]] = {t: [] for t in checkouts}
+    for r in range(rounds):
+        for name, tree in checkouts.items():
+            runs[name].append(measure(tree))
+            print(f"round {r + 1} {name}: {runs[name][-1]}", flush=True)
+    return runs
 
 
 def write_results(results: Path, name: str, text: str, runs: Any, args: Any) -> None:

@@ -159,7 +159,7 @@ class StateBatch:
         ``1`` or ``1.0``); an omitted ``edges`` (default topology) differs from ``[]``."""
         lo, hi = int(self.offsets[i]), int(self.offsets[i + 1])
         return self._key(_key_hasher(model, version), self.values[lo:hi].tobytes(),
-                         self.tasks[i].tobytes(), i, self._declares(i))
+                         self.tasks[i].tobytes(), i, self._declared_of(i))
 
     def keys(self, model: str, version: str) -> list[str]:
         """``key(i, model, version)`` of every state: the arrays' bytes taken once for
@@ -171,28 +171,28 @@ class StateBatch:
         values, tasks = memoryview(self.values.tobytes()), memoryview(self.tasks.tobytes())
         bounds = (self.offsets * row).tolist()
         return [self._key(base, values[bounds[i]:bounds[i + 1]],
-                          tasks[i * task:(i + 1) * task], i, self._declares(i))
+                          tasks[i * task:(i + 1) * task], i, self._declared_of(i))
                 for i in range(len(self))]
 
-    def _declares(self, i: int) -> bool:
-        """Whether a node of state i declared a limit: only then are the limits keyed,
-        so a state keys alike alone or in a batch with states that declare some."""
+    def _declared_of(self, i: int) -> np.ndarray | None:
+        """State i's declared limits if a node of it declared one, else None: only then
+        are they keyed, so a state keys alike alone or in a batch with states that
+        declare some."""
         if self.declared is None:
-            return False
+            return None
         lim = self.declared[self.offsets[i]:self.offsets[i + 1]]
-        return not bool(np.isnan(lim).all())
+        return None if np.isnan(lim).all() else lim
 
     def _key(self, base: hashlib.blake2b, values: bytes | memoryview, task: bytes | memoryview,
-             i: int, declares: bool) -> str:
+             i: int, lim: np.ndarray | None) -> str:
         h = base.copy()
         h.update(values)
         h.update(task)
         ids, e = self.node_ids[i], self.edges[i]
         h.update(b"\1" + "\0".join(ids).encode() if ids is not None else b"\0")
         h.update(b"\1" + e.tobytes() if e is not None else b"\0")
-        lim = self.declared
-        if declares and lim is not None:
-            h.update(b"\1" + lim[self.offsets[i]:self.offsets[i + 1]].tobytes())
+        if lim is not None:
+            h.update(b"\1" + lim.tobytes())
         return h.hexdigest()
 
     def masked_reasons(self, mask: np.ndarray) -> list[dict[str, str]]:

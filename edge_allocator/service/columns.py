@@ -61,6 +61,7 @@ class DecisionColumns:
     _score_maps: list[dict[str, float] | None] | None = None
     _infeasible: list[dict[str, str]] | None = None
     _feasible_of: list[tuple[list[int], list[str]] | None] | None = None
+    _mask: np.ndarray | None = None
 
     def __len__(self) -> int:
         return len(self.decision_ids)
@@ -110,7 +111,7 @@ class DecisionColumns:
         scored node's score is NaN: the log keeps the maps then."""
         values = np.concatenate(self.scores) if self.scores else np.empty(0)
         packed = values.astype(np.float32)
-        mask = feasibility(self.batch)
+        mask = self._feasibility()
         scored = values[mask]
         if not np.array_equal(packed[mask].astype(np.float64), scored):  # NaN too
             return None
@@ -121,8 +122,15 @@ class DecisionColumns:
         """Per state {node_id: why} of its masked nodes, made once and for masked nodes
         only (``StateBatch.masked_reasons``)."""
         if self._infeasible is None:
-            self._infeasible = self.batch.masked_reasons(feasibility(self.batch))
+            self._infeasible = self.batch.masked_reasons(self._feasibility())
         return self._infeasible
+
+    def _feasibility(self) -> np.ndarray:
+        """[T] the batch's feasibility mask, made once (the log's packed scores and the
+        answer's reasons both read it)."""
+        if self._mask is None:
+            self._mask = feasibility(self.batch)
+        return self._mask
 
     def _decision(self, i: int) -> Decision:
         ids, order = self._ids(i), self.order[i].tolist()
