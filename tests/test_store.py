@@ -540,6 +540,22 @@ def test_feedback_for_fresh_decision_and_unknown_id(db_url: str, tmp_path: Path)
         (rec.decision_id, 12.5, True, 0.3)]
 
 
+def test_feedback_finds_a_decision_another_replica_has_not_written_yet(
+        db_url: str, tmp_path: Path) -> None:
+    """Two replicas' logs on one database: feedback reaching the second a moment after
+    the first decided waits for the first one's writer instead of a 404; an id made long
+    ago (or not by new_decision_ids) is refused without waiting."""
+    rec = make_record()
+    with open_log(db_url, tmp_path / "a", flush_interval_s=0.5) as deciding, \
+            open_log(db_url, tmp_path / "b") as told:
+        assert told.flush(10)  # schema made
+        deciding.record(rec)  # queued on replica a; its writer writes within 0.5 s
+        assert told.record_feedback(rec.decision_id, completion_ms=5.0, success=True) >= 1
+        old = "0" * 12 + "7" + rec.decision_id[13:]
+        with pytest.raises(UnknownDecision):
+            told.record_feedback(old, completion_ms=1.0, success=False)
+
+
 # ------------------------------------------------------------------------ report
 
 

@@ -40,7 +40,12 @@ from edge_allocator.store.engine import (
 )
 from edge_allocator.store.inserts import insert_records
 from edge_allocator.store.journal import Journal, journal_files, read_journal
-from edge_allocator.store.records import HEX_ID_CHARS, DecisionRecord, utc_now
+from edge_allocator.store.records import (
+    HEX_ID_CHARS,
+    DecisionRecord,
+    decision_id_time,
+    utc_now,
+)
 from edge_allocator.store.report import ReportRow, build_report
 from edge_allocator.store.shadow_report import ShadowRow, build_shadow_report
 from edge_allocator.store.spool import Spool
@@ -131,6 +136,12 @@ def _drop_tracebacks(err: BaseException) -> None:
 def _chunks(items: list[DecisionRecord], size: int) -> Iterator[list[DecisionRecord]]:
     for i in range(0, len(items), size):
         yield items[i : i + size]
+
+
+#: How long after a decision was made feedback on it may still find it unwritten: the
+#: writers of the other replicas sharing the database write every ``flush_interval_s``
+#: (0.5 s by default) or when a batch fills, so a few seconds cover them under load.
+PEER_WRITE_WINDOW_S = 3.0
 
 
 def _check_measure(name: str, value: float | None) -> None:
@@ -355,6 +366,16 @@ class DecisionLog:
         if stored is None and self.pending().total:
             self.flush()
             stored = self._insert_feedback(row)
+        # A decision made a moment ago by another replica sits in that replica's queue
+        # until its writer's next write (every 0.5 s by default, sooner when a batch
+        # fills): for an id young enough, look again until that write is due. The id
+        # says when it was made (UUIDv7), so an old or made-up id is refused at once.
+        window = PEER_WRITE_WINDOW_S
+        made, now = decision_id_time(decision_id), time.time()
+        if stored is None and made is not None and now - window <= made <= now + 1.0:
+            while stored is None and time.time() < made + window:
+                time.sleep(0.05)
+                stored = self._insert_feedback(row)
         if stored is None:
             raise UnknownDecision(decision_id)
         return stored

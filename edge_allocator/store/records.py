@@ -96,6 +96,17 @@ def new_decision_ids(n: int) -> tuple[str, ...]:
     return tuple(blob[k:k + HEX_ID_CHARS] for k in range(0, HEX_ID_CHARS * n, HEX_ID_CHARS))
 
 
+def decision_id_time(decision_id: str) -> float | None:
+    """The Unix time (s) a decision id of :func:`new_decision_ids` was made at, or None
+    for an id that is not a UUIDv7 (its version digit is not 7)."""
+    if len(decision_id) != HEX_ID_CHARS or decision_id[12] != "7":
+        return None
+    try:
+        return int(decision_id[:12], 16) / 1000.0
+    except ValueError:
+        return None
+
+
 def new_decision_id() -> str:
     """One fresh decision id (see :func:`new_decision_ids`)."""
     return new_decision_ids(1)[0]
