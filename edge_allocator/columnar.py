@@ -107,6 +107,9 @@ class StateBatch:
     #: [T, L] the optional node fields (``capacity.LIMIT_FIELDS``) as sent, NaN where a
     #: node omitted one; None when no node of the batch sent any (today's clients).
     declared: np.ndarray | None = None
+    #: Per state, the topology cache's key of its edge list (``edge_list_key``) where the
+    #: decoder already had it (one per distinct list, not per state); None: made later.
+    edge_keys: list[bytes | None] | None = None
     _values32: np.ndarray | None = None
     _limits: np.ndarray | None = None
 
@@ -217,6 +220,12 @@ class StateBatch:
                 else [str(k) for k in local[a:b]]
             out[i] = dict(zip(names, text[a:b]))
         return out
+
+
+def edge_list_key(n: int, edges: np.ndarray) -> bytes:
+    """The topology cache's key of an [E, 2] int64 edge list over ``n`` nodes."""
+    return b"e" + hashlib.blake2b(n.to_bytes(4, "little") + edges.tobytes(),
+                                  digest_size=16).digest()
 
 
 def _check_nodes(nodes: Sequence[dict[str, Any]]) -> np.ndarray:

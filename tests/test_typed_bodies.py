@@ -132,3 +132,43 @@ def test_fields_and_model_come_through():
     assert got is not None and got.model == "hybrid" and got.fields == "node_id"
     assert got.batch.models == ["dqn"] and got.batch.tasks[0, 1] == 10.0
     assert got.batch.edges[0] is not None and got.batch.edges[0].tolist() == [[0, 1]]
+
+
+def test_plain_nodes_skip_the_optional_fields_and_others_do_not():
+    """Today's nodes decode as PlainNode (no optional fields to scan); a node with a
+    capacity, or with a key pydantic ignores, is decoded again with TypedNode, and the
+    columns are the dict path's either way."""
+    plain = {"states": [{"nodes": [node(node_id="a"), node(node_id="b", node_type=2)]}]}
+    declared = {"states": [{"nodes": [node(), node(capacity_gcps=7.5, queue_capacity=4)]}]}
+    unknown = {"states": [{"nodes": [node(), node(colour="red")]}]}
+    for body, is_msgpack in (_encodings(plain) + _encodings(declared)
+                             + _encodings(unknown)):
+        got = decode_batch_body(body, is_msgpack)
+        ref = _dict_path(body, is_msgpack, decode_batch)
+        assert got is not None and ref is not None
+        _same_columns(got.batch, ref[0])
+    got = decode_batch_body(orjson.dumps(declared), False)
+    assert got is not None and got.batch.declared is not None
+    assert got.batch.declared[1, 0] == 7.5 and got.batch.declared[1, 2] == 4
+    assert decode_batch_body(orjson.dumps(unknown), False).batch.declared is None
+
+
+def test_an_edge_list_is_checked_against_each_states_own_node_count():
+    """Edge lists are decoded and checked once per distinct list as sent, so the same
+    bytes must still be judged against each state's own size."""
+    edges = [[0, 4], [1, 2]]
+    five = {"nodes": [node() for _ in range(5)], "edges": edges}
+    three = {"nodes": [node() for _ in range(3)], "edges": edges}
+    for body, is_msgpack in _encodings({"states": [five, five]}):
+        got = decode_batch_body(body, is_msgpack)
+        assert got is not None
+        assert [e.tolist() for e in got.batch.edges] == [edges, edges]
+        from edge_allocator.columnar import edge_list_key
+        assert got.batch.edge_keys == [edge_list_key(5, got.batch.edges[0])] * 2
+    for body, is_msgpack in _encodings({"states": [five, three]}):
+        assert decode_batch_body(body, is_msgpack) is None  # the dict path words the 422
+        with pytest.raises(RequestError, match=r"states\.1: edges\.0"):
+            decode_batch(msgpack.unpackb(body) if is_msgpack else orjson.loads(body))
+    nulls = {"states": [{"nodes": [node(), node()], "edges": None}]}
+    got = decode_batch_body(orjson.dumps(nulls), False)
+    assert got is not None and got.batch.edges == [None] and got.batch.edge_keys == [None]
