@@ -221,6 +221,29 @@ def test_columnar_errors_name_the_state_and_node(mutate, loc):
     assert info.value.details[0]["loc"] == loc.format(s=s, j=j)
 
 
+def test_columnar_edges_are_judged_per_state_and_keyed_per_topology():
+    """The columnar shape's edges are checked in one pass: a bad edge is still named by
+    its own state and position, each state is judged against its own node count, and
+    states sharing a topology share its array and cache key."""
+    from edge_allocator.columnar import edge_list_key
+    from edge_allocator.wire import columnar_batch
+
+    def body(edges_per_state: list[list[list[int]]], sizes: list[int]) -> dict[str, Any]:
+        states = [{"nodes": [node(node_id=f"n{k}") for k in range(n)], "edges": e}
+                  for n, e in zip(sizes, edges_per_state)]
+        return _columnar_body(states)
+
+    ring = [[0, 1], [1, 2], [2, 0]]
+    batch, _ = columnar_batch(body([ring, [[0, 1]], ring], [3, 3, 3]))
+    assert batch.edges[0] is batch.edges[2] and batch.edges[1].tolist() == [[0, 1]]
+    assert batch.edge_keys == [edge_list_key(3, batch.edges[0]),
+                               edge_list_key(3, batch.edges[1]), batch.edge_keys[0]]
+    with pytest.raises(RequestError) as info:  # valid for 3 nodes, not for state 1's 2
+        columnar_batch(body([ring, [[0, 1], [1, 0], [0, 2]], ring], [3, 2, 3]))
+    assert info.value.details[0]["loc"] == "states.1.edges.2"
+    assert "outside 0..1" in info.value.details[0]["msg"]
+
+
 def test_batch_keys_equal_each_states_key():
     """``keys`` slices the batch's bytes once; it must give ``key(i)`` of every state
     (the cache and the log's request hash depend on it): ids, edges, tasks and sizes vary."""
