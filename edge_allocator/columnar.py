@@ -26,8 +26,9 @@ import math
 import operator
 from collections.abc import Sequence
 from dataclasses import dataclass
-from typing import Any
+from typing import Annotated, Any
 
+import msgspec
 import numpy as np
 import orjson
 
@@ -318,32 +319,38 @@ def _check_edges(edges: Any, n: int) -> np.ndarray | None:
         blob = orjson.dumps(edges)
     except (TypeError, orjson.JSONEncodeError):
         raise _Irregular("edges") from None
-    arr = _edges_of(n, blob)
-    if arr is None:
+    got = edge_list(n, blob, False)
+    if got is None:
         raise _Irregular("edges")
-    return arr
+    return got[0]
+
+
+#: A state's ``edges``: pairs of node indices (past MAX_NODES never valid), or null
+#: (the default topology), as the typed decoders read them.
+_Index = Annotated[int, msgspec.Meta(ge=0, lt=MAX_NODES)]
+_EdgeList = Annotated[list[tuple[_Index, _Index]], msgspec.Meta(max_length=MAX_EDGES)] | None
+_EDGE_DECODERS = msgspec.json.Decoder(_EdgeList), msgspec.msgpack.Decoder(_EdgeList)
 
 
 @functools.lru_cache(maxsize=EDGE_LIST_CACHE_ENTRIES)
-def _edges_of(n: int, blob: bytes) -> np.ndarray | None:
-    """The [E, 2] array of a JSON edge list that is certainly valid for ``n`` nodes, or
-    None. Equal JSON means equal types and values, so the verdict can be cached."""
-    edges = orjson.loads(blob)
-    if not edges:
-        return np.zeros((0, 2), np.int64)
-    if not all(type(p) is list and len(p) == 2 for p in edges):
-        return None
-    flat = [v for p in edges for v in p]
-    if set(map(type, flat)) != {int}:
-        return None
+def edge_list(n: int, raw: bytes, msgpack: bool
+              ) -> tuple[np.ndarray | None, bytes | None] | None:
+    """(read-only [E, 2] array, topology key) of an edge list as sent (JSON or msgpack
+    bytes) if it is certainly valid for ``n`` nodes, (None, None) for null (the default
+    topology), else None. The same bytes always give the same verdict, so it is cached:
+    a batch's states mostly share one topology, which is then decoded, checked and
+    keyed once (per state it was ~3 µs). Both the dict path and the typed one use it."""
     try:
-        arr = np.array(flat, dtype=np.int64).reshape(-1, 2)
-    except OverflowError:
+        pairs = _EDGE_DECODERS[msgpack].decode(raw)
+    except (msgspec.DecodeError, msgspec.ValidationError):
         return None
-    if (arr < 0).any() or (arr >= n).any():
+    if pairs is None:
+        return None, None
+    arr = np.array(pairs, np.int64).reshape(-1, 2)
+    if (arr >= n).any():
         return None
     arr.setflags(write=False)
-    return arr
+    return arr, edge_list_key(n, arr)
 
 
 def _check_task(task: Any) -> tuple[float, ...]:

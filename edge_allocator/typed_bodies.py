@@ -20,7 +20,6 @@ pydantic models' and a differential test compares both paths on generated bodies
 
 from __future__ import annotations
 
-import functools
 import itertools
 import operator
 from typing import Annotated, Any, NamedTuple
@@ -30,21 +29,19 @@ import numpy as np
 
 from edge_allocator.capacity import LIMIT_FIELDS, LIMIT_RANGES
 from edge_allocator.columnar import (
-    EDGE_LIST_CACHE_ENTRIES,
     TASK_RANGES,
     StateBatch,
     _Irregular,
     check_ids,
     check_values,
-    edge_list_key,
+    edge_list,
 )
-from edge_allocator.constants import MAX_BATCH_STATES, MAX_EDGES, MAX_NODES
+from edge_allocator.constants import MAX_BATCH_STATES, MAX_NODES
 from edge_allocator.schema import NODE_FIELDS, REFERENCE_TASK, TASK_FIELDS
 from edge_allocator.wire import COLUMNAR_KEY
 
 _Id = Annotated[str, msgspec.Meta(max_length=128)]
 _Model = Annotated[str, msgspec.Meta(max_length=64)]
-_Index = Annotated[int, msgspec.Meta(ge=0, lt=MAX_NODES)]  # past MAX_NODES: never valid
 
 
 class PlainNode(msgspec.Struct, gc=False, forbid_unknown_fields=True):
@@ -91,7 +88,7 @@ class TypedState(msgspec.Struct, gc=False):
 
     nodes: Annotated[list[TypedNode], msgspec.Meta(min_length=1, max_length=MAX_NODES)]
     # the edge list's bytes as sent, decoded and checked once per distinct list
-    # (``_edge_list``): operators resend the same topology with every state
+    # (``columnar.edge_list``): operators resend the same topology with every state
     edges: msgspec.Raw | msgspec.UnsetType = msgspec.UNSET
     task: TypedTask | None = None
     model: _Model | None = None
@@ -151,9 +148,6 @@ _BATCH_JSON, _BATCH_MSGPACK = msgspec.json.Decoder(TypedBatch), msgspec.msgpack.
 _STATE_JSON, _STATE_MSGPACK = msgspec.json.Decoder(TypedState), msgspec.msgpack.Decoder(TypedState)
 _PLAIN_BATCH = msgspec.json.Decoder(PlainBatch), msgspec.msgpack.Decoder(PlainBatch)
 _PLAIN_STATE = msgspec.json.Decoder(PlainState), msgspec.msgpack.Decoder(PlainState)
-#: A state's ``edges``: pairs of node indices, or null (the default topology).
-_EdgeList = Annotated[list[tuple[_Index, _Index]], msgspec.Meta(max_length=MAX_EDGES)] | None
-_EDGES_JSON, _EDGES_MSGPACK = msgspec.json.Decoder(_EdgeList), msgspec.msgpack.Decoder(_EdgeList)
 
 
 def decode_batch_body(body: bytes, msgpack: bool) -> DecodedBatch | None:
@@ -272,8 +266,8 @@ def _tasks(states: list[TypedState]) -> np.ndarray:
 def _edges(states: list[TypedState], sizes: np.ndarray, msgpack: bool
            ) -> tuple[list[np.ndarray | None], list[bytes | None]]:
     """Each state's [E, 2] edge array (None: default topology) and its topology key,
-    or _Irregular. A list is decoded, checked and keyed once (``_edge_list``): a
-    batch's states mostly share one topology, and keying it per state was ~3 µs."""
+    or _Irregular: each distinct list decoded, checked and keyed once
+    (``columnar.edge_list``)."""
     edges: list[np.ndarray | None] = []
     keys: list[bytes | None] = []
     unset = msgspec.UNSET
@@ -283,28 +277,9 @@ def _edges(states: list[TypedState], sizes: np.ndarray, msgpack: bool
             edges.append(None)
             keys.append(None)
             continue
-        got = _edge_list(n, bytes(raw), msgpack)
+        got = edge_list(n, bytes(raw), msgpack)
         if got is None:
             raise _Irregular("edges")
         edges.append(got[0])
         keys.append(got[1])
     return edges, keys
-
-
-@functools.lru_cache(maxsize=EDGE_LIST_CACHE_ENTRIES)
-def _edge_list(n: int, raw: bytes, msgpack: bool
-               ) -> tuple[np.ndarray | None, bytes | None] | None:
-    """(read-only [E, 2] array, topology key) of an edge list as sent (JSON or msgpack
-    bytes) if it is certainly valid for ``n`` nodes, (None, None) for null (the default
-    topology), else None. The same bytes always give the same verdict, so it is cached."""
-    try:
-        pairs = (_EDGES_MSGPACK if msgpack else _EDGES_JSON).decode(raw)
-    except _NOT_TYPED:
-        return None
-    if pairs is None:
-        return None, None
-    arr = np.array(pairs, np.int64).reshape(-1, 2)
-    if (arr >= n).any():
-        return None
-    arr.setflags(write=False)
-    return arr, edge_list_key(n, arr)
