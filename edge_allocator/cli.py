@@ -47,7 +47,7 @@ def _train(args: argparse.Namespace) -> None:
                             distill_temperature=args.distill_temperature),
                 distill_from=Path(args.distill_from) if args.distill_from else None,
                 resumable=args.resumable, observed_speed=args.observed_speed,
-                candidate=args.candidate,
+                cold_share=args.cold_share, candidate=args.candidate,
                 rl_steps=args.rl_steps, eval_episodes=args.eval_episodes,
                 models_dir=Path(args.models_dir), out_dir=Path(args.out_dir),
             )
@@ -208,6 +208,9 @@ def main(argv: list[str] | None = None) -> None:
                    help="closed loop: train, validate and evaluate with each node's speed "
                         "learned from earlier completions in the features (as "
                         "/v1/feedback does in service)")
+    t.add_argument("--cold-share", type=float, default=0.0,
+                   help="with --observed-speed: share of the demonstration and DAgger "
+                        "episodes collected without feedback (the cold start)")
     t.add_argument("--candidate", action="store_true",
                    help="ship the new version as a candidate: served when pinned or in "
                         "shadow, never the model's default (the newest non-candidate)")

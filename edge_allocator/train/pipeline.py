@@ -87,6 +87,11 @@ class TrainConfig:
     (``EnvConfig.observed_speed``): each node's speed learned from earlier completions
     scales its features, as the service does from /v1/feedback. Recorded in the
     manifest (``training.observed_speed``)."""
+    cold_share: float = 0.0
+    """With ``observed_speed``: this share of the demonstration and DAgger episodes is
+    collected with no feedback (every speed 1.0: the service before any /v1/feedback
+    has arrived), so the policy also learns the cold start it is served in first.
+    Recorded in the manifest (``training.cold_share``)."""
     candidate: bool = False
     """Mark the artifact a candidate (``training.candidate``): shipped, served when its
     version is pinned or in shadow, never picked as the model's default version."""
@@ -96,6 +101,13 @@ class TrainConfig:
     Train checkpoints every epoch regardless.)"""
     models_dir: Path = Path("models")
     out_dir: Path = Path("runs")
+
+    def __post_init__(self) -> None:
+        if not 0.0 <= self.cold_share <= 1.0:
+            raise ValueError(f"TrainConfig.cold_share={self.cold_share}: a share, 0 to 1")
+        if self.cold_share and not self.observed_speed:
+            raise ValueError("TrainConfig.cold_share needs observed_speed (without it every "
+                             "episode is already a cold start)")
 
     def rl_config(self) -> RLConfig:
         """The RL stage's hyperparameters: this config's steps, lr, gamma and seed, and
@@ -155,14 +167,15 @@ def train(cfg: TrainConfig, scenarios: list[EvalScenario] | None = None,
     bc_cfg = dataclasses.replace(cfg.bc, pad_to=pad_for(cfg.kind), seed=cfg.seed)
     ckpt = cfg.out_dir / "checkpoints" / f"{cfg.kind}-seed{cfg.seed}" if cfg.resumable else None
     stages = _Stages(cfg, scale)
-    demos = stages.collect(env_cfg, cfg.demo_episodes, cfg.seed * 10_000,
-                           teacher.module if teacher else None)
+    demos = stages.collect_mixed(env_cfg, cfg.demo_episodes, cfg.seed * 10_000,
+                                 teacher.module if teacher else None)
     if teacher:
         teacher.label(demos)
     curve = stages.clone(module, demos, dataclasses.replace(
         bc_cfg, checkpoint=ckpt / "bc.pt" if ckpt else None), "bc")
     if cfg.dagger_episodes:
-        more = stages.collect(env_cfg, cfg.dagger_episodes, cfg.seed * 10_000 + 5_000, module)
+        more = stages.collect_mixed(env_cfg, cfg.dagger_episodes, cfg.seed * 10_000 + 5_000,
+                                    module)
         if teacher:
             teacher.label(more)
         demos.extend(more)
@@ -193,6 +206,7 @@ def train(cfg: TrainConfig, scenarios: list[EvalScenario] | None = None,
                     + (" (distilled from a teacher)" if teacher else ""),
         "candidate": cfg.candidate,
         "observed_speed": cfg.observed_speed,
+        "cold_share": cfg.cold_share,
         "features": ("closed loop: each node's capacity scaled by its speed learned from "
                      "earlier completions (edge_allocator.speeds), as /v1/feedback does"
                      if cfg.observed_speed else "nominal capacities (speed 1.0)"),
@@ -267,6 +281,18 @@ class _Stages:
 
     def __init__(self, cfg: TrainConfig, scale: RayScale | None) -> None:
         self.cfg, self.scale = cfg, scale
+
+    def collect_mixed(self, env_cfg: EnvConfig, episodes: int, seed: int,
+                      learner: nn.Module | None) -> Demonstrations:
+        """``episodes`` episodes, ``cfg.cold_share`` of them (rounded) on the same
+        environment without feedback; those take seeds from ``seed + 2_500`` (a
+        collection's own seeds stay below that), so they are other networks."""
+        cold = round(episodes * self.cfg.cold_share)
+        demos = self.collect(env_cfg, episodes - cold, seed, learner)
+        if cold:
+            demos.extend(self.collect(dataclasses.replace(env_cfg, observed_speed=False),
+                                      cold, seed + 2_500, learner))
+        return demos
 
     def collect(self, env_cfg: EnvConfig, episodes: int, seed: int,
                 learner: nn.Module | None) -> Demonstrations:
