@@ -49,6 +49,9 @@ def _train(args: argparse.Namespace) -> None:
                 resumable=args.resumable, observed_speed=args.observed_speed,
                 cold_share=args.cold_share, candidate=args.candidate,
                 rl_steps=args.rl_steps, eval_episodes=args.eval_episodes,
+                validation_episodes=(TrainConfig.validation_episodes
+                                     if args.validation_episodes is None
+                                     else args.validation_episodes),
                 models_dir=Path(args.models_dir), out_dir=Path(args.out_dir),
             )
             train(cfg, scale=scale)
@@ -215,6 +218,9 @@ def main(argv: list[str] | None = None) -> None:
                    help="ship the new version as a candidate: served when pinned or in "
                         "shadow, never the model's default (the newest non-candidate)")
     t.add_argument("--eval-episodes", type=int, default=10)
+    t.add_argument("--validation-episodes", type=int, default=None,
+                   help="episodes per validation scenario, for choosing cloned or fine-tuned "
+                        "weights and scoring each RL trial (default: TrainConfig's, 6)")
     ray_opts = t.add_argument_group("--pipeline: every stage on Ray")
     ray_opts.add_argument("--pipeline", action="store_true",
                           help="demonstrations as Ray tasks, cloning on Ray Train, RL as a "

@@ -10,6 +10,13 @@ from typing import Any, NoReturn
 
 import pytest
 
+from tests.xdist_schedule import (  # noqa: F401  (hooks: the workers' order of files)
+    pytest_addoption,
+    pytest_runtest_logreport,
+    pytest_sessionfinish,
+    pytest_xdist_make_scheduler,
+)
+
 os.environ.setdefault("RAY_USAGE_STATS_ENABLED", "0")
 
 

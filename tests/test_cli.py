@@ -80,7 +80,7 @@ def test_train_pipeline_runs_every_stage_on_ray(tmp_path):
     out = cli("train", "--pipeline", "--model", "hybrid", "--demo-episodes", "2",
               "--dagger-episodes", "0", "--bc-epochs", "2", "--rl-steps", "128",
               "--sweep-seeds", "0", "--sweep-lrs", "1e-4", "3e-4", "--sweep-ent-coefs", "0.01",
-              "--eval-episodes", "0",
+              "--eval-episodes", "0", "--validation-episodes", "2",
               "--models-dir", str(tmp_path / "models"), "--out-dir", str(tmp_path / "runs"),
               cwd=tmp_path)
     t = load_artifact(tmp_path / "models", "hybrid").manifest["training"]
@@ -98,6 +98,7 @@ def test_train_pipeline_runs_every_stage_on_ray(tmp_path):
     # stage's last Ray Train checkpoint, where RL started) score the start reward of
     # every trial, and the shipped weights score what the manifest says was kept
     episodes = t["config"]["validation_episodes"]
+    assert episodes == 2  # --validation-episodes reached the config
     art = load_artifact(tmp_path / "models", "hybrid")
     cloned = _checkpointed_module(run / "ray-train", "bc", art.manifest["architecture"])
     bc = validation_reward(cloned, "hybrid", episodes)
