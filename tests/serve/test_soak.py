@@ -47,7 +47,12 @@ def test_soak_with_faults(ray_cluster, test_models, tmp_path, postgres_db):
                    plan, bodies[:2500], batch, bodies[2500:])
         report = judge(run, f"postgresql://postgres@127.0.0.1:5432/{postgres_db}",
                        judge_rss=False)
-        assert report.requests > plan.duration_s * 50 and report.decisions_ok > 0
+        # the open loop kept its planned rate (70 % of the maximum just measured, which
+        # is low when the other test worker loads the machine: 39 req/s once) and the
+        # calibration measured a working service
+        single = report.requests - report.batch_requests
+        assert single >= 0.9 * report.rate_rps * plan.duration_s, (single, report.rate_rps)
+        assert report.max_rps >= 20 and report.decisions_ok > 0, report.max_rps
         assert not report.violations, markdown(report, "(test)")
     finally:
         serve.delete("soak")
