@@ -224,7 +224,10 @@ def test_quota_429_and_token_rotation_without_failed_requests(swap_app, tmp_path
         codes = [httpx.get(f"{url}/healthz", headers=old).status_code for _ in range(5)]
         assert codes[:3] == [200, 200, 200] and codes[3:] == [429, 429], codes
         over = httpx.get(f"{url}/healthz", headers=old)
-        assert over.status_code == 429 and over.headers["retry-after"] == "2"
+        # whole seconds until the next token (one per 2 s): 2, or 1 once more than a
+        # second has passed since the burst ran out (a loaded machine, once)
+        assert over.status_code == 429 and over.headers["retry-after"] in ("1", "2"), \
+            over.headers.get("retry-after")
 
         redeploy(ingress={"auth_token_file": str(tokens), "quota": {"rate_per_s": 1000}})
         replica = httpx.get(f"{url}/v1/stats", headers=old).json()["replica"]
