@@ -6,6 +6,7 @@ from __future__ import annotations
 
 import asyncio
 import math
+import time
 import uuid
 from pathlib import Path
 from typing import Any
@@ -89,6 +90,46 @@ def api(tmp_path: Path) -> AllocatorApi:
                                                     BatchConfig(8, 0.01))))
     yield out
     out.close()
+
+
+def test_feedback_on_young_unknown_ids_holds_no_thread(api: AllocatorApi):
+    """Feedback on fresh-looking ids that no replica wrote waits out the peer-write window
+    on the event loop, not in a thread: 20 at once leave the default pool (6 threads on
+    2 cores) free for other work, and each is a 404 once the window has passed (with
+    the wait in the thread, the call below queued until the window closed: 2.7 s). A
+    decision that another replica's log writes half a second later is found."""
+    from edge_allocator.schema import RequestError
+    from edge_allocator.store import new_decision_id
+
+    async def run() -> tuple[float, float, list[Any]]:
+        t0 = time.perf_counter()
+        waiting = [asyncio.ensure_future(api.feedback(
+            {"decision_id": new_decision_id(), "success": True, "completion_ms": 1.0}))
+            for _ in range(20)]
+        await asyncio.sleep(0.3)
+        t1 = time.perf_counter()
+        await asyncio.to_thread(lambda: None)
+        free_after = time.perf_counter() - t1
+        return free_after, t0, await asyncio.gather(*waiting, return_exceptions=True)
+
+    free_after, t0, results = asyncio.run(run())
+    assert free_after < 1.0, free_after
+    assert time.perf_counter() - t0 >= 2.5  # they did wait out the window
+    assert all(isinstance(r, RequestError) and r.status == 404 for r in results), results
+
+    from tests.test_store import make_record, open_log
+
+    assert api.decision_log is not None
+    peer = open_log(api.decision_log.url, api.cfg.spool_path.parent / "peer",
+                    flush_interval_s=0.5)
+    try:
+        rec = make_record()
+        peer.record(rec)  # queued on the peer; its writer writes within 0.5 s
+        receipt = asyncio.run(api.feedback({"decision_id": rec.decision_id,
+                                            "success": True, "completion_ms": 2.0}))
+        assert receipt.decision_id == rec.decision_id and receipt.recorded
+    finally:
+        peer.close()
 
 
 def test_feedback_moves_decisions_and_a_reset_moves_them_back(api: AllocatorApi):

@@ -49,6 +49,7 @@ from edge_allocator.service.stages import AssembleMeta, ModelKey
 from edge_allocator.service.stats import ReplicaStats
 from edge_allocator.speeds import applied_speeds, is_applied, observed_ratio
 from edge_allocator.store import (
+    PEER_POLL_S,
     DecisionLog,
     DecisionRecord,
     RecordBatch,
@@ -291,20 +292,32 @@ class AllocatorApi:
 
     # --- feedback -------------------------------------------------------------------------
     async def feedback(self, data: dict[str, Any]) -> FeedbackReceipt:
+        """Feedback on a decision another replica made a moment ago may reach this one
+        before that replica's writer has written it: look again until it may have, each
+        try a short database call in a thread, sleeping between them on the event loop.
+        A thread sleeping out the window (as the store's own wait does) let a client
+        sending fresh-looking made-up ids hold the default pool (6 threads here) for 3 s
+        a request."""
         fb = parse(FeedbackRequest, data)
-        receipt = await asyncio.to_thread(self._feedback, fb)
+        while True:
+            try:
+                receipt = await asyncio.to_thread(self._feedback, fb)
+                break
+            except UnknownDecision as exc:
+                if exc.retry_until is None or time.time() >= exc.retry_until:
+                    raise RequestError(404, f"decision_id {fb.decision_id!r} is unknown",
+                                       [{"loc": "decision_id", "msg": "unknown decision"}]
+                                       ) from None
+                await asyncio.sleep(PEER_POLL_S)
         self.observer.feedback(fb.success, fb.completion_ms)
         return receipt
 
     def _feedback(self, fb: FeedbackRequest) -> FeedbackReceipt:
         if self.decision_log is None:
             raise RequestError(503, "feedback needs a decision log (database_url is not set)")
-        try:
-            stored = self.decision_log.record_outcome(fb.decision_id, fb.completion_ms,
-                                                      fb.success, fb.energy_j)
-        except UnknownDecision:
-            raise RequestError(404, f"decision_id {fb.decision_id!r} is unknown",
-                               [{"loc": "decision_id", "msg": "unknown decision"}]) from None
+        stored = self.decision_log.record_outcome(fb.decision_id, fb.completion_ms,
+                                                  fb.success, fb.energy_j,
+                                                  wait_for_peers=False)
         # learn the node's speed from a successful completion (a failed task's time says
         # nothing about the node's speed); decisions logged before 0003 predicted nothing
         if fb.success and fb.completion_ms is not None and stored.expected_ms is not None:

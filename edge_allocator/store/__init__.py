@@ -14,6 +14,7 @@ batched off the request path with a local spool for database outages. No Ray imp
 
 from edge_allocator.store.engine import create_schema, make_engine, safe_url
 from edge_allocator.store.log import (
+    PEER_POLL_S,
     DecisionLog,
     Pending,
     StoreUnavailable,
@@ -51,6 +52,7 @@ __all__ = [
     "ShadowRow",
     "StoreUnavailable",
     "UnknownDecision",
+    "PEER_POLL_S",
     "build_report",
     "build_shadow_report",
     "create_schema",

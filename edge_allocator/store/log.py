@@ -81,9 +81,13 @@ ADOPT_EVERY_S = 30.0
 class UnknownDecision(KeyError):
     """Feedback names a decision id that the log has never stored."""
 
-    def __init__(self, decision_id: str) -> None:
+    def __init__(self, decision_id: str, retry_until: float | None = None) -> None:
         super().__init__(decision_id)
         self.decision_id = decision_id
+        self.retry_until = retry_until
+        """With ``record_outcome(wait_for_peers=False)``: the id is young enough that
+        another replica's writer may still write it, up to this time (epoch seconds);
+        the caller may look again until then. None: it will not appear."""
 
     def __str__(self) -> str:
         return f"unknown decision id {self.decision_id!r}"
@@ -142,6 +146,17 @@ def _chunks(items: list[DecisionRecord], size: int) -> Iterator[list[DecisionRec
 #: writers of the other replicas sharing the database write every ``flush_interval_s``
 #: (0.5 s by default) or when a batch fills, so a few seconds cover them under load.
 PEER_WRITE_WINDOW_S = 3.0
+#: How often feedback on such a decision looks for it again.
+PEER_POLL_S = 0.05
+
+
+def peer_write_deadline(decision_id: str) -> float | None:
+    """Until when (epoch seconds) a decision with this id, not found, may still be written
+    by another replica; None for an id too old (or not a UUIDv7 of ours) to appear."""
+    made, now = decision_id_time(decision_id), time.time()
+    if made is None or not now - PEER_WRITE_WINDOW_S <= made <= now + 1.0:
+        return None
+    return made + PEER_WRITE_WINDOW_S
 
 
 def _check_measure(name: str, value: float | None) -> None:
@@ -341,9 +356,16 @@ class DecisionLog:
         completion_ms: float | None,
         success: bool,
         energy_j: float | None = None,
+        *,
+        wait_for_peers: bool = True,
     ) -> FeedbackStored:
         """Store the observed outcome of a decision now; returns the feedback row id and
         what the decision predicted for its node (what the speed estimate learns from).
+
+        ``wait_for_peers``: for a young id not found, look again in this thread until
+        another replica's writer may have written it (:func:`peer_write_deadline`). An
+        async caller passes False and looks again itself (``UnknownDecision.retry_until``)
+        without holding a thread while it waits.
 
         Raises:
             UnknownDecision: no decision with this id (after flushing pending records,
@@ -370,14 +392,13 @@ class DecisionLog:
         # until its writer's next write (every 0.5 s by default, sooner when a batch
         # fills): for an id young enough, look again until that write is due. The id
         # says when it was made (UUIDv7), so an old or made-up id is refused at once.
-        window = PEER_WRITE_WINDOW_S
-        made, now = decision_id_time(decision_id), time.time()
-        if stored is None and made is not None and now - window <= made <= now + 1.0:
-            while stored is None and time.time() < made + window:
-                time.sleep(0.05)
+        deadline = peer_write_deadline(decision_id) if stored is None else None
+        if deadline is not None and wait_for_peers:
+            while stored is None and time.time() < deadline:
+                time.sleep(PEER_POLL_S)
                 stored = self._insert_feedback(row)
         if stored is None:
-            raise UnknownDecision(decision_id)
+            raise UnknownDecision(decision_id, None if wait_for_peers else deadline)
         return stored
 
     def report(
