@@ -40,10 +40,12 @@ def is_exclusive(path: str) -> bool:
 
 @functools.cache
 def weights() -> dict[str, float]:
+    """Seconds per file; none without the file (a broken one fails the run, loudly)."""
     try:
-        return {k: float(v) for k, v in json.loads(DURATIONS.read_text()).items()}
-    except (OSError, ValueError):
+        text = DURATIONS.read_text()
+    except OSError:
         return {}
+    return {k: float(v) for k, v in json.loads(text).items()}
 
 
 class LongestFirst(LoadScopeScheduling):

@@ -299,9 +299,10 @@ class AllocatorApi:
         sending fresh-looking made-up ids hold the default pool (6 threads here) for 3 s
         a request."""
         fb = parse(FeedbackRequest, data)
+        again = False
         while True:
             try:
-                receipt = await asyncio.to_thread(self._feedback, fb)
+                receipt = await asyncio.to_thread(self._feedback, fb, again)
                 break
             except UnknownDecision as exc:
                 if exc.retry_until is None or time.time() >= exc.retry_until:
@@ -309,15 +310,16 @@ class AllocatorApi:
                                        [{"loc": "decision_id", "msg": "unknown decision"}]
                                        ) from None
                 await asyncio.sleep(PEER_POLL_S)
+                again = True
         self.observer.feedback(fb.success, fb.completion_ms)
         return receipt
 
-    def _feedback(self, fb: FeedbackRequest) -> FeedbackReceipt:
+    def _feedback(self, fb: FeedbackRequest, again: bool) -> FeedbackReceipt:
         if self.decision_log is None:
             raise RequestError(503, "feedback needs a decision log (database_url is not set)")
         stored = self.decision_log.record_outcome(fb.decision_id, fb.completion_ms,
                                                   fb.success, fb.energy_j,
-                                                  wait_for_peers=False)
+                                                  wait_for_peers=False, again=again)
         # learn the node's speed from a successful completion (a failed task's time says
         # nothing about the node's speed); decisions logged before 0003 predicted nothing
         if fb.success and fb.completion_ms is not None and stored.expected_ms is not None:

@@ -44,6 +44,7 @@ from edge_allocator.store.tables import feedback, metadata, predictions
 __all__ = [
     "NODE_FORMAT",
     "NODE_VALUE_FIELDS",
+    "PEER_POLL_S",
     "DecisionLog",
     "DecisionRecord",
     "Pending",
@@ -52,7 +53,6 @@ __all__ = [
     "ShadowRow",
     "StoreUnavailable",
     "UnknownDecision",
-    "PEER_POLL_S",
     "build_report",
     "build_shadow_report",
     "create_schema",

@@ -358,6 +358,7 @@ class DecisionLog:
         energy_j: float | None = None,
         *,
         wait_for_peers: bool = True,
+        again: bool = False,
     ) -> FeedbackStored:
         """Store the observed outcome of a decision now; returns the feedback row id and
         what the decision predicted for its node (what the speed estimate learns from).
@@ -365,7 +366,9 @@ class DecisionLog:
         ``wait_for_peers``: for a young id not found, look again in this thread until
         another replica's writer may have written it (:func:`peer_write_deadline`). An
         async caller passes False and looks again itself (``UnknownDecision.retry_until``)
-        without holding a thread while it waits.
+        without holding a thread while it waits, with ``again=True``: its first try
+        flushed this log's own queue (ids made since are other decisions), so a later
+        look asks only the database and never wakes the writer early.
 
         Raises:
             UnknownDecision: no decision with this id (after flushing pending records,
@@ -385,7 +388,7 @@ class DecisionLog:
             "energy_j": energy_j,
         }
         stored = self._insert_feedback(row)
-        if stored is None and self.pending().total:
+        if stored is None and not again and self.pending().total:
             self.flush()
             stored = self._insert_feedback(row)
         # A decision made a moment ago by another replica sits in that replica's queue
