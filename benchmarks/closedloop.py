@@ -177,28 +177,34 @@ def candidate(args: argparse.Namespace) -> None:
     import torch
 
     from edge_allocator.policies.heuristics import HEURISTIC_NAMES
-    from edge_allocator.train.agents import model_agents
+    from edge_allocator.train.agents import AgentFactory, gated_agents, model_agents
     from edge_allocator.train.distill import load_teacher
     from edge_allocator.train.evaluate import default_scenarios, evaluate, mean_ci
 
     torch.set_num_threads(1)
     model, _ = load_teacher(Path(args.model))
+    cold_model = load_teacher(Path(args.cold_model))[0] if args.cold_model else None
     mine: dict[str, dict[str, list[float]]] = {}
     for observed, cond in ((False, COLD), (True, WARM)):
+        agents: dict[str, AgentFactory] = (
+            model_agents({cond: (model, "hybrid")}) if cold_model is None
+            else gated_agents(cond, cold_model, model))
         for sc in default_scenarios(observed_speed=observed):
-            res = evaluate(model_agents({cond: (model, "hybrid")}), [sc],
-                           episodes=EPISODES[sc.name], progress=False)
+            res = evaluate(agents, [sc], episodes=EPISODES[sc.name], progress=False)
             mine.setdefault(sc.name, {})[cond] = res[0].episode_rewards
             print(f"{args.label} ({cond}) {sc.name}: {mean_ci(res[0].episode_rewards)}",
                   flush=True)
     planner = {r["scenario"]: r["episode_rewards"]
                for r in json.loads(GAP_CLOSURE.read_text())["results"]
                if r["agent"] == "lookahead"}
-    lines = [f"Candidate `{args.label}` ({args.model}), paired on the closed-loop seeds with "
+    what = (args.model if cold_model is None else
+            f"{args.cold_model} until a state's nodes have feedback, {args.model} after")
+    lines = [f"Candidate `{args.label}` ({what}), paired on the closed-loop seeds with "
              "the committed per-seed rewards", "",
              "| scenario | episodes | best heuristic | cold | feedback | gap closed | "
              "cold − v1 cold, paired | feedback − best heuristic, paired | "
-             "feedback − v3 feedback, paired |", "|---|---|---|---|---|---|---|---|---|"]
+             "feedback − v3 feedback, paired | feedback − v1 cold, paired |",
+             "|---|---|---|---|---|---|---|---|---|---|"]
     rows = []
     for sc, got in mine.items():
         a = dict(got)
@@ -217,19 +223,23 @@ def candidate(args: argparse.Namespace) -> None:
         closed = (warm.mean - b.mean) / (p.mean - b.mean) * 100
         vs_v1, vs_h = paired(COLD, f"hybrid-v1 ({COLD})"), paired(WARM, best)
         vs_v3 = paired(WARM, f"hybrid-v3 ({WARM})")
+        vs_served = paired(WARM, f"hybrid-v1 ({COLD})")
         rows.append({"scenario": sc, "episodes": n, "best_heuristic": best,
                      "cold": cold._asdict(), "feedback": warm._asdict(),
                      "gap_closed_pct": closed, "cold_minus_v1_cold": vs_v1._asdict(),
                      "feedback_minus_best_heuristic": vs_h._asdict(),
-                     "feedback_minus_v3_feedback": vs_v3._asdict()})
+                     "feedback_minus_v3_feedback": vs_v3._asdict(),
+                     "feedback_minus_v1_cold": vs_served._asdict()})
         lines.append(f"| {sc} | {n} | {best} {_ci(b)} | {_ci(cold)} | {_ci(warm)} | "
-                     f"{closed:.0f}% | {_ci(vs_v1)} | {_ci(vs_h)} | {_ci(vs_v3)} |")
+                     f"{closed:.0f}% | {_ci(vs_v1)} | {_ci(vs_h)} | {_ci(vs_v3)} | "
+                     f"{_ci(vs_served)} |")
     text = "\n".join(lines) + "\n"
     out = Path(args.out) / "candidates"
     out.mkdir(parents=True, exist_ok=True)
     (out / f"{args.label}.md").write_text(text)
     (out / f"{args.label}.json").write_text(json.dumps(
-        {"label": args.label, "model": args.model, "rows": rows,
+        {"label": args.label, "model": args.model, "cold_model": args.cold_model,
+         "rows": rows,
          "per_seed": mine}, indent=1))
     print(text)
 
@@ -255,6 +265,10 @@ def main() -> None:
     c = sub.add_parser("candidate")
     c.add_argument("--model", required=True, help="a checkpoint directory (manifest.json)")
     c.add_argument("--label", required=True, help="its name in the output files")
+    c.add_argument("--cold-model", default=None,
+                   help="a checkpoint that answers every state none of whose nodes has "
+                        "feedback yet (--model answers the rest), as the service's "
+                        "models.<name>.feedback_version does")
     c.add_argument("--out", default=str(OUT))
     c.set_defaults(func=candidate)
     args = p.parse_args()

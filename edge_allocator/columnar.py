@@ -140,6 +140,10 @@ class StateBatch:
             self._limits = resolve_limits(self.declared, self.values[:, NODE_TYPE_COLUMN])
         return self._limits
 
+    def declares_speed(self) -> bool:
+        """Whether any node of the batch sent its own ``observed_speed``."""
+        return self.declared is not None and bool((~np.isnan(self.declared[:, SPEED])).any())
+
     def fill_speeds(self, speed: np.ndarray) -> None:
         """Nodes that sent no ``observed_speed`` take ``speed`` ([T]; the service's
         estimate learned from feedback). Before keys are made: the key covers it."""

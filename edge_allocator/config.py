@@ -63,6 +63,13 @@ class ModelSpec(_Settings):
     ab: dict[str, float] | None = Field(
         default=None, description="A/B split: version -> weight (weights need not sum to 1)"
     )
+    feedback_version: str | None = Field(
+        default=None, min_length=1,
+        description="A version trained on learned node speeds (its manifest says "
+        "training.observed_speed) that answers every request some node of which has a "
+        "speed estimate from /v1/feedback or declares observed_speed, with every estimate "
+        "applied; the version above answers the rest (cold starts). A batch request goes "
+        "to one or the other whole")
 
     @field_validator("ab")
     @classmethod

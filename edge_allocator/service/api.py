@@ -165,8 +165,7 @@ class AllocatorApi:
 
     async def _decide(self, state: StateBatch, model: str | None, route: str) -> Decision:
         t0 = time.perf_counter()
-        key = ModelKey(*self.router.pick(model or state.models[0]))
-        self._apply_speeds(state)
+        key = self._route(model or state.models[0], state)
         ckey = state.key(0, key.name, key.version)
         hit = self.cache.get(ckey)
         self.observer.cache_lookup(hit is not None)
@@ -199,8 +198,7 @@ class AllocatorApi:
     async def _decide_many(self, batch: StateBatch, model: str | None,
                            route: str) -> DecisionColumns:
         t0 = time.perf_counter()
-        key = ModelKey(*self.router.pick(model or batch.models[0]))
-        self._apply_speeds(batch)
+        key = self._route(model or batch.models[0], batch)
         ids = new_decision_ids(len(batch))
         with span("ingress.allocate_batch", model=key.name, version=key.version,
                   states=len(batch)):
@@ -239,20 +237,33 @@ class AllocatorApi:
         self.shadow.offer(ShadowWork(key, ModelKey(target.name, target.version), batch, ids,
                                      best))
 
-    def _apply_speeds(self, batch: StateBatch) -> None:
-        """Nodes that sent no ``observed_speed`` take what feedback taught (before the
-        cache key is made: a decision cached before the node was learned about is not
-        served after). Nothing is done while no node of the batch is known."""
+    def _route(self, name: str | None, batch: StateBatch) -> ModelKey:
+        """The version that answers ``batch``, its learned speeds applied (before the
+        cache key is made: a decision cached before a node was learned about is not
+        served after). With ``models.<name>.feedback_version``, a batch some node of which
+        is known (or declares ``observed_speed``) goes to that version with every
+        estimate applied, and the rest (cold starts) to the routed version."""
+        key = ModelKey(*self.router.pick(name))
+        speed = self._learned_speeds(batch)
+        warm = self.router.feedback_version(key.name)
+        if warm is not None and (speed is not None or batch.declares_speed()):
+            key, beyond = ModelKey(key.name, warm), 1.0
+        else:
+            beyond = self.cfg.node_speeds.apply_beyond
+        if speed is not None:
+            speed = applied_speeds(speed, beyond)
+            if (speed != 1.0).any():  # else the states stay as sent (and keyed as sent)
+                batch.fill_speeds(speed)
+        return key
+
+    def _learned_speeds(self, batch: StateBatch) -> np.ndarray | None:
+        """[T] what feedback taught about every node of ``batch``, None while no node of
+        it is known (or speeds are not applied)."""
         now = time.time()
         if not self.cfg.node_speeds.apply or not self.speeds.any_known(now):
-            return  # the usual case: no id list (5,120 strings for 256 states of 20)
+            return None  # the usual case: no id list (5,120 strings for 256 states of 20)
         ids = [nid for i in range(len(batch)) for nid in batch.ids_of(i)]
-        speed = self.speeds.speeds(ids, now)
-        if speed is None:
-            return
-        speed = applied_speeds(speed, self.cfg.node_speeds.apply_beyond)
-        if (speed != 1.0).any():  # else the states stay as sent (and keyed as sent)
-            batch.fill_speeds(speed)
+        return self.speeds.speeds(ids, now)
 
     def _observe_one(self, d: Decision, state: StateBatch, route: str, t0: float) -> None:
         node_type = NODE_TYPE_NAMES[int(state.values[d.node_index, NODE_TYPE_COLUMN])]

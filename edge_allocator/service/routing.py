@@ -55,12 +55,35 @@ class ModelRouter:
                 self._choices[name] = ([str(default_version(models_dir, name, have))], [1.0])
             else:
                 raise ValueError(f"models.{name}: no versions under {models_dir / name}")
+        self._feedback = {name: self._feedback_target(models_dir, name, spec.feedback_version)
+                          for name, spec in specs.items() if spec.feedback_version is not None}
         self._shadow = self._shadow_targets(models_dir, shadow or {})
         for name, version in self.versions_in_use() + self.shadow_versions():  # read once
             try:
                 self._kinds[(name, version)] = kind_of(models_dir, name, version)
             except (OSError, ValueError, KeyError):
                 pass  # unreadable manifest: the policy refuses to load it and says why
+
+    def _feedback_target(self, models_dir: Path, name: str, version: str) -> str:
+        """``models.<name>.feedback_version`` checked at deploy (the deployment fails,
+        naming the key): on disk, not a version that also answers cold starts, and trained
+        on learned speeds (a nominal-capacity policy misreads them: README, closed loop)."""
+        key = f"models.{name}.feedback_version={version!r}"
+        have = versions(models_dir, name)
+        if version not in have:
+            raise ValueError(f"{key} not found (have {have})")
+        if version in self._choices[name][0]:
+            raise ValueError(f"{key} also answers cold starts; name a version trained on "
+                             "learned speeds beside the served one")
+        manifest = json.loads((models_dir / name / version / MANIFEST).read_text())
+        if not (manifest.get("training") or {}).get("config", {}).get("observed_speed"):
+            raise ValueError(f"{key} was not trained on learned node speeds (its manifest "
+                             "lacks training.config.observed_speed: true)")
+        return version
+
+    def feedback_version(self, name: str) -> str | None:
+        """The version that answers ``name``'s requests once speeds are known, if any."""
+        return self._feedback.get(name)
 
     def _shadow_targets(self, models_dir: Path, shadow: Mapping[str, ShadowSpec]
                         ) -> dict[str, ShadowTarget]:
@@ -100,7 +123,9 @@ class ModelRouter:
         return list(self._choices)
 
     def versions_in_use(self) -> list[tuple[str, str]]:
-        return [(n, v) for n, (vs, _) in self._choices.items() for v in vs]
+        """Every version that answers requests: routed ones, then feedback versions."""
+        return ([(n, v) for n, (vs, _) in self._choices.items() for v in vs]
+                + list(self._feedback.items()))
 
     def resolve(self, name: str, loc: str = "model") -> str:
         """The served model a request's name (or alias) means; unknown names are a 404

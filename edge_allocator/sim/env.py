@@ -255,6 +255,17 @@ class EdgeAllocationEnv(gym.Env):
         speed = self.speeds.speeds(ids, self._now_ms / 1000.0)
         return np.ones(self.network.n) if speed is None else speed
 
+    def feedback_heard(self) -> bool:
+        """Whether the features of this decision carry any learned speed: with
+        ``observed_speed`` on and some node heard from. The service's counterpart is a
+        state none of whose node ids has an estimate (``NodeSpeeds.speeds`` is None), what
+        ``models.<name>.feedback_version`` routes on (``train.agents.GatedAgent``)."""
+        if not self.config.observed_speed:
+            return False
+        assert self.network is not None
+        ids = [str(i) for i in range(self.network.n)]
+        return self.speeds.speeds(ids, self._now_ms / 1000.0) is not None
+
     def _build_graph(self) -> GraphInputs:
         assert self.network is not None
         nodes, task = self.node_fields(), self._task.vector

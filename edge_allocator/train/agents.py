@@ -56,6 +56,22 @@ class OracleAgent:
         return self.env.oracle_rewards().astype(np.float32)
 
 
+class GatedAgent:
+    """One policy before any feedback, another once the state carries learned speeds: what
+    the service does with ``models.<name>.feedback_version``. A policy trained on learned
+    speeds reads a cold state (every speed 1.0) worse than one trained on nominal
+    capacities, and the cold one misreads learned speeds (README, "closed loop"), so
+    each answers the states it was trained for."""
+
+    def __init__(self, name: str, cold: Agent, warm: Agent, env: EdgeAllocationEnv):
+        self.name = name
+        self.cold, self.warm, self.env = cold, warm, env
+
+    def scores(self, graph: GraphInputs) -> np.ndarray:
+        agent = self.warm if self.env.feedback_heard() else self.cold
+        return agent.scores(graph)
+
+
 #: Builds an agent for one scenario: gets (the scenario's env, its largest network size)
 #: and returns None where the agent cannot run (a flat model on a larger network).
 AgentFactory = Callable[[EdgeAllocationEnv, int], "Agent | None"]
@@ -73,6 +89,12 @@ def model_agents(modules: dict[str, tuple[nn.Module, str]]) -> dict[str, AgentFa
         return lambda env, n: None if pad and n > pad else TorchAgent(name, module, pad)
 
     return {name: factory(name, m, pad_for(kind)) for name, (m, kind) in modules.items()}
+
+
+def gated_agents(name: str, cold: nn.Module, warm: nn.Module) -> dict[str, AgentFactory]:
+    """An evaluation factory for ``GatedAgent`` over two hybrid modules."""
+    return {name: lambda env, n: GatedAgent(name, TorchAgent(f"{name} cold", cold),
+                                            TorchAgent(f"{name} warm", warm), env)}
 
 
 def baseline_agents() -> dict[str, AgentFactory]:
