@@ -90,7 +90,8 @@ def counts(db: Path) -> tuple[int, int]:
         live, shadow = conn.execute(
             "SELECT SUM(shadow_of IS NULL), SUM(shadow_of IS NOT NULL) FROM predictions"
         ).fetchone()
-    return int(live or 0), int(shadow or 0)
+        in_runs = conn.execute("SELECT SUM(decision_count) FROM decision_runs").fetchone()[0]
+    return int(live or 0) + int(in_runs or 0), int(shadow or 0)
 
 
 def settled(db: Path, timeout_s: float = 20) -> tuple[int, int]:

@@ -325,7 +325,9 @@ def logged_ids(db_url: str, expected: set[str], timeout_s: float = 150) -> Count
     while True:
         with psycopg.connect(db_url) as conn:
             rows = conn.execute("SELECT decision_id FROM predictions").fetchall()
-        counts = Counter(r[0] for r in rows)
+            runs = conn.execute("SELECT run_id, decision_count FROM decision_runs").fetchall()
+        counts = Counter(r[0] for r in rows)  # a batch request's decisions: one run row
+        counts.update(f"{run_id}{i:04x}" for run_id, n in runs for i in range(n))
         if expected <= counts.keys() or time.monotonic() > deadline:
             return counts
         time.sleep(2)

@@ -23,6 +23,8 @@ MAX_NODES = _env_int("EDGE_ALLOCATOR_MAX_NODES", 2000)
 MAX_EDGES = _env_int("EDGE_ALLOCATOR_MAX_EDGES", 20000)
 #: Largest number of states in one /v1/allocate/batch request.
 MAX_BATCH_STATES = _env_int("EDGE_ALLOCATOR_MAX_BATCH_STATES", 1024)
+if not 1 <= MAX_BATCH_STATES <= 0x10000:  # a batch is logged as one run (store.runs)
+    raise ValueError(f"EDGE_ALLOCATOR_MAX_BATCH_STATES must be 1..65536, got {MAX_BATCH_STATES}")
 #: Request bodies above this are refused with 413 before parsing.
 MAX_BODY_BYTES = _env_int("EDGE_ALLOCATOR_MAX_BODY_BYTES", 8 * 1024 * 1024)
 #: Queue length at which a node accepts no more tasks (masked as infeasible).

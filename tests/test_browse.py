@@ -39,5 +39,10 @@ def test_a_prefix_search_reads_the_key_range_not_the_table(tmp_path: Path) -> No
         stmt, params = next((s, p) for s, p in seen if "FROM predictions" in s)
         plan = " | ".join(str(r[-1]) for r in conn.exec_driver_sql(
             f"EXPLAIN QUERY PLAN {stmt}", params).all())  # type: ignore[arg-type]
+        stmt, params = next((s, p) for s, p in seen if "FROM decision_runs" in s)
+        run_plan = " | ".join(str(r[-1]) for r in conn.exec_driver_sql(
+            f"EXPLAIN QUERY PLAN {stmt}", params).all())  # type: ignore[arg-type]
     engine.dispose()
     assert "SCAN predictions" not in plan and "SEARCH predictions" in plan, plan
+    # batch requests' runs: by a range on their key too (a run id starts its decisions')
+    assert "SCAN decision_runs" not in run_plan and "SEARCH decision_runs" in run_plan, run_plan

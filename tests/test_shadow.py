@@ -17,6 +17,7 @@ from typing import Any
 import numpy as np
 import orjson
 import pytest
+import sqlalchemy as sa
 from pydantic import ValidationError
 
 from edge_allocator.cli import main as cli_main
@@ -36,6 +37,8 @@ from edge_allocator.service.stages import ModelKey, PolicyStage, ScoredBatch
 from edge_allocator.store import DecisionLog, DecisionRecord, new_decision_id, utc_now
 from edge_allocator.store.journal import BATCH_PREFIX, encode_batch, read_journal
 from edge_allocator.store.log import UnknownDecision
+from edge_allocator.store.runs import DecisionRun
+from edge_allocator.store.tables import decision_runs
 from tests.conftest import node
 
 
@@ -125,10 +128,27 @@ def _answer(d: dict[str, Any]) -> dict[str, Any]:
     return {k: v for k, v in d.items() if k not in ("decision_id", "latency_ms")}
 
 
+def _runs(db: Path) -> list[DecisionRun]:
+    """The batch requests' runs of a log (``store.runs``)."""
+    engine = sa.create_engine(f"sqlite:///{db}")
+    try:
+        with engine.connect() as conn:
+            return [DecisionRun.from_row(r) for r in conn.execute(sa.select(decision_runs))]
+    finally:
+        engine.dispose()
+
+
 def _rows(db: Path) -> dict[str, tuple[Any, ...]]:
+    """Every logged decision: (model version, node id, shadow_of, node count) by id, from
+    ``predictions`` rows and from runs alike."""
     with sqlite3.connect(db) as conn:
-        return {r[0]: r[1:] for r in conn.execute(
+        rows = {r[0]: r[1:] for r in conn.execute(
             "SELECT decision_id, model_version, node_id, shadow_of, node_count FROM predictions")}
+    for run in _runs(db):
+        for i in range(len(run)):
+            d = run.decision(i)
+            rows[d.decision_id] = (run.model_version, d.node_id, None, d.node_count)
+    return rows
 
 
 # --- config ------------------------------------------------------------------------------
@@ -224,12 +244,10 @@ def test_shadow_decisions_are_logged_with_the_live_id_and_kept_out_of_live_figur
         plain.close()
 
 
-def test_a_batch_logs_its_scores_packed_and_reads_back_what_was_answered(models, tmp_path):
-    """The batch path logs each decision's scores as float32 in node order (score_values,
-    ``scores`` NULL); read back they are the answer's scores, float for float. A single
-    request's row keeps the JSON map."""
-    from edge_allocator.store.records import stored_scores
-
+def test_a_batch_logs_one_run_and_reads_back_what_was_answered(models, tmp_path):
+    """The batch path logs its decisions as one run (``store.runs``): every score read
+    back is the answer's, float for float, masked nodes left out, and so are the chosen
+    node and confidence. A single request's row keeps the JSON map."""
     states = _states(10)
     for st in states:
         st["nodes"][2]["bandwidth"] = 0  # unreachable: masked, no score
@@ -241,14 +259,18 @@ def test_a_batch_logs_its_scores_packed_and_reads_back_what_was_answered(models,
         api.close()
     with sqlite3.connect(tmp_path / "decisions.db") as conn:
         rows = {r[0]: r[1:] for r in conn.execute(
-            "SELECT decision_id, scores, score_values, node_ids, node_count FROM predictions")}
+            "SELECT decision_id, scores, score_values, node_count FROM predictions")}
     single, *batch = answered
-    assert rows[single["decision_id"]][1] is None  # packed: the batch's rows only
-    assert all(rows[d["decision_id"]][0] is None for d in batch)
-    for d in answered:
-        scores, packed, ids, n = rows[d["decision_id"]]
-        stored = stored_scores(json.loads(scores) if scores else None, packed, ids, n)
-        assert stored == d["scores"] and len(stored) < n  # masked nodes are left out
+    assert set(rows) == {single["decision_id"]}  # the batch's decisions: not one row each
+    scores, packed, n = rows[single["decision_id"]]
+    assert packed is None and json.loads(scores) == single["scores"] and len(single["scores"]) < n
+    (run,) = _runs(tmp_path / "decisions.db")
+    assert run.decision_ids == tuple(d["decision_id"] for d in batch)
+    for i, d in enumerate(batch):
+        got = run.decision(i)
+        assert run.scores_of(i) == d["scores"] and len(d["scores"]) < got.node_count
+        assert (got.node_id, got.node_index, got.confidence) == (
+            d["node_id"], d["node_index"], d["confidence"])
 
 
 def test_share_samples_requests(models, tmp_path):

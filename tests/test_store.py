@@ -336,17 +336,20 @@ def _fields(rec: DecisionRecord) -> dict[str, Any]:
 def test_migrations_create_tables_and_indexes(db_url: str, tmp_path: Path) -> None:
     with open_log(db_url, tmp_path) as log:
         insp = sa.inspect(log.engine)
-        assert set(insp.get_table_names()) == {"predictions", "feedback", "alembic_version"}
+        assert set(insp.get_table_names()) == {"predictions", "feedback", "decision_runs",
+                                               "alembic_version"}
         indexes = {
             table: {ix["name"]: ix["column_names"] for ix in insp.get_indexes(table)}
-            for table in ("predictions", "feedback")
+            for table in ("predictions", "feedback", "decision_runs")
         }
+        assert indexes["decision_runs"] == {"ix_decision_runs_created_at": ["created_at"]}
+        assert insp.get_pk_constraint("decision_runs")["constrained_columns"] == ["run_id"]
         assert indexes["predictions"] == {"ix_predictions_created_at": ["created_at"],
                                           "ix_predictions_shadow_of": ["shadow_of"]}
         assert indexes["feedback"]["ix_feedback_decision_id"] == ["decision_id"]
         assert insp.get_pk_constraint("predictions")["constrained_columns"] == ["decision_id"]
         with log.engine.connect() as conn:
-            assert conn.scalar(sa.text("SELECT version_num FROM alembic_version")) == "0005"
+            assert conn.scalar(sa.text("SELECT version_num FROM alembic_version")) == "0006"
             # The Core metadata the code queries must be exactly what the migrations built.
             diff = compare_metadata(MigrationContext.configure(conn), metadata)
         assert diff == []
@@ -964,7 +967,7 @@ def test_migration_packs_network_metrics_and_unpacks_on_downgrade(
         with engine.connect() as conn:
             assert compare_metadata(MigrationContext.configure(conn), metadata) == []
             stored = {r.decision_id: r for r in conn.execute(sa.select(predictions))}
-            assert conn.scalar(sa.text("SELECT version_num FROM alembic_version")) == "0005"
+            assert conn.scalar(sa.text("SELECT version_num FROM alembic_version")) == "0006"
     finally:
         engine.dispose()
     assert len(stored) == len(p_rows)

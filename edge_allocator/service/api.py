@@ -52,12 +52,11 @@ from edge_allocator.store import (
     PEER_POLL_S,
     DecisionLog,
     DecisionRecord,
-    RecordBatch,
     UnknownDecision,
     new_decision_id,
-    new_decision_ids,
     utc_now,
 )
+from edge_allocator.store.runs import DecisionRun, new_run_ids
 from edge_allocator.tracing import carrier, span
 from edge_allocator.wire import columnar_batch, is_columnar
 
@@ -199,27 +198,24 @@ class AllocatorApi:
                            route: str) -> DecisionColumns:
         t0 = time.perf_counter()
         key = self._route(model or batch.models[0], batch)
-        ids = new_decision_ids(len(batch))
+        run_id, ids = new_run_ids(len(batch))
         with span("ingress.allocate_batch", model=key.name, version=key.version,
                   states=len(batch)):
             meta = AssembleMeta(key, len(batch), t0, ids, carrier())
             cols = await self.chain.decide_many(batch, meta)
         cols.latency_ms = (time.perf_counter() - t0) * 1000
-        if self.decision_log is not None:  # per-node maps only as far as the log needs them
+        if self.decision_log is not None:  # one run: no per-decision objects at all
             expected, transfer = predicted_times(batch, cols.best)
             m = cols.model
-            self.decision_log.record_many(RecordBatch(
-                decision_ids=cols.decision_ids,
-                request_hashes=batch.keys(key.name, key.version),
-                created_at=utc_now(),  # the batch's decisions were made together
+            self.decision_log.record_run(DecisionRun(
+                run_id=run_id, request_hashes=batch.key_digests(key.name, key.version),
+                created_at=utc_now(),  # the batch's decisions: made together
                 model_name=m.name, model_version=m.version, backend=m.backend,
-                node_ids=cols.node_ids(), node_index=cols.best.tolist(),
-                confidence=cols.confidence.tolist(),
-                scores=[cols.scores_of(i) for i in range(len(batch))],
-                latency_ms=cols.latency_ms, state_node_ids=batch.node_ids,
-                node_values=batch.values32, offsets=batch.offsets.tolist(),
-                expected_ms=expected.tolist(), transfer_ms=transfer.tolist(),
-                score_values=cols.packed_scores()).records())
+                latency_ms=cols.latency_ms, node_ids=cols.node_ids(), node_index=cols.best,
+                confidence=cols.confidence, state_node_ids=batch.node_ids,
+                node_values=batch.values32, offsets=batch.offsets,
+                score_values=cols.run_scores(), expected_ms=expected,
+                transfer_ms=transfer))
         self._observe_many(cols, route, t0)
         self._offer_shadow(key, batch, cols.decision_ids, cols.best)
         return cols

@@ -104,19 +104,13 @@ class DecisionColumns:
             made = self._feasible_of[i] = (feasible, [ids[k] for k in feasible])
         return made
 
-    def packed_scores(self) -> np.ndarray | None:
-        """[T] every node's score in the batch's node order as float32, NaN where masked:
-        what the decision log stores instead of the maps (``store.records``). None when
-        float32 would not hold the scores exactly (a backend scoring in float64) or a
-        scored node's score is NaN: the log keeps the maps then."""
-        values = np.concatenate(self.scores) if self.scores else np.empty(0)
-        packed = values.astype(np.float32)
-        mask = self._feasibility()
-        scored = values[mask]
-        if not np.array_equal(packed[mask].astype(np.float64), scored):  # NaN too
-            return None
-        packed[~mask] = np.nan
-        return packed
+    def run_scores(self) -> np.ndarray:
+        """[T] every node's score in the batch's node order as the model gave it
+        (float64), NaN where masked: a decision run's ``score_values`` (``store.runs``)."""
+        values = (np.concatenate(self.scores).astype(np.float64) if self.scores
+                  else np.empty(0))
+        values[~self._feasibility()] = np.nan
+        return values
 
     def infeasible(self) -> list[dict[str, str]]:
         """Per state {node_id: why} of its masked nodes, made once and for masked nodes

@@ -15,6 +15,7 @@ from __future__ import annotations
 
 import functools
 import itertools
+from collections.abc import Sequence
 from datetime import datetime, timezone
 from typing import Any
 
@@ -31,7 +32,8 @@ from edge_allocator.store.records import (
     pack_node_values,
     pack_scores,
 )
-from edge_allocator.store.tables import predictions
+from edge_allocator.store.runs import DecisionRun
+from edge_allocator.store.tables import decision_runs, predictions
 
 #: Ids per ``IN (...)`` lookup; far below SQLite's and PostgreSQL's parameter limits.
 ID_LOOKUP_CHUNK = 500
@@ -185,6 +187,42 @@ def _sqlite_insert(conn: Connection, records: list[DecisionRecord]) -> int:
         params = tuple(itertools.chain.from_iterable(chunk))
         conn.exec_driver_sql(_sqlite_sql(len(chunk)), params)  # errors wrapped by SQLAlchemy
     return int(dbapi_conn.total_changes - before)
+
+
+#: What the log queues, journals, spools and inserts: one decision, or one batch request's.
+LogItem = DecisionRecord | DecisionRun
+
+
+def decisions_in(items: Sequence[LogItem]) -> int:
+    """How many decisions ``items`` hold."""
+    return sum(len(i) if isinstance(i, DecisionRun) else 1 for i in items)
+
+
+def item_key(item: LogItem) -> str:
+    """What tells two copies of one item apart from two items (journal and spool overlap)."""
+    return item.run_id if isinstance(item, DecisionRun) else item.decision_id
+
+
+def insert_items(conn: Connection, items: list[LogItem]) -> int:
+    """Insert the records and runs not yet stored, in the caller's transaction; returns
+    how many decisions were inserted. A run is stored whole or skipped whole (its
+    primary key: a replay of it stores nothing twice)."""
+    runs = [i for i in items if isinstance(i, DecisionRun)]
+    records = [i for i in items if not isinstance(i, DecisionRun)]
+    done = insert_records(conn, records) if records else 0
+    if runs:
+        stmt = (postgresql.insert(decision_runs) if conn.dialect.name == "postgresql"
+                else sqlite.insert(decision_runs) if conn.dialect.name == "sqlite" else None)
+        if stmt is None:
+            raise NotImplementedError(f"decision runs on {conn.dialect.name}")
+        try:
+            rows = [r.row() for r in {r.run_id: r for r in runs}.values()]
+        except (TypeError, ValueError, OverflowError) as err:  # ids msgpack cannot hold
+            raise exc.StatementError(str(err), "DecisionRun.row", None, err) from err
+        for row in rows:  # one row a batch request: rowcount says whether it was new
+            result = conn.execute(stmt.on_conflict_do_nothing(index_elements=["run_id"]), row)
+            done += row["decision_count"] if result.rowcount else 0
+    return done
 
 
 def insert_records(conn: Connection, records: list[DecisionRecord]) -> int:

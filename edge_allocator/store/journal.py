@@ -36,6 +36,7 @@ from edge_allocator.store.records import (
     unpack_node_values,
     unpack_scores,
 )
+from edge_allocator.store.runs import RUN_PREFIX, DecisionRun
 
 log = logging.getLogger(__name__)
 
@@ -118,15 +119,18 @@ def decode_batch(line: bytes) -> list[DecisionRecord]:
         raise ValueError(f"not a journal batch line: {exc}") from exc
 
 
-def read_journal(path: Path, unreadable: list[bytes]) -> Iterator[DecisionRecord]:
-    """Records of one journal file; lines that do not parse (a line cut by the kill,
-    whole batch lines included) go to ``unreadable``."""
+def read_journal(path: Path, unreadable: list[bytes]
+                 ) -> Iterator[DecisionRecord | DecisionRun]:
+    """Records and runs of one journal file; lines that do not parse (a line cut by the
+    kill, whole batch lines included) go to ``unreadable``."""
     with open(path, "rb") as f:
         for line in f:
             if not line.strip():
                 continue
             try:
-                if line.startswith(BATCH_PREFIX):
+                if line.startswith(RUN_PREFIX):
+                    yield DecisionRun.from_json(line)
+                elif line.startswith(BATCH_PREFIX):
                     yield from decode_batch(line)
                 else:
                     yield DecisionRecord.from_json(line)
@@ -156,10 +160,12 @@ class Journal:
         self.spool_path.parent.mkdir(parents=True, exist_ok=True)
         return os.open(self.current, os.O_WRONLY | os.O_CREAT | os.O_APPEND, 0o644)
 
-    def append(self, records: list[DecisionRecord]) -> None:
-        """One ``write`` of the records (one line, ``encode_batch``): in the page cache
-        when it returns."""
-        data = memoryview(encode_batch(records))
+    def append(self, items: Sequence[DecisionRecord | DecisionRun]) -> None:
+        """One ``write`` of the items (a line per run, one line for the records,
+        ``encode_batch``): in the page cache when it returns."""
+        records = [i for i in items if isinstance(i, DecisionRecord)]
+        data = memoryview(b"".join(i.to_json() + b"\n" for i in items
+                                   if isinstance(i, DecisionRun)) + encode_batch(records))
         if not data:
             return
         while data:

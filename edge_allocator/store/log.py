@@ -18,7 +18,7 @@ import logging
 import math
 import threading
 import time
-from collections.abc import Iterator
+from collections.abc import Sequence
 from datetime import datetime
 from pathlib import Path
 from types import TracebackType
@@ -38,7 +38,7 @@ from edge_allocator.store.engine import (
     make_engine,
     safe_url,
 )
-from edge_allocator.store.inserts import insert_records
+from edge_allocator.store.inserts import LogItem, decisions_in, insert_items, item_key
 from edge_allocator.store.journal import Journal, journal_files, read_journal
 from edge_allocator.store.records import (
     HEX_ID_CHARS,
@@ -47,9 +47,16 @@ from edge_allocator.store.records import (
     utc_now,
 )
 from edge_allocator.store.report import ReportRow, build_report
+from edge_allocator.store.runs import (
+    DecisionRun,
+    chunked,
+    is_run_decision,
+    split_run_decision,
+    unpack_run_choice,
+)
 from edge_allocator.store.shadow_report import ShadowRow, build_shadow_report
 from edge_allocator.store.spool import Spool
-from edge_allocator.store.tables import feedback, predictions
+from edge_allocator.store.tables import decision_runs, feedback, predictions
 
 log = logging.getLogger(__name__)
 
@@ -137,11 +144,6 @@ def _drop_tracebacks(err: BaseException) -> None:
         todo += [e.__cause__, e.__context__]
 
 
-def _chunks(items: list[DecisionRecord], size: int) -> Iterator[list[DecisionRecord]]:
-    for i in range(0, len(items), size):
-        yield items[i : i + size]
-
-
 #: How long after a decision was made feedback on it may still find it unwritten: the
 #: writers of the other replicas sharing the database write every ``flush_interval_s``
 #: (0.5 s by default) or when a batch fills, so a few seconds cover them under load.
@@ -157,6 +159,23 @@ def peer_write_deadline(decision_id: str) -> float | None:
     if made is None or not now - PEER_WRITE_WINDOW_S <= made <= now + 1.0:
         return None
     return made + PEER_WRITE_WINDOW_S
+
+
+def _decided(conn: Any, decision_id: str) -> tuple[str, float | None, float | None] | None:
+    """(node id, expected ms, transfer ms) of the live decision ``decision_id``, None if
+    there is none: a run's by its run's primary key, any other's by its own. A shadow
+    decision was never answered, so no feedback can be about it."""
+    if is_run_decision(decision_id):
+        run_id, index = split_run_decision(decision_id)
+        r = decision_runs.c
+        row = conn.execute(sa.select(r.decision_count, r.chosen_ids, r.expected_ms,
+                                     r.transfer_ms).where(r.run_id == run_id)).first()
+        if row is not None and index < row.decision_count:
+            return unpack_run_choice(row, index)
+    p = predictions.c  # ids of logs written before runs may carry a run's mark
+    found = conn.execute(sa.select(p.node_id, p.expected_ms, p.transfer_ms)
+                         .where(p.decision_id == decision_id, p.shadow_of.is_(None))).first()
+    return None if found is None else (found.node_id, found.expected_ms, found.transfer_ms)
 
 
 def _check_measure(name: str, value: float | None) -> None:
@@ -219,8 +238,9 @@ class DecisionLog:
         self._lock = threading.Lock()
         self._settled_cv = threading.Condition(self._lock)
         self._wake = threading.Event()
-        self._queue: list[DecisionRecord] = []
-        self._accepted = 0  # records ever accepted by record()
+        self._queue: list[LogItem] = []
+        self._accepted = 0  # decisions ever accepted by record()
+        self._queued = 0  # decisions in _queue
         self._settled = 0  # of those, written, spooled or rejected (always a prefix)
         self._flush_requested = 0
         self._flush_served = 0
@@ -259,8 +279,13 @@ class DecisionLog:
         """Queue one decision for writing; returns at once (no I/O)."""
         self.record_many([rec])
 
-    def record_many(self, recs: list[DecisionRecord]) -> None:
-        """Queue the decisions of one batch request at once: one lock, one wake-up."""
+    def record_run(self, run: DecisionRun) -> None:
+        """Queue the decisions of one batch request as one run (``store.runs``): one
+        journal line, one row, whatever its size."""
+        self.record_many([run])
+
+    def record_many(self, recs: Sequence[LogItem]) -> None:
+        """Queue decisions at once: one lock, one wake-up."""
         with self._lock:
             if self._closed:
                 raise RuntimeError("DecisionLog is closed; record() after close() is lost")
@@ -271,8 +296,10 @@ class DecisionLog:
                     log.error("decision log cannot append to journal %s: %s",
                               self._journal.current, err)
             self._queue.extend(recs)
-            self._accepted += len(recs)
-            full = len(self._queue) >= self.batch_size
+            n = decisions_in(recs)
+            self._accepted += n
+            self._queued += n
+            full = self._queued >= self.batch_size
         if full:
             self._wake.set()
 
@@ -464,18 +491,13 @@ class DecisionLog:
         try:
             self._ensure_schema()
             with self._engine.begin() as conn:
-                p = predictions.c
-                # a shadow decision was never answered: no feedback can be about it
-                found = conn.execute(sa.select(p.node_id, p.expected_ms, p.transfer_ms)
-                                     .where(p.decision_id == row["decision_id"],
-                                            p.shadow_of.is_(None))).first()
+                found = _decided(conn, str(row["decision_id"]))
                 if found is None:
                     return None
                 result = conn.execute(sa.insert(feedback).values(row))
                 # Typed Optional; always a Row after a single-row INSERT.
                 inserted: Any = result.inserted_primary_key
-                return FeedbackStored(int(inserted[0]), found.node_id, found.expected_ms,
-                                      found.transfer_ms)
+                return FeedbackStored(int(inserted[0]), *found)
         except exc.SQLAlchemyError as err:
             raise StoreUnavailable(
                 f"cannot record feedback: {describe_error(self._engine, err)}"
@@ -502,7 +524,7 @@ class DecisionLog:
         self._retry_s = 0.0
         self._retry_at = 0.0
 
-    def _write(self, batch: list[DecisionRecord]) -> bool:
+    def _write(self, batch: list[LogItem]) -> bool:
         """Insert ``batch`` in one transaction; False if the database is unavailable.
 
         Data the database refuses (a constraint, a value of the wrong type) is isolated
@@ -511,7 +533,7 @@ class DecisionLog:
         try:
             self._ensure_schema()
             with self._engine.begin() as conn:
-                insert_records(conn, batch)
+                insert_items(conn, batch)
         except Exception as err:
             if _is_data_error(err) and len(batch) > 1:
                 return self._write_each(batch)
@@ -536,19 +558,19 @@ class DecisionLog:
             return False
         return True
 
-    def _write_each(self, batch: list[DecisionRecord]) -> bool:
+    def _write_each(self, batch: list[LogItem]) -> bool:
         # After an outage mid-way the whole batch is spooled; the records already written
         # are skipped on replay, so nothing is stored twice.
         return all(self._write([rec]) for rec in batch)
 
-    def _reject(self, batch: list[DecisionRecord], err: BaseException) -> bool:
+    def _reject(self, batch: list[LogItem], err: BaseException) -> bool:
         try:
             self._spool.reject(batch)
         except OSError as io_err:
             self._note_failure(io_err)
             return False
         log.error("decision log: database refused decision %s (%s); kept in %s",
-                  batch[0].decision_id, describe_error(self._engine, err),
+                  item_key(batch[0]), describe_error(self._engine, err),
                   self._spool.rejected_path)
         return True
 
@@ -565,7 +587,7 @@ class DecisionLog:
             self._wake.wait(self.flush_interval_s)
             with self._lock:
                 self._wake.clear()
-                batch, self._queue = self._queue, []
+                batch, self._queue, self._queued = self._queue, [], 0
                 ticket, stop = self._flush_requested, self._stop
                 if self._journal is not None:
                     sealed = self._journal.seal()
@@ -580,10 +602,11 @@ class DecisionLog:
             with self._lock:
                 if done < len(batch):
                     self._queue[:0] = batch[done:]
+                    self._queued += decisions_in(batch[done:])
                 else:  # every sealed journal file's records are placed now
                     Journal.discard(self._sealed)
                     self._sealed = []
-                self._settled += done
+                self._settled += decisions_in(batch[:done])
                 self._flush_served = ticket
                 self._settled_cv.notify_all()
             if stop:
@@ -623,24 +646,25 @@ class DecisionLog:
                 other.release()
             Journal.discard([lock])
 
-    def _place(self, recs: list[DecisionRecord], unreadable: list[bytes], source: str) -> None:
+    def _place(self, recs: list[LogItem], unreadable: list[bytes], source: str) -> None:
         """Adopted records into the database, or this log's own spool while it is down
         (raises OSError if neither takes them: the files are then kept)."""
-        unique = list({r.decision_id: r for r in recs}.values())  # journal and spool overlap
-        for chunk in _chunks(unique, self.batch_size):
+        unique = list({item_key(r): r for r in recs}.values())  # journal and spool overlap
+        for chunk in chunked(unique, self.batch_size):
             if self._spool.count or not self._write(chunk):
                 self._spool.append(chunk)
         self._spool.reject_lines(unreadable)
         if unique:
-            log.warning("decision log adopted %d records left by %s", len(unique), source)
+            log.warning("decision log adopted %d decisions left by %s", decisions_in(unique),
+                        source)
 
-    def _cycle(self, batch: list[DecisionRecord], forced: bool) -> int:
-        """Replay the spool if due, then write or spool ``batch``; returns how many of
-        ``batch`` (a prefix) were placed."""
+    def _cycle(self, batch: list[LogItem], forced: bool) -> int:
+        """Replay the spool if due, then write or spool ``batch``; returns how many items
+        of ``batch`` (a prefix) were placed."""
         if self._spool.count and (forced or time.monotonic() >= self._retry_at):
             self._replay()
         done = 0
-        for chunk in _chunks(batch, self.batch_size):
+        for chunk in chunked(batch, self.batch_size):
             # Straight to the spool while it holds older records: keeps the order.
             may_try = forced or time.monotonic() >= self._retry_at
             if not self._spool.count and may_try:
@@ -651,8 +675,8 @@ class DecisionLog:
             try:
                 self._spool.append(chunk)
             except OSError as err:
-                log.error("decision log cannot spool to %s (%s); keeping %d records in memory",
-                          self._spool.path, err, len(batch) - done)
+                log.error("decision log cannot spool to %s (%s); keeping %d decisions in "
+                          "memory", self._spool.path, err, decisions_in(batch[done:]))
                 return done
             done += len(chunk)
         return done
@@ -666,7 +690,7 @@ class DecisionLog:
             for chunk in self._spool.read_batches(self.batch_size, unreadable):
                 if not self._write(chunk):
                     return  # still down: the spool stays whole, replay repeats later
-                count += len(chunk)
+                count += decisions_in(chunk)
             self._spool.reject_lines(unreadable)
             with self._lock:
                 self._spool.clear()

@@ -81,8 +81,9 @@ def new_decision_ids(n: int) -> tuple[str, ...]:
     time-ordered keys (wall 28 vs 5 us), and PostgreSQL's B-trees behave the same way.
 
     Layout: 48 bits of Unix milliseconds, the version (7), 12 bits counting the ids of
-    this call (so one batch's ids sort in state order), the variant, 62 random bits from
-    one read of the system's random source."""
+    this call (so one batch's ids sort in state order), the variant, 0 (a single row's, where
+    ``store.runs.new_run_ids`` puts 1), 61 random bits from one read of the system's
+    random source."""
     if n <= 0:
         return ()
     raw = np.frombuffer(os.urandom(16 * n), np.uint8).reshape(n, 16).copy()
@@ -91,7 +92,7 @@ def new_decision_ids(n: int) -> tuple[str, ...]:
     seq = np.arange(n, dtype=np.uint32) & 0xFFF
     raw[:, 6] = 0x70 | (seq >> 8).astype(np.uint8)
     raw[:, 7] = (seq & 0xFF).astype(np.uint8)
-    raw[:, 8] = (raw[:, 8] & 0x3F) | 0x80
+    raw[:, 8] = (raw[:, 8] & 0x1F) | 0x80  # variant 10, then 0: not a run's (store.runs)
     blob = raw.tobytes().hex()
     return tuple(blob[k:k + HEX_ID_CHARS] for k in range(0, HEX_ID_CHARS * n, HEX_ID_CHARS))
 

@@ -2,7 +2,9 @@
 candidate would have chosen the same node, how far apart the two choices are in each
 model's own scores, and what the live choice realised where feedback came back.
 
-A shadow row (``shadow_of`` set) is joined to the live decision it scored. The score gaps
+A shadow row (``shadow_of`` set) is joined to the live decision it scored: a
+``predictions`` row, or a decision of a batch request's run (``store.runs``, unpacked in
+Python). The score gaps
 are read from both rows' stored scores, in Python (JSON maps, or packed float32 for a
 batch's live rows: ``store.records.stored_scores``); agreement
 and outcomes are aggregated in the database.
@@ -31,7 +33,8 @@ from sqlalchemy.engine import Connection
 from sqlalchemy.orm import Session
 
 from edge_allocator.store.records import stored_scores
-from edge_allocator.store.tables import feedback, predictions
+from edge_allocator.store.runs import RUN_ID_CHARS, DecisionRun, split_run_decision
+from edge_allocator.store.tables import decision_runs, feedback, predictions
 
 
 class Outcome(NamedTuple):
@@ -68,6 +71,72 @@ class _Sums:
     gaps: int = 0
     live_gap: float = 0.0
     shadow_gap: float = 0.0
+
+
+@dataclass
+class _Tally:
+    """Feedback on the live decisions of one group: counts and a sum, so the groups of
+    ``predictions`` rows and of runs add up before the rates are taken."""
+
+    n: int = 0
+    ok: int = 0
+    timed: int = 0
+    ms: float = 0.0
+
+    def outcome(self) -> Outcome:
+        return Outcome(self.n, self.ok / self.n if self.n else None,
+                       self.ms / self.timed if self.timed else None)
+
+
+def _run_pairs(db: Session | Connection, since: datetime | None,
+               sums: dict[_Key, _Sums], tally: dict[tuple[_Key, bool], _Tally]) -> None:
+    """The pairs whose live decision is a batch request's (a ``decision_runs`` row):
+    the live choice and scores are unpacked from the run, in Python."""
+    r, shadow = decision_runs, predictions.alias("shadow")
+    where: list[Any] = [r.c.created_at >= since] if since is not None else []
+    found = db.execute(
+        sa.select(shadow.c.shadow_of, shadow.c.model_name, shadow.c.model_version,
+                  shadow.c.node_id, shadow.c.scores, shadow.c.score_values, shadow.c.node_ids,
+                  shadow.c.node_count, r.c.run_id)
+        .select_from(shadow.join(r, sa.func.substr(shadow.c.shadow_of, 1, RUN_ID_CHARS)
+                                 == r.c.run_id))
+        .where(*where).order_by(r.c.run_id)).all()
+    runs: dict[str, DecisionRun] = {}
+    keys: dict[str, tuple[_Key, bool]] = {}
+    for live_id, sname, sv, shadow_node, *stored, run_id in found:
+        run = runs.get(run_id)
+        if run is None:
+            row = db.execute(sa.select(decision_runs).where(r.c.run_id == run_id)).one()
+            run = runs[run_id] = DecisionRun.from_row(row)
+        i = split_run_decision(live_id)[1]
+        if i >= len(run):
+            continue
+        live_node = run.node_ids[i]
+        k: _Key = (run.model_name, run.model_version, sname, sv)
+        acc = sums.setdefault(k, _Sums())
+        acc.pairs += 1
+        keys[live_id] = (k, live_node == shadow_node)
+        if live_node == shadow_node:
+            acc.agreed += 1
+            continue
+        gl = _gap(run.scores_of(i), live_node, shadow_node)
+        gs = _gap(stored_scores(*stored), shadow_node, live_node)
+        if gl is not None and gs is not None:
+            acc.gaps += 1
+            acc.live_gap += gl
+            acc.shadow_gap += gs
+    f = feedback.c
+    ids = list(keys)
+    for start in range(0, len(ids), 500):
+        for decision_id, success, ms in db.execute(
+                sa.select(f.decision_id, f.success, f.completion_ms)
+                .where(f.decision_id.in_(ids[start:start + 500]))):
+            t = tally.setdefault(keys[decision_id], _Tally())
+            t.n += 1
+            t.ok += bool(success)
+            if ms is not None:
+                t.timed += 1
+                t.ms += float(ms)
 
 
 def _gap(scores: Mapping[str, float], own: str, other: str) -> float | None:
@@ -109,15 +178,17 @@ def build_shadow_report(db: Session | Connection,
 
     f = feedback
     agree = sa.case((live.c.node_id == shadow.c.node_id, 1), else_=0)
-    rate = sa.func.avg(sa.case((f.c.success, 1.0), else_=0.0))  # avg(bool) is not portable
-    outcomes: dict[tuple[_Key, bool], Outcome] = {}
-    for *k, agreed, n, success, mean_ms in db.execute(
-            sa.select(*key, agree, sa.func.count(f.c.id), rate, sa.func.avg(f.c.completion_ms))
+    ok = sa.func.sum(sa.case((f.c.success, 1), else_=0))  # sum(bool) is not portable
+    tally: dict[tuple[_Key, bool], _Tally] = {}
+    for *k, agreed, n, n_ok, n_ms, sum_ms in db.execute(
+            sa.select(*key, agree, sa.func.count(f.c.id), ok, sa.func.count(f.c.completion_ms),
+                      sa.func.sum(f.c.completion_ms))
             .select_from(pairs.join(f, f.c.decision_id == live.c.decision_id))
             .where(*where).group_by(*key, agree)):
-        outcomes[(tuple(k), bool(agreed))] = Outcome(
-            int(n), None if success is None else float(success),
-            None if mean_ms is None else float(mean_ms))
+        tally[(tuple(k), bool(agreed))] = _Tally(int(n), int(n_ok or 0), int(n_ms),
+                                                 float(sum_ms or 0.0))
+    _run_pairs(db, since, sums, tally)
+    outcomes = {k: t.outcome() for k, t in tally.items()}
 
     rows = [ShadowRow(*k, pairs=s.pairs, agreement_rate=s.agreed / s.pairs,
                       mean_live_gap=s.live_gap / s.gaps if s.gaps else None,

@@ -16,6 +16,10 @@ from collections.abc import Iterator
 from pathlib import Path
 
 from edge_allocator.store.records import DecisionRecord
+from edge_allocator.store.runs import RUN_PREFIX, DecisionRun, chunked, line_decisions
+
+#: One line of the spool: one decision, or a batch request's run of them.
+SpoolItem = DecisionRecord | DecisionRun
 
 try:
     import fcntl
@@ -65,7 +69,7 @@ class Spool:
             last = b""
             with open(self.path, "rb") as f:
                 for line in f:
-                    self.count += bool(line.strip())
+                    self.count += line_decisions(line) if line.strip() else 0
                     last = line
             self._needs_newline = bool(last) and not last.endswith(b"\n")
 
@@ -93,7 +97,7 @@ class Spool:
             os.close(self._lock_fd)  # closing the descriptor releases the flock
             self._lock_fd = None
 
-    def append(self, records: list[DecisionRecord]) -> None:
+    def append(self, records: list[SpoolItem]) -> None:
         """Write ``records`` at the end and fsync; raises ``OSError`` if that fails."""
         if not records:
             return
@@ -114,12 +118,13 @@ class Spool:
         self._needs_newline = False
         if created:
             _fsync_dir(self.path.parent)
-        self.count += len(records)
+        self.count += sum(len(r) if isinstance(r, DecisionRun) else 1 for r in records)
 
     def read_batches(
         self, batch_size: int, unreadable: list[bytes]
-    ) -> Iterator[list[DecisionRecord]]:
-        """Records in file order, ``batch_size`` at a time.
+    ) -> Iterator[list[SpoolItem]]:
+        """Records and runs in file order, about ``batch_size`` decisions at a time (a
+        run whole).
 
         Lines that do not parse are appended to ``unreadable`` for the caller to
         :meth:`reject_lines` once the replay has succeeded (a failed replay reads the
@@ -127,25 +132,22 @@ class Spool:
         """
         if not self.path.exists():
             return
-        batch: list[DecisionRecord] = []
+        yield from chunked(self._items(unreadable), batch_size)
+
+    def _items(self, unreadable: list[bytes]) -> Iterator[SpoolItem]:
         with open(self.path, "rb") as f:
             for lineno, line in enumerate(f, start=1):
                 if not line.strip():
                     continue
                 try:
-                    batch.append(DecisionRecord.from_json(line))
+                    yield (DecisionRun.from_json(line) if line.startswith(RUN_PREFIX)
+                           else DecisionRecord.from_json(line))
                 except ValueError as err:
                     log.error("spool %s line %d unreadable (%s); setting it aside in %s",
                               self.path, lineno, err, self.rejected_path)
                     unreadable.append(line.rstrip(b"\n"))
-                    continue
-                if len(batch) >= batch_size:
-                    yield batch
-                    batch = []
-        if batch:
-            yield batch
 
-    def reject(self, records: list[DecisionRecord]) -> None:
+    def reject(self, records: list[SpoolItem]) -> None:
         """Set aside records the database refuses as data (kept, never silently dropped)."""
         self.reject_lines([r.to_json() for r in records])
 

@@ -89,6 +89,35 @@ predictions = sa.Table(
     sa.Index("ix_predictions_shadow_of", "shadow_of"),
 )
 
+# The decisions of one batch request (migration 0006, ``store.runs``): one row, every
+# per-decision value packed (little-endian arrays; msgpack for the ids). Decision i of a
+# run has the id ``run_id + f"{i:04x}"``. Live decisions only, never cached.
+decision_runs = sa.Table(
+    "decision_runs",
+    metadata,
+    sa.Column("run_id", sa.String(28), primary_key=True),
+    sa.Column("created_at", UTCDateTime(), nullable=False),
+    sa.Column("model_name", sa.String(128), nullable=False),
+    sa.Column("model_version", sa.String(128), nullable=False),
+    sa.Column("backend", sa.String(128), nullable=False),
+    sa.Column("latency_ms", sa.Float(), nullable=False),
+    sa.Column("request_hashes", sa.LargeBinary(), nullable=False),  # 16 bytes x D
+    sa.Column("decision_count", sa.Integer(), nullable=False),
+    # the sum of the decisions' confidences: the report's mean without unpacking
+    sa.Column("confidence_sum", sa.Float(), nullable=False),
+    sa.Column("node_format", sa.SmallInteger(), nullable=False),
+    sa.Column("node_counts", sa.LargeBinary(), nullable=False),  # int32 [D]
+    sa.Column("node_values", sa.LargeBinary(), nullable=False),  # float32 [T, 7]
+    sa.Column("node_ids", sa.LargeBinary(), nullable=True),  # msgpack [D] of list | None
+    sa.Column("chosen_ids", sa.LargeBinary(), nullable=False),  # msgpack [D] of str
+    sa.Column("node_index", sa.LargeBinary(), nullable=False),  # int32 [D]
+    sa.Column("confidence", sa.LargeBinary(), nullable=False),  # float64 [D]
+    sa.Column("score_values", sa.LargeBinary(), nullable=False),  # float64 [T], NaN masked
+    sa.Column("expected_ms", sa.LargeBinary(), nullable=False),  # float64 [D]
+    sa.Column("transfer_ms", sa.LargeBinary(), nullable=False),  # float64 [D]
+    sa.Index("ix_decision_runs_created_at", "created_at"),
+)
+
 # decision_id is deliberately not a foreign key: predictions can then be pruned or
 # partitioned by time without touching feedback, and feedback inserts take no lock on
 # predictions. record_feedback() checks the id exists instead.

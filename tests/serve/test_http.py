@@ -94,6 +94,9 @@ def test_a_state_is_logged_with_the_same_hash_alone_or_in_a_batch(app_url, app_d
             rows = dict(db.execute(
                 "SELECT decision_id, request_hash FROM predictions WHERE decision_id IN (?,?,?)",
                 ids).fetchall())
+            for raw in db.execute("SELECT request_hashes FROM decision_runs WHERE run_id = ?",
+                                  (ids[1][:28],)).fetchall():  # the batch: one run (store.runs)
+                rows.update(zip(ids[1:], (raw[0][k:k + 16].hex() for k in (0, 16))))
         time.sleep(0.2)
     assert len(rows) == 3
     assert rows[ids[0]] == rows[ids[1]] != rows[ids[2]]
