@@ -8,12 +8,12 @@ and error body is tested without a cluster.
 
 from __future__ import annotations
 
-import gzip
 import logging
 from collections.abc import Awaitable, Callable, Mapping
 from typing import Any, NamedTuple
 
 import orjson
+from isal import igzip
 from msgspec import UNSET
 
 from edge_allocator import __version__
@@ -99,7 +99,7 @@ def _encode(obj: Any, status: int, accept_encoding: str,
         body = orjson.dumps(obj, option=orjson.OPT_SERIALIZE_NUMPY)
         hdrs = {"content-type": JSON, **(headers or {})}
     if len(body) >= GZIP_MIN_BYTES and "gzip" in accept_encoding:
-        body = gzip.compress(body, compresslevel=1)
+        body = igzip.compress(body, compresslevel=1)  # ISA-L: standard gzip, 4x zlib's speed
         hdrs["content-encoding"] = "gzip"
         hdrs["vary"] = "accept-encoding"
     return HttpResponse(status, body, hdrs)
