@@ -32,7 +32,7 @@ from edge_allocator.store.records import (
     pack_node_values,
     pack_scores,
 )
-from edge_allocator.store.runs import DecisionRun
+from edge_allocator.store.runs import DecisionRun, decisions_of
 from edge_allocator.store.tables import decision_runs, predictions
 
 #: Ids per ``IN (...)`` lookup; far below SQLite's and PostgreSQL's parameter limits.
@@ -195,7 +195,7 @@ LogItem = DecisionRecord | DecisionRun
 
 def decisions_in(items: Sequence[LogItem]) -> int:
     """How many decisions ``items`` hold."""
-    return sum(len(i) if isinstance(i, DecisionRun) else 1 for i in items)
+    return sum(map(decisions_of, items))
 
 
 def item_key(item: LogItem) -> str:

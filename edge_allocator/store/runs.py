@@ -255,6 +255,11 @@ class DecisionRun:
             raise ValueError(f"not a DecisionRun JSON document: {exc}") from exc
 
 
+def decisions_of(item: object) -> int:
+    """How many decisions a log item holds: a run's length, else 1 (one record)."""
+    return len(item) if isinstance(item, DecisionRun) else 1
+
+
 def chunked(items: Iterable[Any], size: int) -> Iterator[list[Any]]:
     """``items`` (records and runs) in order, about ``size`` decisions a chunk: a run is
     never split (it is stored whole or not at all), so a chunk holding one is as large
@@ -263,7 +268,7 @@ def chunked(items: Iterable[Any], size: int) -> Iterator[list[Any]]:
     held = 0
     for item in items:
         chunk.append(item)
-        held += len(item) if isinstance(item, DecisionRun) else 1
+        held += decisions_of(item)
         if held >= size:
             yield chunk
             chunk, held = [], 0

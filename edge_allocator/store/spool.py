@@ -16,7 +16,13 @@ from collections.abc import Iterator
 from pathlib import Path
 
 from edge_allocator.store.records import DecisionRecord
-from edge_allocator.store.runs import RUN_PREFIX, DecisionRun, chunked, line_decisions
+from edge_allocator.store.runs import (
+    RUN_PREFIX,
+    DecisionRun,
+    chunked,
+    decisions_of,
+    line_decisions,
+)
 
 #: One line of the spool: one decision, or a batch request's run of them.
 SpoolItem = DecisionRecord | DecisionRun
@@ -118,7 +124,7 @@ class Spool:
         self._needs_newline = False
         if created:
             _fsync_dir(self.path.parent)
-        self.count += sum(len(r) if isinstance(r, DecisionRun) else 1 for r in records)
+        self.count += sum(map(decisions_of, records))
 
     def read_batches(
         self, batch_size: int, unreadable: list[bytes]
